@@ -1,0 +1,1 @@
+"""Grammar of the .lsrl language, shipped as package data."""

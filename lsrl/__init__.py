@@ -1,0 +1,1 @@
+"""lsrl: compile Linear State Recurrent Language programs to recurrent-network weights."""

@@ -1,0 +1,1 @@
+"""Frontend: parse and elaborate .lsrl source into the IR."""

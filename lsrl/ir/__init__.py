@@ -1,0 +1,1 @@
+"""Typed IR of linear/gated recurrent ops, its interpreter and the pass interface."""

@@ -1,0 +1,122 @@
+"""Immutable coefficient arrays whose entries stay exact rationals (Fraction) until weights are emitted."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import cached_property
+from numbers import Rational
+
+import numpy as np
+
+Scalar = Fraction | float
+
+
+def to_scalar(x) -> Scalar:
+    """Normalise a Python/numpy number: rationals become Fraction, anything else float."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return Fraction(int(x))
+    if isinstance(x, (int, np.integer, Rational)):
+        return Fraction(int(x)) if isinstance(x, (int, np.integer)) else Fraction(x)
+    return float(x)
+
+
+def obj_array(data) -> np.ndarray:
+    """An object array of normalised scalars (0-, 1- or 2-D)."""
+    arr = np.array(data, dtype=object)
+    flat = [to_scalar(v) for v in arr.reshape(-1)]
+    out = np.empty(arr.shape, dtype=object)
+    if flat:
+        out.reshape(-1)[:] = flat
+    return out
+
+
+def format_scalar(v: Scalar) -> str:
+    if isinstance(v, Fraction):
+        return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+    return repr(float(v))
+
+
+class Coeffs:
+    """A read-only 1-D or 2-D array of exact (Fraction) or float entries, hashable by value."""
+
+    __slots__ = ("data", "_key", "__dict__")
+
+    def __init__(self, data):
+        arr = data if isinstance(data, np.ndarray) and data.dtype == object else obj_array(data)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"coefficients must be 1-D or 2-D, got shape {arr.shape}")
+        arr = arr.copy()
+        arr.flags.writeable = False
+        self.data = arr
+        self._key = (arr.shape, tuple(arr.reshape(-1)))
+
+    # construction helpers
+    @classmethod
+    def eye(cls, n: int) -> Coeffs:
+        return cls(np.eye(n, dtype=np.int64))
+
+    @classmethod
+    def zeros(cls, *shape: int) -> Coeffs:
+        return cls(np.zeros(shape, dtype=np.int64))
+
+    @classmethod
+    def ones(cls, *shape: int) -> Coeffs:
+        return cls(np.ones(shape, dtype=np.int64))
+
+    # properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @cached_property
+    def exact(self) -> bool:
+        return all(isinstance(v, Fraction) for v in self.data.reshape(-1))
+
+    @cached_property
+    def f64(self) -> np.ndarray:
+        out = self.data.astype(np.float64)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def is_zero(self) -> bool:
+        return all(v == 0 for v in self.data.reshape(-1))
+
+    @cached_property
+    def is_identity(self) -> bool:
+        r = self.shape
+        return len(r) == 2 and r[0] == r[1] and self == Coeffs.eye(r[0])
+
+    def max_abs(self) -> float:
+        return max((abs(float(v)) for v in self.data.reshape(-1)), default=0.0)
+
+    # algebra (exact where both sides are exact)
+    def __matmul__(self, other: Coeffs) -> Coeffs:
+        return Coeffs(self.data @ other.data)
+
+    def __add__(self, other: Coeffs) -> Coeffs:
+        return Coeffs(self.data + other.data)
+
+    def __neg__(self) -> Coeffs:
+        return Coeffs(-self.data)
+
+    @property
+    def T(self) -> Coeffs:  # noqa: N802 - conventional name
+        return Coeffs(self.data.T)
+
+    # identity by value
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Coeffs) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def to_text(self) -> str:
+        if self.data.ndim == 1:
+            return "[" + ", ".join(format_scalar(v) for v in self.data) + "]"
+        return "[" + ", ".join("[" + ", ".join(format_scalar(v) for v in row) + "]" for row in self.data) + "]"
+
+    def __repr__(self) -> str:
+        return f"Coeffs({self.to_text()})"

@@ -1,0 +1,70 @@
+"""A compiled program: the IR graph plus its input spec (with domain) and the parameter values used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from lsrl.diagnostics import Span
+from lsrl.ir.coeffs import Scalar, format_scalar
+from lsrl.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Values one input component may take: a finite set, or the real interval [lo, hi]."""
+
+    kind: str  # "set" | "interval"
+    values: tuple[Scalar, ...]  # the set, or (lo, hi)
+
+    def __str__(self) -> str:
+        if self.kind == "interval":
+            return f"[{format_scalar(self.values[0])}, {format_scalar(self.values[1])}]"
+        return "{" + ", ".join(format_scalar(v) for v in self.values) + "}"
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        if self.kind == "interval":
+            lo, hi = float(self.values[0]), float(self.values[1])
+            return rng.uniform(lo, hi, size=shape)
+        return rng.choice(np.array([float(v) for v in self.values]), size=shape)
+
+    @property
+    def bounds(self) -> tuple[Scalar, Scalar]:
+        return (self.values[0], self.values[1]) if self.kind == "interval" else (min(self.values),
+                                                                                   max(self.values))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dim: int
+    domain: Domain | None
+    span: Span | None = None
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+        """Random inputs (batch, length, dim) from the declared domain (standard normal if none)."""
+        if self.domain is None:
+            return rng.standard_normal((batch, length, self.dim))
+        return self.domain.sample(rng, (batch, length, self.dim))
+
+
+@dataclass(frozen=True)
+class Program:
+    graph: Graph
+    input: InputSpec
+    params: dict[str, object] = field(default_factory=dict)
+    file: str = "<input>"
+    source_sha256: str = ""
+
+    def describe_params(self) -> str:
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (Fraction, float)):
+        return format_scalar(v)
+    if isinstance(v, np.ndarray):
+        return "[" + ", ".join(_fmt(x) for x in v.tolist()) + "]"
+    return str(v)

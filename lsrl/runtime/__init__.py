@@ -1,0 +1,1 @@
+"""Runtime: kernels and execution helpers for compiled models."""

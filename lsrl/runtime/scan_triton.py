@@ -1,0 +1,265 @@
+"""Triton forward kernels for the linear scan and the Mamba-1 selective scan (fp32 state in registers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _affine_combine(a_l, b_l, a_r, b_r):
+    # Composition of h -> a_l*h + b_l followed by h -> a_r*h + b_r (associative, not commutative).
+    return a_r * a_l, a_r * b_l + b_r
+
+
+@triton.jit
+def _softplus(x):
+    # Same threshold as torch.nn.functional.softplus; libdevice log1p is unavailable in the interpreter,
+    # so small values use softplus(x) ~ exp(x) where log(1 + exp(x)) would round to 0.
+    e = tl.exp(tl.minimum(x, 20.0))
+    return tl.where(x > 20.0, x, tl.where(x < -15.0, e, tl.log(1.0 + e)))
+
+
+@triton.jit
+def _linear_scan_kernel(
+    a_ptr, b_ptr, h0_ptr, out_ptr, last_ptr,
+    L, DIM,
+    s_ab, s_at, s_ad, s_bb, s_bt, s_bd, s_ob, s_ot, s_od,
+    HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < DIM
+    # In-tile offsets stay int32; the tile origin moves as a 64-bit scalar pointer.
+    tile_a = offs_t[:, None] * s_at + offs_d[None, :] * s_ad
+    tile_b = offs_t[:, None] * s_bt + offs_d[None, :] * s_bd
+    tile_o = offs_t[:, None] * s_ot + offs_d[None, :] * s_od
+    a_row = a_ptr + pid_b * s_ab
+    b_row = b_ptr + pid_b * s_bb
+    o_row = out_ptr + pid_b * s_ob
+    if HAS_H0:
+        h = tl.load(h0_ptr + pid_b * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D], dtype=tl.float32)
+    first = offs_t[:, None] == 0
+    last = offs_t[:, None] == BLOCK_T - 1
+    for t0 in range(0, L, BLOCK_T):
+        mask = ((t0 + offs_t)[:, None] < L) & mask_d[None, :]
+        # Padded steps are the identity map (a=1, b=0), so the tile's last row is the carried state.
+        a = tl.load(a_row + tile_a, mask=mask, other=1.0).to(tl.float32)
+        b = tl.load(b_row + tile_b, mask=mask, other=0.0).to(tl.float32)
+        b = tl.where(first, b + a * h[None, :], b)
+        _, hs = tl.associative_scan((a, b), axis=0, combine_fn=_affine_combine)
+        tl.store(o_row + tile_o, hs.to(out_ptr.dtype.element_ty), mask=mask)
+        h = tl.sum(tl.where(last, hs, 0.0), axis=0)
+        a_row += BLOCK_T * s_at
+        b_row += BLOCK_T * s_bt
+        o_row += BLOCK_T * s_ot
+    if STORE_LAST:
+        tl.store(last_ptr + pid_b * DIM + offs_d, h, mask=mask_d)
+
+
+@triton.jit
+def _selective_scan_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, out_ptr, last_ptr,
+    L, DIM, N,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_ad, s_an, s_bb, s_bn, s_bl, s_cb, s_cn, s_cl,
+    s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < DIM
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    # exp(dt*A) = exp2(dt*A*log2(e)); padded states get A=0, B=C=0 and stay inert.
+    A2 = tl.load(A_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask_dn, other=0.0)
+    A2 = A2.to(tl.float32) * 1.4426950408889634
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_D:
+        d_skip = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    state_offs = pid_b * DIM * N + offs_d[:, None] * N + offs_n[None, :]
+    if HAS_H0:
+        h = tl.load(h0_ptr + state_offs, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    tile_u = offs_d[:, None] * s_ud + offs_t[None, :] * s_ul
+    tile_dt = offs_d[:, None] * s_dd + offs_t[None, :] * s_dl
+    tile_o = offs_d[:, None] * s_od + offs_t[None, :] * s_ol
+    tile_b = offs_n[:, None] * s_bn + offs_t[None, :] * s_bl
+    tile_c = offs_n[:, None] * s_cn + offs_t[None, :] * s_cl
+    u_row = u_ptr + pid_b * s_ub
+    dt_row = dt_ptr + pid_b * s_db
+    o_row = out_ptr + pid_b * s_ob
+    b_row = B_ptr + pid_b * s_bb
+    c_row = C_ptr + pid_b * s_cb
+    if HAS_Z:
+        tile_z = offs_d[:, None] * s_zd + offs_t[None, :] * s_zl
+        z_row = z_ptr + pid_b * s_zb
+    first = offs_t[None, None, :] == 0
+    last = offs_t[None, None, :] == BLOCK_T - 1
+    for t0 in range(0, L, BLOCK_T):
+        mask_t = (t0 + offs_t) < L
+        mask = mask_d[:, None] & mask_t[None, :]
+        mask_bc = mask_n[:, None] & mask_t[None, :]
+        u = tl.load(u_row + tile_u, mask=mask, other=0.0).to(tl.float32)
+        dt = tl.load(dt_row + tile_dt, mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt += bias[:, None]
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        # dt=0 on padded steps makes them the identity (decay 1, input 0) for the state carry.
+        dt = tl.where(mask, dt, 0.0)
+        Bt = tl.load(b_row + tile_b, mask=mask_bc, other=0.0).to(tl.float32)
+        Ct = tl.load(c_row + tile_c, mask=mask_bc, other=0.0).to(tl.float32)
+        decay = tl.exp2(dt[:, None, :] * A2[:, :, None])  # [BLOCK_D, BLOCK_N, BLOCK_T], registers only
+        inp = (dt * u)[:, None, :] * Bt[None, :, :]
+        inp = tl.where(first, inp + decay * h[:, :, None], inp)
+        _, hs = tl.associative_scan((decay, inp), axis=2, combine_fn=_affine_combine)
+        y = tl.sum(hs * Ct[None, :, :], axis=1)
+        h = tl.sum(tl.where(last, hs, 0.0), axis=2)
+        if HAS_D:
+            y += d_skip[:, None] * u
+        if HAS_Z:
+            z = tl.load(z_row + tile_z, mask=mask, other=0.0).to(tl.float32)
+            y *= z * tl.sigmoid(z)
+            z_row += BLOCK_T * s_zl
+        tl.store(o_row + tile_o, y.to(out_ptr.dtype.element_ty), mask=mask)
+        u_row += BLOCK_T * s_ul
+        dt_row += BLOCK_T * s_dl
+        o_row += BLOCK_T * s_ol
+        b_row += BLOCK_T * s_bl
+        c_row += BLOCK_T * s_cl
+    if STORE_LAST:
+        tl.store(last_ptr + state_offs, h, mask=mask_dn)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Launch parameters; block sizes are powers of two (tl.arange requires it)."""
+
+    block_t: int
+    block_d: int
+    num_warps: int
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def linear_scan_config(batch: int, length: int, dim: int, elem_size: int, device: torch.device) -> ScanConfig:
+    """128-byte rows of channels, 4096-element tiles; narrow the rows when there are too few programs."""
+    block_d = min(128 // elem_size, triton.next_power_of_2(dim))
+    block_d = max(block_d, 1)
+    while block_d > 16 and batch * triton.cdiv(dim, block_d) < 2 * _sm_count(device):
+        block_d //= 2
+    block_t = min(4096 // block_d, max(16, triton.next_power_of_2(length)))
+    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=4)
+
+
+def selective_scan_config(batch: int, length: int, dim: int, n_state: int, device: torch.device) -> ScanConfig:
+    """16 channels share each B/C tile load; tiles of 8192 (channel, state, step) updates in registers."""
+    block_n = triton.next_power_of_2(n_state)
+    block_d = min(16, triton.next_power_of_2(dim))
+    block_t = max(16, min(8192 // (block_d * block_n), triton.next_power_of_2(length)))
+    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=8)
+
+
+def _pow2(name: str, value: int) -> int:
+    if value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, got {value}")
+    return value
+
+
+def _resolve(default: ScanConfig, block_t: int | None, block_d: int | None, num_warps: int | None) -> ScanConfig:
+    return ScanConfig(
+        block_t=_pow2("block_t", block_t or default.block_t),
+        block_d=_pow2("block_d", block_d or default.block_d),
+        num_warps=num_warps or default.num_warps,
+    )
+
+
+def linear_scan_triton(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor | None,
+    return_last_state: bool,
+    *,
+    block_t: int | None = None,
+    block_d: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Launch the linear-scan kernel; inputs are validated and broadcast by the caller."""
+    batch, length, dim = b.shape
+    out = torch.empty(b.shape, dtype=torch.promote_types(a.dtype, b.dtype), device=b.device)
+    last = torch.empty(batch, dim, dtype=torch.float32, device=b.device)
+    h0_c = None if h0 is None else h0.to(torch.float32).contiguous()
+    cfg = _resolve(linear_scan_config(batch, length, dim, b.element_size(), b.device), block_t, block_d, num_warps)
+    if out.numel() > 0:
+        grid = (triton.cdiv(dim, cfg.block_d), batch)
+        _linear_scan_kernel[grid](
+            a, b, h0_c if h0_c is not None else last, out, last,
+            length, dim,
+            *a.stride(), *b.stride(), *out.stride(),
+            HAS_H0=h0_c is not None, STORE_LAST=return_last_state,
+            BLOCK_T=cfg.block_t, BLOCK_D=cfg.block_d, num_warps=cfg.num_warps,
+        )  # fmt: skip
+    elif return_last_state:
+        last = h0_c if h0_c is not None else last.zero_()
+    return (out, last) if return_last_state else out
+
+
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+    h0: torch.Tensor | None,
+    return_last_state: bool,
+    *,
+    block_t: int | None = None,
+    block_d: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Launch the selective-scan kernel; inputs are validated by the caller."""
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    out = torch.empty_like(u, memory_format=torch.contiguous_format)
+    last = torch.empty(batch, dim, n_state, dtype=torch.float32, device=u.device)
+    h0_c = None if h0 is None else h0.to(torch.float32).contiguous()
+    cfg = _resolve(selective_scan_config(batch, length, dim, n_state, u.device), block_t, block_d, num_warps)
+    if out.numel() > 0:
+        grid = (triton.cdiv(dim, cfg.block_d), batch)
+        z_arg = z if z is not None else u  # dummy pointer, never read when HAS_Z is False
+        _selective_scan_kernel[grid](
+            u, delta, A, B, C,
+            D if D is not None else A, z_arg, delta_bias if delta_bias is not None else A,
+            h0_c if h0_c is not None else last, out, last,
+            length, dim, n_state,
+            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_arg.stride(), *out.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(delta_softplus), HAS_H0=h0_c is not None, STORE_LAST=return_last_state,
+            BLOCK_D=cfg.block_d, BLOCK_N=triton.next_power_of_2(n_state), BLOCK_T=cfg.block_t,
+            num_warps=cfg.num_warps,
+        )  # fmt: skip
+    elif return_last_state:
+        last = h0_c if h0_c is not None else last.zero_()
+    return (out, last) if return_last_state else out
