@@ -101,7 +101,8 @@ class Elaborator:
             raise error("E0405", f"-D {name}: the program has no `param {name}`", None,
                         f"did you mean `{near}`?" if near in self.params else
                         f"declared params: {', '.join(self.params) or 'none'}")
-        return self.b.freeze(self.input_node, self.output, self.probes, self.input.name)
+        name = self.file.rsplit("/", 1)[-1].removesuffix(".lsrl")
+        return self.b.freeze(self.input_node, self.output, self.probes, name)
 
     # ------------------------------------------------------------ statements
 

@@ -26,14 +26,18 @@ class _DropNewlinesInBrackets:
 
     always_accept = ("_NL",)
 
+    def __init__(self):
+        self.open: list[Token] = []  # brackets still open; read after a syntax error
+
     def process(self, stream):
-        depth = 0
+        self.open = []
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
-                depth += 1
+                self.open.append(tok)
             elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth > 0:
+                if self.open:
+                    self.open.pop()
+            elif tok.type == "_NL" and self.open:
                 continue
             yield tok
 
@@ -229,6 +233,11 @@ def _syntax_error(file: str, exc: UnexpectedInput):
         text = SOURCES.texts.get(file, "")
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        still_open = _lark().options.postlex.open
+        if still_open:
+            tok = still_open[-1]
+            return error("E0004", f"unclosed '{tok}'", _tok_span(file, tok),
+                         f"add the matching '{')' if str(tok) == '(' else ']'}'")
         return error("E0001", "unexpected end of file", span, f"expected {_expected(exc.expected)}")
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token

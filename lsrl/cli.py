@@ -1,0 +1,151 @@
+"""Command-line interface: lsrl check | ir | run (also `python -m lsrl`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+
+import numpy as np
+
+from lsrl.diagnostics import SOURCES, LsrlError, error
+from lsrl.frontend.elaborate import load_program, parse_param_value
+from lsrl.ir.interpreter import interpret
+from lsrl.ir.printer import dump
+from lsrl.program import Program
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as an lsrl diagnostic with exit status 1."""
+
+    def error(self, message: str):  # noqa: D102
+        self.print_usage(sys.stderr)
+        raise LsrlError(*error("E0900", message, None, f"see `{self.prog} --help`").diagnostics)
+
+
+def _defines(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier() or not value.strip():
+            raise error("E0410", f"-D {pair}: expected NAME=VALUE", None, "e.g. -D T=3")
+        out[name.strip()] = parse_param_value(name.strip(), value.strip())
+    return out
+
+
+def _load(args) -> Program:
+    return load_program(args.file, _defines(args.define))
+
+
+def parse_tokens(text: str, dim: int, exact: bool) -> np.ndarray:
+    """'1 0 1' or '0.5,1 2,3' (tokens by whitespace, components by commas) -> array (time, dim)."""
+    rows = []
+    for i, tok in enumerate(text.split()):
+        parts = tok.split(",")
+        if len(parts) != dim:
+            raise error("E0902", f"input token {i} `{tok}` has {len(parts)} component(s), the program's input "
+                        f"has dim {dim}", None, "separate components of one token with commas, tokens with spaces")
+        try:
+            rows.append([Fraction(p) if exact else float(Fraction(p) if "/" in p else p) for p in parts])
+        except (ValueError, ZeroDivisionError):
+            raise error("E0901", f"input token {i} `{tok}` is not a number", None,
+                        "numbers like 1, -0.5, 2e3 or 1/3") from None
+    if not rows:
+        raise error("E0903", "the input sequence is empty", None, 'e.g. --input "1 0 1"')
+    return np.array(rows, dtype=object if exact else np.float64)
+
+
+def format_number(v) -> str:
+    if isinstance(v, Fraction):
+        return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+    v = float(v)
+    if v == 0:
+        return "0"
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check(args) -> int:
+    prog = _load(args)
+    g = prog.graph
+    states = sum(1 for n in g.nodes if n.op.mnemonic == "linstate")
+    dom = f" in {prog.input.domain}" if prog.input.domain else ""
+    print(f"ok: {args.file}: input {prog.input.name}[{prog.input.dim}]{dom}; output dim {g.output_dim}; "
+          f"{states} state(s); {len(g.nodes)} nodes; probes: {', '.join(n for n, _ in g.probes) or 'none'}")
+    if prog.params:
+        print(f"params: {prog.describe_params()}")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    prog = _load(args)
+    print(dump(prog.graph, locations=not args.no_locations))
+    return 0
+
+
+def cmd_run(args) -> int:
+    prog = _load(args)
+    if args.input_file:
+        try:
+            with open(args.input_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise error("E0904", f"cannot read {args.input_file}: {exc.strerror or exc}", None) from None
+    else:
+        text = args.input
+    x = parse_tokens(text, prog.input.dim, args.exact)
+    result = interpret(prog.graph, x[None], exact=args.exact, trace=args.trace)
+    named = result.named(prog.graph) if args.trace else {}
+    for t in range(x.shape[0]):
+        line = " ".join(format_number(v) for v in result.output[0, t])
+        if args.trace:
+            extras = " ".join(f"{k}=" + ",".join(format_number(v) for v in a[0, t]) for k, a in named.items())
+            line = f"{line}\t# {extras}"
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lsrl", description="Compile LSRL programs to recurrent-network weights.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp):
+        sp.add_argument("file", help="the .lsrl program")
+        sp.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a `param` (repeatable)")
+
+    sp = sub.add_parser("check", help="parse and elaborate; print a summary or diagnostics")
+    common(sp)
+    sp.set_defaults(fn=cmd_check)
+
+    sp = sub.add_parser("ir", help="print the IR of a program")
+    common(sp)
+    sp.add_argument("--no-locations", action="store_true", help="omit source locations")
+    sp.set_defaults(fn=cmd_ir)
+
+    sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
+    common(sp)
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help='tokens separated by spaces, components by commas: "1 0 1" or "0.5,1 2,3"')
+    src.add_argument("--input-file", help="a file holding the tokens in the same format")
+    sp.add_argument("--exact", action="store_true", help="exact rational arithmetic")
+    sp.add_argument("--trace", action="store_true", help="also print every named value per step")
+    sp.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except LsrlError as exc:
+        print(exc.render(SOURCES), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
