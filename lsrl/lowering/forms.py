@@ -1,0 +1,62 @@
+"""Linear forms: every IR value written as sum_m M_m @ value(m) + bias over materialized nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsrl.ir import graph as ir
+from lsrl.ir.coeffs import Coeffs
+
+# Ops whose values must exist in some layer's units; Linear/Concat/Slice are views folded into readers.
+MATERIAL = (ir.Input, ir.LinState, ir.ReLU, ir.Multi)
+
+
+@dataclass(frozen=True)
+class Form:
+    terms: tuple[tuple[int, Coeffs], ...]  # (materialized node id, matrix dim x node.dim), sorted by id
+    bias: Coeffs
+
+    @property
+    def deps(self) -> tuple[int, ...]:
+        return tuple(m for m, _ in self.terms)
+
+    def scaled(self, M: Coeffs) -> Form:
+        return Form(tuple((m, M @ c) for m, c in self.terms), M @ self.bias)
+
+
+def _combine(parts: list[Form], bias: Coeffs) -> Form:
+    acc: dict[int, Coeffs] = {}
+    for f in parts:
+        for m, c in f.terms:
+            acc[m] = acc[m] + c if m in acc else c
+        bias = bias + f.bias
+    return Form(tuple(sorted((m, c) for m, c in acc.items() if not c.is_zero)), bias)
+
+
+def forms(graph: ir.Graph) -> dict[int, Form]:
+    """The linear form of every node (materialized nodes are their own identity form)."""
+    out: dict[int, Form] = {}
+    for n in graph.nodes:
+        op = n.op
+        if isinstance(op, MATERIAL):
+            out[n.id] = Form(((n.id, Coeffs.eye(n.dim)),), Coeffs.zeros(n.dim))
+        elif isinstance(op, ir.Linear):
+            out[n.id] = _combine([out[a].scaled(m) for m, a in zip(op.mats, n.args, strict=True)], op.bias)
+        elif isinstance(op, ir.Concat):
+            parts, off = [], 0
+            for a in n.args:
+                k = graph[a].dim
+                place = np.zeros((n.dim, k), dtype=np.int64)
+                place[off:off + k] = np.eye(k, dtype=np.int64)
+                parts.append(out[a].scaled(Coeffs(place)))
+                off += k
+            out[n.id] = _combine(parts, Coeffs.zeros(n.dim))
+        elif isinstance(op, ir.Slice):
+            sel = np.zeros((n.dim, graph[n.args[0]].dim), dtype=np.int64)
+            sel[np.arange(n.dim), list(op.indices)] = 1
+            out[n.id] = out[n.args[0]].scaled(Coeffs(sel))
+        else:
+            raise TypeError(f"no linear form for {op!r}")
+    return out

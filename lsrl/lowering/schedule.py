@@ -1,0 +1,95 @@
+"""ASAP placement of materialized values into (layer, phase) positions, and liveness-based layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsrl.ir import graph as ir
+from lsrl.lowering.forms import Form
+from lsrl.lowering.stack import Layout, Segment
+
+# Position of phase `k` of layer `l` is 3*l + k; the input is at position -1.
+STATE, MLP, GATE = 0, 1, 2
+INPUT_POS = -1
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def operand_forms(graph: ir.Graph, fs: dict[int, Form], nid: int) -> list[Form]:
+    """The linear forms a materialized node reads (its operands)."""
+    n = graph[nid]
+    return [fs[a] for a in n.args] if not isinstance(n.op, ir.Input) else []
+
+
+def place(graph: ir.Graph, fs: dict[int, Form], nid: int, avail: dict[int, int]) -> int:
+    """Earliest position where node `nid` can be computed, given where its operands become available."""
+    op = graph[nid].op
+    p = max((avail[d] for f in operand_forms(graph, fs, nid) for d in f.deps), default=INPUT_POS)
+    if isinstance(op, ir.LinState):  # reads the layer input: everything up to the previous gate phase
+        return 3 * max(0, _ceil_div(p + 1, 3)) + STATE
+    if isinstance(op, ir.ReLU):  # reads the state phase's output of its layer
+        return 3 * max(0, _ceil_div(p, 3)) + MLP
+    if isinstance(op, ir.Multi):  # reads the MLP phase's output of its layer
+        return 3 * max(0, _ceil_div(p - 1, 3)) + GATE
+    raise TypeError(f"{op!r} is not materialized")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    avail: dict[int, int]  # materialized node -> position where it is computed
+    positions: tuple[int, ...]  # active positions (some node is computed there), ascending
+    layouts: dict[int, Layout]  # position (INPUT_POS included) -> which values the vector there holds
+
+    def reads(self, pos: int) -> int:
+        """The position whose vector a stage at `pos` reads (the previous active one)."""
+        return max(p for p in (INPUT_POS, *self.positions) if p < pos)
+
+    @property
+    def last(self) -> int:
+        return self.positions[-1] if self.positions else INPUT_POS
+
+
+def schedule(graph: ir.Graph, fs: dict[int, Form]) -> Schedule:
+    needed = _needed(graph, fs)
+    avail = {graph.input: INPUT_POS}
+    for n in graph.nodes:  # topological order, so operands are placed first
+        if n.id in needed and n.id != graph.input:
+            avail[n.id] = place(graph, fs, n.id, avail)
+    positions = tuple(sorted({p for p in avail.values() if p != INPUT_POS}))
+    sched = Schedule(avail, positions, {})
+    need_until = dict.fromkeys(avail, INPUT_POS)  # last vector position each value must be present in
+    for nid in avail:
+        if nid == graph.input:
+            continue
+        read = sched.reads(avail[nid])
+        for f in operand_forms(graph, fs, nid):
+            for d in f.deps:
+                need_until[d] = max(need_until[d], read)
+    for r in graph.roots():
+        for d in fs[r].deps:
+            need_until[d] = max(need_until[d], sched.last)
+    layouts = {}
+    for p in (INPUT_POS, *positions):
+        live = sorted((avail[m], m) for m in avail if avail[m] <= p <= need_until[m])
+        segs, off = [], 0
+        for _, m in live:
+            segs.append(Segment(m, off, graph[m].dim))
+            off += graph[m].dim
+        layouts[p] = Layout(tuple(segs))
+    return Schedule(avail, positions, layouts)
+
+
+def _needed(graph: ir.Graph, fs: dict[int, Form]) -> set[int]:
+    """Materialized nodes the roots depend on (through forms and operands)."""
+    todo = [d for r in graph.roots() for d in fs[r].deps] + [graph.input]
+    seen: set[int] = set()
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for f in operand_forms(graph, fs, m):
+            todo.extend(f.deps)
+    return seen
