@@ -1,1 +1,18 @@
-"""Backends: one module per target architecture."""
+"""Backends: one module per target architecture, all emitting from the same lowered stack."""
+
+from __future__ import annotations
+
+from lsrl.backends import lrnn, rnn
+from lsrl.backends.base import Backend, Emitted, Placement, Promise
+from lsrl.diagnostics import error
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND)}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise error("E0700", f"unknown backend `{name}`", None, f"available: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name]
+
+
+__all__ = ["BACKENDS", "Backend", "Emitted", "Placement", "Promise", "get_backend"]

@@ -9,7 +9,7 @@ from importlib import resources
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from lsrl.diagnostics import SOURCES, LsrlError, Span, error
+from lsrl.diagnostics import SOURCES, LsrlError, Note, Span, error
 from lsrl.frontend import ast
 
 # Friendly names for grammar terminals in "expected ..." messages.
@@ -215,6 +215,7 @@ class _ToAst(Transformer):
 
 
 def _expected(names) -> str:
+    names = [n for n in names if n != "_NL"] or list(names)
     shown = sorted({_TERMINAL_NAMES.get(n, f"'{n.lower()}'" if n.isalpha() else n) for n in names})
     if len(shown) > 8:
         shown = shown[:8] + ["..."]
@@ -248,7 +249,9 @@ def _syntax_error(file: str, exc: UnexpectedInput):
     if tok.type == "_NL":
         span = Span(file, tok.line, tok.column, tok.line, tok.column + 1)
     hint = f"expected {_expected(exc.expected)}"
-    return error("E0001", f"unexpected {what}", span, hint)
+    still_open = [b for b in _lark().options.postlex.open if b.line < tok.line]
+    notes = tuple(Note(f"'{b}' opened here is still open", _tok_span(file, b)) for b in still_open[-1:])
+    return error("E0001", f"unexpected {what}", span, hint, notes)
 
 
 def parse(text: str, file: str = "<input>") -> ast.Module:

@@ -17,12 +17,10 @@ def _affine_combine(a_l, b_l, a_r, b_r):
 
 @triton.jit
 def _softplus(x):
-    # torch.nn.functional.softplus (threshold 20). exp2/log2 map to single MUFU instructions on NVIDIA
-    # (tl.log becomes a ~30-instruction polynomial); libdevice log1p is unavailable in the interpreter, so
+    # torch.nn.functional.softplus (threshold 20). libdevice log1p is unavailable in the interpreter, so
     # very negative x uses softplus(x) ~ exp(x), where log(1 + exp(x)) would round to 0.
-    e = tl.exp2(tl.minimum(x, 20.0) * 1.4426950408889634)
-    sp = tl.log2(1.0 + e) * 0.6931471805599453
-    return tl.where(x > 20.0, x, tl.where(x < -15.0, e, sp))
+    e = tl.exp(tl.minimum(x, 20.0))
+    return tl.where(x > 20.0, x, tl.where(x < -15.0, e, tl.log(1.0 + e)))
 
 
 @triton.jit
@@ -32,6 +30,8 @@ def _linear_scan_kernel(
     s_ab, s_at, s_ad, s_bb, s_bt, s_bd, s_ob, s_ot, s_od,
     HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
+    # Tiles are (time, channel) with channels on lanes/warps, so each thread scans a run of BLOCK_T steps
+    # of one channel sequentially in registers (the combine's cross-thread phase is empty).
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -50,17 +50,24 @@ def _linear_scan_kernel(
         h = tl.zeros([BLOCK_D], dtype=tl.float32)
     first = offs_t[:, None] == 0
     last = offs_t[:, None] == BLOCK_T - 1
+    # Padded steps are the identity map (a=1, b=0), so the tile's last row is the carried state.
+    mask = (offs_t[:, None] < L) & mask_d[None, :]
+    a_next = tl.load(a_row + tile_a, mask=mask, other=1.0)
+    b_next = tl.load(b_row + tile_b, mask=mask, other=0.0)
     for t0 in range(0, L, BLOCK_T):
-        mask = ((t0 + offs_t)[:, None] < L) & mask_d[None, :]
-        # Padded steps are the identity map (a=1, b=0), so the tile's last row is the carried state.
-        a = tl.load(a_row + tile_a, mask=mask, other=1.0).to(tl.float32)
-        b = tl.load(b_row + tile_b, mask=mask, other=0.0).to(tl.float32)
-        b = tl.where(first, b + a * h[None, :], b)
-        _, hs = tl.associative_scan((a, b), axis=0, combine_fn=_affine_combine)
-        tl.store(o_row + tile_o, hs.to(out_ptr.dtype.element_ty), mask=mask)
-        h = tl.sum(tl.where(last, hs, 0.0), axis=0)
+        a = a_next.to(tl.float32)
+        b = b_next.to(tl.float32)
+        store_mask = mask
+        # Register double-buffering: the next tile's loads are in flight while this tile is scanned.
         a_row += BLOCK_T * s_at
         b_row += BLOCK_T * s_bt
+        mask = ((t0 + BLOCK_T + offs_t)[:, None] < L) & mask_d[None, :]
+        a_next = tl.load(a_row + tile_a, mask=mask, other=1.0)
+        b_next = tl.load(b_row + tile_b, mask=mask, other=0.0)
+        b = tl.where(first, b + a * h[None, :], b)
+        _, hs = tl.associative_scan((a, b), axis=0, combine_fn=_affine_combine)
+        tl.store(o_row + tile_o, hs.to(out_ptr.dtype.element_ty), mask=store_mask)
+        h = tl.sum(tl.where(last, hs, 0.0), axis=0)
         o_row += BLOCK_T * s_ot
     if STORE_LAST:
         tl.store(last_ptr + pid_b * DIM + offs_d, h, mask=mask_d)
@@ -166,21 +173,28 @@ def _sm_count(device: torch.device) -> int:
 
 
 def linear_scan_config(batch: int, length: int, dim: int, elem_size: int, device: torch.device) -> ScanConfig:
-    """128-byte rows of channels, 4096-element tiles; narrow the rows when there are too few programs."""
-    block_d = min(128 // elem_size, triton.next_power_of_2(dim))
-    block_d = max(block_d, 1)
-    while block_d > 16 and batch * triton.cdiv(dim, block_d) < 2 * _sm_count(device):
+    """One channel per lane, one warp per 32 channels, 64-byte time runs per thread.
+
+    Narrows the channel block (fewer warps per program) while there are fewer than two programs per SM.
+    """
+    block_d = min(128, max(32, triton.next_power_of_2(dim)))
+    while block_d > 32 and batch * triton.cdiv(dim, block_d) < 2 * _sm_count(device):
         block_d //= 2
-    block_t = min(4096 // block_d, max(16, triton.next_power_of_2(length)))
-    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=4)
+    block_t = min(64 // elem_size, max(4, triton.next_power_of_2(length)))
+    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=block_d // 32)
 
 
 def selective_scan_config(batch: int, length: int, dim: int, n_state: int, device: torch.device) -> ScanConfig:
-    """16 channels share each B/C tile load; tiles of 8192 (channel, state, step) updates in registers."""
+    """32 channels on lanes share each B/C load; at most 16 steps and ~64 state updates per thread per tile.
+
+    Chosen from register counts and SASS of sm_90 builds (see docs/kernels.md); to be tuned on a GPU.
+    """
     block_n = triton.next_power_of_2(n_state)
-    block_d = min(16, triton.next_power_of_2(dim))
-    block_t = max(16, min(8192 // (block_d * block_n), triton.next_power_of_2(length)))
-    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=8)
+    block_d = 32 if batch * triton.cdiv(dim, 32) >= 2 * _sm_count(device) else 16
+    num_warps = 4 if block_n <= 16 else 8
+    block_t = max(1, min(16, 64 * 32 * num_warps // (block_d * block_n)))
+    block_t = min(block_t, max(4, triton.next_power_of_2(length)))
+    return ScanConfig(block_t=block_t, block_d=block_d, num_warps=num_warps)
 
 
 def _pow2(name: str, value: int) -> int:

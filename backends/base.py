@@ -1,0 +1,67 @@
+"""The backend interface: turn a lowered stack into a torch module with real parameter names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from lsrl.ir.graph import Graph
+from lsrl.lowering.stack import Stack
+
+
+class ValueFacts(Protocol):
+    """What range analysis proved about IR values (see lsrl.analysis.ranges)."""
+
+    def is_boolean(self, node: int) -> bool: ...
+
+    def bound(self, node: int) -> float: ...
+
+    def nonnegative(self, node: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an IR value lives in the compiled model: units [start, stop) of a layer, and how to read it."""
+
+    node: int
+    layer: str  # parameter-name prefix of the module holding the units, e.g. "rnns.2"
+    start: int
+    stop: int
+    encoding: str  # "linear" | "pair" (v = u[+] - u[-], halves) | "relu" (v = u, v >= 0) | "gate"
+
+
+@dataclass
+class Emitted:
+    module: torch.nn.Module
+    config: dict  # JSON-able: enough to rebuild the module with `Backend.build_module`
+    placements: list[Placement] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Promise:
+    """What a backend guarantees against the float64 interpreter."""
+
+    exact_in_reals: bool
+    rel_tol: float  # max |y - y_ref| / max(1, scale) allowed for this dtype
+    note: str
+
+
+class Backend(Protocol):
+    name: str
+    exact_constructs: str  # one line for docs and `lsrl verify`
+
+    def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted: ...
+
+    def build_module(self, config: dict) -> torch.nn.Module: ...
+
+    def promise(self, dtype: torch.dtype, stack: Stack) -> Promise: ...
+
+
+def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
+    """Exact coefficients become floats only here, when weights are emitted."""
+    import numpy as np
+
+    arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
+    return torch.tensor(arr, dtype=dtype)

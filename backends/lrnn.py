@@ -1,0 +1,103 @@
+"""Canonical linear-RNN backend: per stage a linear state, a ReLU MLP or a gate, as a torch module. Exact."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lsrl.backends.base import Emitted, Placement, Promise, as_tensor
+from lsrl.ir.graph import Graph
+from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
+
+# (parameter names per stage kind, in the order they are stored)
+_PARAMS = {"state": ("A", "B", "bias", "init"), "mlp": ("C", "c", "D", "E", "e"),
+           "gate": ("P", "U", "u", "V", "v", "Q")}
+
+
+class _Stage(nn.Module):
+    def __init__(self, kind: str, shapes: dict[str, list[int]]):
+        super().__init__()
+        self.kind = kind
+        for name in _PARAMS[kind]:
+            self.register_parameter(name, nn.Parameter(torch.zeros(shapes[name]), requires_grad=False))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.kind == "state":
+            drive = h @ self.B.T + self.bias
+            s = self.init.expand(drive.shape[0], -1)
+            outs = []
+            at = self.A.T
+            for t in range(drive.shape[1]):
+                s = s @ at + drive[:, t]
+                outs.append(s)
+            return torch.stack(outs, dim=1)
+        if self.kind == "mlp":
+            return h @ self.C.T + self.c + torch.relu(h @ self.E.T + self.e) @ self.D.T
+        return h @ self.P.T + ((h @ self.U.T + self.u) * (h @ self.V.T + self.v)) @ self.Q.T
+
+
+class LinearRNN(nn.Module):
+    """forward(x[B, T, d_in]) -> y[B, T, d_out]; `probes=True` also returns the named probes."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.stages = nn.ModuleList(_Stage(s["kind"], s["shapes"]) for s in config["stages"])
+        self.readout = nn.Linear(config["readout_in"], config["output_dim"])
+        self.probe_names = list(config["probes"])
+        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d) for d in config["probes"].values())
+
+    def forward(self, x: torch.Tensor, probes: bool = False):
+        h = x.to(self.readout.weight.dtype)
+        for st in self.stages:
+            h = st(h)
+        y = self.readout(h)
+        if not probes:
+            return y
+        return y, {n: head(h) for n, head in zip(self.probe_names, self.probe_heads, strict=True)}
+
+
+def _stage_tensors(st) -> dict[str, torch.Tensor]:
+    return {name: as_tensor(getattr(st, name)) for name in _PARAMS[st.kind]}
+
+
+class LrnnBackend:
+    name = "lrnn"
+    exact_constructs = "all LSRL primitives, exactly (the model is the lowered stack itself)"
+
+    def emit(self, graph: Graph, stack: Stack, facts=None) -> Emitted:
+        config = {
+            "stages": [{"kind": st.kind, "shapes": {k: list(v.shape) for k, v in _stage_tensors(st).items()}}
+                       for st in stack.stages],
+            "input_dim": stack.input_dim, "output_dim": stack.output.b.shape[0],
+            "readout_in": stack.output.W.shape[1],
+            "probes": {name: r.b.shape[0] for name, r in stack.probes},
+        }
+        module = self.build_module(config)
+        with torch.no_grad():
+            for i, st in enumerate(stack.stages):
+                for name, t in _stage_tensors(st).items():
+                    getattr(module.stages[i], name).copy_(t)
+            module.readout.weight.copy_(as_tensor(stack.output.W))
+            module.readout.bias.copy_(as_tensor(stack.output.b))
+            for head, (_, r) in zip(module.probe_heads, stack.probes, strict=True):
+                head.weight.copy_(as_tensor(r.W))
+                head.bias.copy_(as_tensor(r.b))
+        placements = [Placement(seg.node, f"stages.{i}", seg.start, seg.start + seg.dim, "linear")
+                      for i, st in enumerate(stack.stages) for seg in st.out.segments]
+        return Emitted(module, config, placements)
+
+    def build_module(self, config: dict) -> nn.Module:
+        return LinearRNN(config).double()
+
+    def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
+        return Promise(True, _rounding_tol(dtype, stack), "exact in real arithmetic; float rounding only")
+
+
+def _rounding_tol(dtype: torch.dtype, stack: Stack) -> float:
+    """Relative rounding budget: unit roundoff times a generous per-stage growth allowance."""
+    eps = torch.finfo(dtype).eps
+    return eps * 2 ** 12 * (len(stack.stages) + 1)
+
+
+BACKEND = LrnnBackend()
+__all__ = ["BACKEND", "GateStage", "LinearRNN", "MLPStage", "StateStage"]

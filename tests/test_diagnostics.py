@@ -1,0 +1,87 @@
+"""Golden diagnostics: every malformed program in tests/diagnostics/ gives exactly its .txt, exit status 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsrl.cli import main
+
+HERE = Path(__file__).parent / "diagnostics"
+CASES = sorted(p.stem for p in HERE.glob("*.lsrl"))
+
+
+def _check(name: str, capsys) -> tuple[int, str]:
+    cwd = os.getcwd()
+    os.chdir(HERE)
+    try:
+        rc = main(["check", f"{name}.lsrl"])
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr()
+    assert out.out == ""
+    return rc, out.err
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_golden(name, capsys):
+    rc, err = _check(name, capsys)
+    expected = (HERE / f"{name}.txt").read_text()
+    assert rc == 1
+    assert err == expected
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+PROGRAM = "input x[1] in {0, 1}\nparam k = 2\nstate s = 0\ns <- s + k * x\noutput s\n"
+
+BAD_CLI = [
+    (["run", "{prog}", "--input", "1 a 0"], "error[E0901]: input token 1 `a` is not a number"),
+    (["run", "{prog}", "--input", "1 0,1"], "error[E0902]: input token 1 `0,1` has 2 component(s)"),
+    (["run", "{prog}", "--input", "   "], "error[E0903]: the input sequence is empty"),
+    (["run", "{prog}", "--input", "1", "-D", "q=3"], "error[E0405]: -D q: the program has no `param q`"),
+    (["run", "{prog}", "--input", "1", "-D", "k"], "error[E0410]: -D k: expected NAME=VALUE"),
+    (["run", "{prog}", "--input", "1", "-D", "k=(("], "error[E0410]: -D k=((: the value is not a constant"),
+    (["run", "{prog}"], "error[E0900]: one of the arguments --input --input-file is required"),
+    (["run", "{prog}", "--input-file", "/nonexistent/tokens"], "error[E0904]: cannot read /nonexistent/tokens"),
+    (["check", "/nonexistent/prog.lsrl"], "error[E0000]: cannot read /nonexistent/prog.lsrl"),
+    (["frobnicate"], "error[E0900]: argument command: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_CLI)
+def test_bad_cli_input(args, expected, tmp_path, capsys):
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    rc, err = _cli([a.replace("{prog}", str(prog)) for a in args], capsys)
+    assert rc == 1
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_param_override_changes_result(tmp_path, capsys):
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    assert main(["run", str(prog), "--input", "1 0 1", "-D", "k=1/3"]) == 0
+    assert [float(v) for v in capsys.readouterr().out.split()] == [1 / 3, 1 / 3, 2 / 3]
+    assert main(["run", str(prog), "--input", "1 0 1", "-D", "k=1/3", "--exact"]) == 0
+    assert capsys.readouterr().out.split() == ["1/3", "1/3", "2/3"]
+
+
+def test_console_script_exits_1_without_traceback(tmp_path):
+    prog = tmp_path / "bad.lsrl"
+    prog.write_text("input x[1]\nstate s = 0\ns <- relu(s)\noutput s\n")
+    proc = subprocess.run([sys.executable, "-m", "lsrl", "check", str(prog)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "error[E0301]" in proc.stderr and "Traceback" not in proc.stderr
