@@ -1,4 +1,4 @@
-"""Command-line interface: lsrl check | ir | run (also `python -m lsrl`)."""
+"""Command-line interface: lsrl check | ir | run | compile | verify (also `python -m lsrl`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from lsrl.compile import CompileOptions, compile_program
 from lsrl.diagnostics import SOURCES, LsrlError, error
 from lsrl.frontend.elaborate import load_program, parse_param_value
 from lsrl.ir.interpreter import interpret
@@ -81,8 +82,52 @@ def cmd_check(args) -> int:
 
 def cmd_ir(args) -> int:
     prog = _load(args)
-    print(dump(prog.graph, locations=not args.no_locations))
+    graph = prog.graph
+    if args.after:
+        from lsrl.passes import PASS_NAMES, optimize
+
+        if args.after not in PASS_NAMES and args.after != "all":
+            raise error("E0905", f"unknown pass `{args.after}`", None, f"passes: {', '.join(PASS_NAMES)}, all")
+        graph, reports = optimize(graph, upto=None if args.after == "all" else args.after)
+        for r in reports:
+            print(f"# {r.line()}")
+    print(dump(graph, locations=not args.no_locations))
     return 0
+
+
+def _options(args) -> CompileOptions:
+    if args.max_len is not None and args.max_len < 1:
+        raise error("E0906", "--max-len must be at least 1", None)
+    return CompileOptions(backend=args.backend, max_len=args.max_len, dtype=args.dtype,
+                          optimize=not args.no_opt)
+
+
+def cmd_compile(args) -> int:
+    from lsrl.runtime.checkpoint import save_checkpoint
+
+    prog = _load(args)
+    compiled = compile_program(prog, _options(args))
+    out = save_checkpoint(compiled, args.output)
+    widths = compiled.stack.widths()
+    print(f"compiled {args.file} -> {out} (backend {args.backend}, {args.dtype}): {len(compiled.stack.stages)} "
+          f"stages, widths {widths}, {compiled.parameter_count():,} parameters")
+    for r in compiled.reports:
+        print(f"  {r.line()}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from lsrl.verify import verify
+
+    prog = _load(args)
+    options = _options(args)
+    print(f"verify {args.file}: backend {options.backend}, {options.dtype}, {args.samples} random sequences "
+          f"+ edge cases, length {args.length}, seed {args.seed}")
+    if prog.params:
+        print(f"  params: {prog.describe_params()}")
+    report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed)
+    print("\n".join(report.lines()))
+    return 0 if report.passed else 1
 
 
 def cmd_run(args) -> int:
@@ -123,7 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("ir", help="print the IR of a program")
     common(sp)
     sp.add_argument("--no-locations", action="store_true", help="omit source locations")
+    sp.add_argument("--after", metavar="PASS", help="optimise up to and including PASS (or `all`) first")
     sp.set_defaults(fn=cmd_ir)
+
+    def compiling(sp):
+        common(sp)
+        sp.add_argument("--backend", default="lrnn", help="target architecture: lrnn or rnn (default lrnn)")
+        sp.add_argument("--max-len", type=int, default=None,
+                        help="longest sequence the compiled constants must be safe for (default 4096)")
+        sp.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+        sp.add_argument("--no-opt", action="store_true", help="skip the optimiser")
+
+    sp = sub.add_parser("compile", help="compile to a checkpoint directory (safetensors + JSON)")
+    compiling(sp)
+    sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    sp.set_defaults(fn=cmd_compile)
+
+    sp = sub.add_parser("verify", help="compile and check the model against the interpreter")
+    compiling(sp)
+    sp.add_argument("--samples", type=int, default=256, help="random sequences (default 256)")
+    sp.add_argument("--length", type=int, default=256, help="sequence length (default 256)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(fn=cmd_verify)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)

@@ -1,0 +1,100 @@
+"""Check a compiled model against the reference interpreter on random and edge-case inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lsrl.compile import DTYPES, CompileOptions, Compiled, compile_program
+from lsrl.diagnostics import error
+from lsrl.ir.interpreter import interpret
+from lsrl.program import Program
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    backend: str
+    dtype: str
+    sequences: int
+    length: int
+    max_abs: float
+    max_rel: float  # max_abs / max(1, value scale)
+    scale: float
+    promised_rel: float
+    promise_note: str
+    probe_max_rel: float
+    exact_share: float | None  # share of exactly right tokens when the reference output is integer-valued
+    parameters: int
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel <= self.promised_rel and self.probe_max_rel <= self.promised_rel
+
+    def lines(self) -> list[str]:
+        out = [f"  model: {self.parameters:,} parameters",
+               f"  output: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
+               f"(value scale {self.scale:.3g}); promised rel err <= {self.promised_rel:.3g}",
+               f"  probes: max rel err {self.probe_max_rel:.3g}",
+               f"  promise: {self.promise_note}"]
+        if self.exact_share is not None:
+            out.append(f"  integer-valued output: {100 * self.exact_share:.2f}% of tokens exactly right")
+        out.append("  PASS" if self.passed else "  FAIL: error exceeds the promised bound")
+        return out
+
+
+def edge_cases(program: Program, length: int) -> np.ndarray:
+    """Constant sequences at the domain's extremes and an alternation between them."""
+    dom, dim = program.input.domain, program.input.dim
+    if dom is None:
+        lo, hi = -1.0, 1.0
+    else:
+        lo, hi = (float(v) for v in dom.bounds)
+    alt = np.where(np.arange(length) % 2 == 0, lo, hi)
+    rows = [np.full(length, lo), np.full(length, hi), alt, alt[::-1].copy()]
+    return np.stack([np.repeat(r[:, None], dim, axis=1) for r in rows])
+
+
+def sample_inputs(program: Program, samples: int, length: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([program.input.sample(rng, samples, length), edge_cases(program, length)])
+
+
+def verify(program: Program, options: CompileOptions, samples: int = 256, length: int = 256, seed: int = 0,
+           compiled: Compiled | None = None, module: torch.nn.Module | None = None,
+           batch: int = 64) -> VerifyReport:
+    """Run interpreter and compiled model on the same inputs; the report says whether the promise holds."""
+    if options.max_len is not None and length > options.max_len:
+        raise error("E0703", f"--length {length} exceeds --max-len {options.max_len}", None,
+                    "the compiled constants are only proven for sequences up to max-len")
+    compiled = compiled or compile_program(program, options)
+    module = module or compiled.module
+    dtype = DTYPES[options.dtype]
+    x = sample_inputs(program, samples, length, seed)
+    abs_err, probe_err, scale, right, total = 0.0, 0.0, 1.0, 0, 0
+    integer = True
+    for start in range(0, x.shape[0], batch):
+        xb = x[start:start + batch]
+        ref = interpret(program.graph, xb)
+        with torch.no_grad():
+            y, probes = module(torch.tensor(xb, dtype=dtype), probes=True)
+        y = y.double().numpy()
+        abs_err = max(abs_err, float(np.abs(y - ref.output).max()))
+        scale = max(scale, float(np.abs(ref.output).max()))
+        for name, p in probes.items():
+            r = ref.probes[name]
+            probe_err = max(probe_err, float(np.abs(p.double().numpy() - r).max() / max(1.0, np.abs(r).max())))
+        integer = integer and bool(np.all(ref.output == np.round(ref.output)))
+        right += int(np.sum(np.round(y) == ref.output))
+        total += ref.output.size
+    promise = _promise(compiled, dtype)
+    return VerifyReport(options.backend, options.dtype, x.shape[0], length, abs_err, abs_err / scale, scale,
+                        promise.rel_tol, promise.note, probe_err, right / total if integer else None,
+                        compiled.parameter_count())
+
+
+def _promise(compiled: Compiled, dtype: torch.dtype):
+    from lsrl.backends import get_backend
+
+    return get_backend(compiled.options.backend).promise(dtype, compiled.stack)
