@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 import os
 import sys
 import time
@@ -99,7 +99,7 @@ def markdown_table(rows: list[Row], dev: Device, title: str) -> str:
         "| vs torch loop | vs chunk_hgrn | max err |"
     )
     lines = [f"### {title}", "", f"device: {dev.name}; copy bandwidth {dev.bw_copy / 1e9:.0f} GB/s", "", head]
-    lines.append("|" + "---|" * head.count("|")[:-0 or None].__len__() if False else "|" + "---|" * 14)
+    lines.append("|" + "---|" * (head.count("|") - 1))
     for r in rows:
         fl = r.floors(dev)
         frac_bw = fl["mem"] / r.t_s
@@ -235,20 +235,12 @@ def sweep_gpu(batch: int, length: int, dim: int, n_state: int, dtype: str) -> st
     x = selective_inputs(batch, length, dim, n_state, dt, "cuda")
     args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
     lines = ["| kernel | block_t | block_d | num_warps | time (ms) |", "|---|---|---|---|---|"]
-    for bt in (8, 16, 32, 64):
-        for bd in (32, 64, 128):
-            for nw in (1, 2, 4, 8):
-                if bd // 32 > nw * 4:
-                    continue
-                fn = lambda: st.linear_scan_triton(a, b, None, False, block_t=bt, block_d=bd, num_warps=nw)  # noqa: E731
-                lines.append(f"| linear_scan | {bt} | {bd} | {nw} | {gpu_time(fn, 100) * 1e3:.4g} |")
-    for bt in (4, 8, 16, 32):
-        for bd in (16, 32, 64):
-            for nw in (2, 4, 8):
-                fn = lambda: st.selective_scan_triton(  # noqa: E731
-                    *args, True, None, False, block_t=bt, block_d=bd, num_warps=nw
-                )
-                lines.append(f"| selective_scan | {bt} | {bd} | {nw} | {gpu_time(fn, 100) * 1e3:.4g} |")
+    for bt, bd, nw in itertools.product((8, 16, 32, 64), (32, 64, 128), (1, 2, 4, 8)):
+        t = gpu_time(lambda: st.linear_scan_triton(a, b, None, False, block_t=bt, block_d=bd, num_warps=nw), 100)  # noqa: B023
+        lines.append(f"| linear_scan | {bt} | {bd} | {nw} | {t * 1e3:.4g} |")
+    for bt, bd, nw in itertools.product((4, 8, 16, 32), (16, 32, 64), (2, 4, 8)):
+        run = lambda: st.selective_scan_triton(*args, True, None, False, block_t=bt, block_d=bd, num_warps=nw)  # noqa: B023, E731
+        lines.append(f"| selective_scan | {bt} | {bd} | {nw} | {gpu_time(run, 100) * 1e3:.4g} |")
     return "\n".join(lines) + "\n"
 
 
