@@ -14,7 +14,9 @@ from lsrl.runtime.scan_ref import linear_scan_ref, selective_scan_ref
 ScanImpl = Literal["auto", "torch", "triton"]
 IMPL_ENV_VAR = "LSRL_SCAN_IMPL"
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_INSTALL_HINT = "install it with `pip install 'triton>=3.0'` (or `pip install lsrl[triton]`), or pass impl='torch'"
+_INSTALL_HINT = (
+    "install it with `pip install 'triton>=3.0'` (or `pip install lsrl[triton]`), or pass impl='torch'"
+)
 
 __all__ = [
     "IMPL_ENV_VAR",
@@ -36,7 +38,9 @@ def load_triton_backend() -> ModuleType:
     try:
         return importlib.import_module("lsrl.runtime.scan_triton")
     except ImportError as exc:
-        raise ScanBackendUnavailable(f"the Triton scan kernels need the `triton` package: {_INSTALL_HINT}") from exc
+        raise ScanBackendUnavailable(
+            f"the Triton scan kernels need the `triton` package: {_INSTALL_HINT}"
+        ) from exc
 
 
 def triton_available() -> bool:
@@ -65,7 +69,9 @@ def resolve_impl(impl: str | None, tensors: list[torch.Tensor | None]) -> Litera
         return "torch"
     if not kernel_dtypes:
         bad = sorted({str(t.dtype) for t in present if t.dtype not in KERNEL_DTYPES})
-        raise ValueError(f"Triton scan kernels take float32/float16/bfloat16 tensors, got {bad}; use impl='torch'")
+        raise ValueError(
+            f"Triton scan kernels take float32/float16/bfloat16 tensors, got {bad}; use impl='torch'"
+        )
     if not on_cuda and not _interpreting():
         raise ScanBackendUnavailable(
             "Triton scan kernels need CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors); pass impl='torch'"
@@ -102,7 +108,10 @@ def linear_scan(
     """
     _check_common({"a": a, "b": b, "h0": h0})
     if a.shape != b.shape:
-        a, b = torch.broadcast_tensors(a, b)  # stride-0 views, no copy
+        try:
+            a, b = torch.broadcast_tensors(a, b)  # stride-0 views, no copy
+        except RuntimeError as exc:
+            raise ValueError(f"a {tuple(a.shape)} does not broadcast against b {tuple(b.shape)}") from exc
     _check(b.dim() == 3, f"linear_scan expects (batch, time, dim) inputs, got shape {tuple(b.shape)}")
     batch, _, dim = b.shape
     if h0 is not None:
@@ -112,21 +121,25 @@ def linear_scan(
     return load_triton_backend().linear_scan_triton(a, b, h0, return_last_state)
 
 
-def _check_selective(u, delta, A, B, C, D, z, delta_bias, h0) -> None:  # noqa: ANN001
+def _check_selective(tensors: dict[str, torch.Tensor | None]) -> None:
+    u, A = tensors["u"], tensors["A"]
     _check(u.dim() == 3, f"u must be (batch, dim, length), got shape {tuple(u.shape)}")
     batch, dim, length = u.shape
-    _check(A.dim() == 2 and A.shape[0] == dim, f"A must be (dim, d_state) with dim={dim}, got {tuple(A.shape)}")
+    _check(
+        A.dim() == 2 and A.shape[0] == dim, f"A must be (dim, d_state) with dim={dim}, got {tuple(A.shape)}"
+    )
     n_state = A.shape[1]
     expected = {
-        "delta": (delta, (batch, dim, length)),
-        "B": (B, (batch, n_state, length)),
-        "C": (C, (batch, n_state, length)),
-        "D": (D, (dim,)),
-        "z": (z, (batch, dim, length)),
-        "delta_bias": (delta_bias, (dim,)),
-        "h0": (h0, (batch, dim, n_state)),
+        "delta": (batch, dim, length),
+        "B": (batch, n_state, length),
+        "C": (batch, n_state, length),
+        "D": (dim,),
+        "z": (batch, dim, length),
+        "delta_bias": (dim,),
+        "h0": (batch, dim, n_state),
     }
-    for name, (t, shape) in expected.items():
+    for name, shape in expected.items():
+        t = tensors[name]
         if t is not None:
             _check(tuple(t.shape) == shape, f"{name} must have shape {shape}, got {tuple(t.shape)}")
 
@@ -148,16 +161,25 @@ def selective_scan(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Mamba-1 selective scan with mamba_ssm's `selective_scan_fn` layouts and semantics.
 
-    u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, N, L); D, delta_bias: (dim,); h0: (batch, dim, N).
+    u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, N, L); D, delta_bias: (dim,);
+    h0: (batch, dim, N).
     Output has u's dtype; the final state is fp32 (fp64 on the fp64 torch path).
     """
-    tensors = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias, "h0": h0}
+    tensors = {
+        "u": u,
+        "delta": delta,
+        "A": A,
+        "B": B,
+        "C": C,
+        "D": D,
+        "z": z,
+        "delta_bias": delta_bias,
+        "h0": h0,
+    }
     _check_common(tensors)
-    _check_selective(u, delta, A, B, C, D, z, delta_bias, h0)
+    _check_selective(tensors)
     if resolve_impl(impl, list(tensors.values())) == "torch":
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0, return_last_state)
-    D = None if D is None else D.contiguous()
-    delta_bias = None if delta_bias is None else delta_bias.contiguous()
     return load_triton_backend().selective_scan_triton(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0, return_last_state
     )

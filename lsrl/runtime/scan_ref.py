@@ -19,7 +19,7 @@ def linear_scan_ref(
     h0: torch.Tensor | None = None,
     return_last_state: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """h_t = a_t * h_{t-1} + b_t over (batch, time, dim); output in promote(a, b) dtype, last state fp32/64."""
+    """h_t = a_t * h_{t-1} + b_t over (batch, time, dim); output dtype promote(a, b), last state fp32/64."""
     cd = compute_dtype(a, b, h0)
     batch, length, dim = b.shape
     a_c, b_c = a.to(cd), b.to(cd)
@@ -45,7 +45,7 @@ def selective_scan_ref(
     h0: torch.Tensor | None = None,
     return_last_state: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Mamba-1 selective scan, mamba_ssm layouts: u/delta/z (b, D, L), A (D, N), B/C (b, N, L), h0 (b, D, N)."""
+    """Mamba-1 selective scan; layouts u/delta/z (b, D, L), A (D, N), B/C (b, N, L), h0 (b, D, N)."""
     cd = compute_dtype(u, delta, A, B, C, D, z, delta_bias, h0)
     batch, dim, length = u.shape
     u_c, dt = u.to(cd), delta.to(cd)

@@ -184,7 +184,9 @@ def linear_scan_config(batch: int, length: int, dim: int, elem_size: int, device
     return ScanConfig(block_t=block_t, block_d=block_d, num_warps=block_d // 32)
 
 
-def selective_scan_config(batch: int, length: int, dim: int, n_state: int, device: torch.device) -> ScanConfig:
+def selective_scan_config(
+    batch: int, length: int, dim: int, n_state: int, device: torch.device
+) -> ScanConfig:
     """32 channels on lanes share each B/C load; at most 16 steps and ~64 state updates per thread per tile.
 
     Chosen from register counts and SASS of sm_90 builds (see docs/kernels.md); to be tuned on a GPU.
@@ -203,12 +205,23 @@ def _pow2(name: str, value: int) -> int:
     return value
 
 
-def _resolve(default: ScanConfig, block_t: int | None, block_d: int | None, num_warps: int | None) -> ScanConfig:
+def _resolve(
+    default: ScanConfig, block_t: int | None, block_d: int | None, num_warps: int | None
+) -> ScanConfig:
     return ScanConfig(
         block_t=_pow2("block_t", block_t or default.block_t),
         block_d=_pow2("block_d", block_d or default.block_d),
-        num_warps=num_warps or default.num_warps,
+        num_warps=_pow2("num_warps", num_warps or default.num_warps),
     )
+
+
+def _check_int32_offsets(block_t: int, *tensors: torch.Tensor | None) -> None:
+    # Only the batch offset is 64-bit in the kernels; offsets inside one batch element are int32.
+    for t in tensors:
+        if t is not None and t.dim() == 3:
+            span = sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:], strict=True))
+            if span + block_t * max(abs(s) for s in t.stride()[1:]) >= 2**31:
+                raise ValueError(f"one batch element of a {tuple(t.shape)} tensor spans >= 2**31 elements")
 
 
 def linear_scan_triton(
@@ -226,7 +239,10 @@ def linear_scan_triton(
     out = torch.empty(b.shape, dtype=torch.promote_types(a.dtype, b.dtype), device=b.device)
     last = torch.empty(batch, dim, dtype=torch.float32, device=b.device)
     h0_c = None if h0 is None else h0.to(torch.float32).contiguous()
-    cfg = _resolve(linear_scan_config(batch, length, dim, b.element_size(), b.device), block_t, block_d, num_warps)
+    cfg = _resolve(
+        linear_scan_config(batch, length, dim, b.element_size(), b.device), block_t, block_d, num_warps
+    )
+    _check_int32_offsets(cfg.block_t, a, b, out)
     if out.numel() > 0:
         grid = (triton.cdiv(dim, cfg.block_d), batch)
         _linear_scan_kernel[grid](
@@ -265,6 +281,9 @@ def selective_scan_triton(
     last = torch.empty(batch, dim, n_state, dtype=torch.float32, device=u.device)
     h0_c = None if h0 is None else h0.to(torch.float32).contiguous()
     cfg = _resolve(selective_scan_config(batch, length, dim, n_state, u.device), block_t, block_d, num_warps)
+    _check_int32_offsets(cfg.block_t, u, delta, B, C, z, out)
+    D = None if D is None else D.contiguous()
+    delta_bias = None if delta_bias is None else delta_bias.contiguous()
     if out.numel() > 0:
         grid = (triton.cdiv(dim, cfg.block_d), batch)
         z_arg = z if z is not None else u  # dummy pointer, never read when HAS_Z is False
@@ -273,7 +292,8 @@ def selective_scan_triton(
             D if D is not None else A, z_arg, delta_bias if delta_bias is not None else A,
             h0_c if h0_c is not None else last, out, last,
             length, dim, n_state,
-            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_arg.stride(), *out.stride(),
+            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(),
+            *z_arg.stride(), *out.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(delta_softplus), HAS_H0=h0_c is not None, STORE_LAST=return_last_state,
             BLOCK_D=cfg.block_d, BLOCK_N=triton.next_power_of_2(n_state), BLOCK_T=cfg.block_t,
