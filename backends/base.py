@@ -29,7 +29,7 @@ class Placement:
     layer: str  # parameter-name prefix of the module holding the units, e.g. "rnns.2"
     start: int
     stop: int
-    encoding: str  # "linear" | "pair" (v = u[+] - u[-], halves) | "relu" (v = u, v >= 0) | "gate"
+    encoding: str  # "linear" | "relu" (v = u >= 0) | "pair" / "gate" (per component, v = u[2k] - u[2k+1])
 
 
 @dataclass

@@ -63,7 +63,7 @@ def resolve_impl(impl: str | None, tensors: list[torch.Tensor | None]) -> Litera
         raise ValueError(f"scan impl must be 'auto', 'torch' or 'triton', got {choice!r}")
     present = [t for t in tensors if t is not None]
     on_cuda = present[0].device.type == "cuda"
-    # The kernels accumulate in fp32; fp64 callers asked for more precision than they give.
+    # fp64 inputs stay on the torch loop under auto: the kernels would silently accumulate in fp32.
     kernel_dtypes = all(t.dtype in KERNEL_DTYPES for t in present)
     if choice == "torch" or (choice == "auto" and not (on_cuda and kernel_dtypes)):
         return "torch"

@@ -1,0 +1,86 @@
+"""Compile time, parameter count and compiled throughput for tok2tok and vec2vec, beside the reference."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.bench_interpreter import tok2tok_batch
+from bench.common import best_of, table
+from lsrl import interpret, load_program
+from lsrl.compile import CompileOptions, compile_program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# From ../shared/reference/reference_figures.md (reference LSRL @ 2675cd1, 2-core x86-64): simplify seconds
+# and parameter counts after simplify().
+REFERENCE = {
+    ("tok2tok", 2, 1): (4.79, 60_790_615), ("tok2tok", 3, 1): (8.44, 110_832_237),
+    ("tok2tok", 5, 1): (14.61, 255_670_057), ("tok2tok", 8, 1): (30.40, 584_813_227),
+    ("tok2tok", 3, 0): (27.01, 319_390_206_845), ("vec2vec", 0, 1): (0.46, 65_301),
+    ("vec2vec", 0, 0): (0.63, 386_310),
+}
+
+
+def _compile(path: str, params: dict, backend: str):
+    t0 = time.perf_counter()
+    prog = load_program(path, params)
+    compiled = compile_program(prog, CompileOptions(backend))
+    return prog, compiled, time.perf_counter() - t0
+
+
+def compile_rows(backends=("lrnn", "rnn")) -> list[list[object]]:
+    rows = []
+    cases = [("tok2tok", {"T": T, "gated": g}, (T, g)) for g in (1, 0) for T in (2, 3, 5, 8)]
+    cases += [("vec2vec", {"gated": g}, (0, g)) for g in (1, 0)]
+    for name, params, key in cases:
+        ref = REFERENCE.get((name, *key))
+        for backend in backends:
+            _, compiled, secs = _compile(str(ROOT / f"programs/{name}.lsrl"), params, backend)
+            n = compiled.parameter_count()
+            label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items())
+            rows.append([label, backend, f"{secs:.2f}", f"{n:,}",
+                         f"{ref[0]:.2f}" if ref else "-", f"{ref[0] / secs:,.0f}x" if ref else "-",
+                         f"{ref[1]:,}" if ref else "-", f"1/{ref[1] / n:,.0f}" if ref else "-"])
+    return rows
+
+
+def throughput_rows(batch: int = 256, repeat: int = 3) -> list[list[object]]:
+    rows = []
+    path = str(ROOT / "programs/tok2tok.lsrl")
+    x = tok2tok_batch(3, 20, batch)
+    tokens = x.shape[0] * x.shape[1]
+    for gated in (1, 0):
+        prog = load_program(path, {"T": 3, "gated": gated})
+        secs = best_of(lambda prog=prog: interpret(prog.graph, x), repeat)
+        rows.append([f"tok2tok T=3 gated={gated}", "interpreter", "float64", f"{tokens / secs:,.0f}",
+                     f"{tokens / secs / 100:,.0f}x"])
+        for backend in ("lrnn", "rnn"):
+            for dtype in ("float32", "float64"):
+                compiled = compile_program(prog, CompileOptions(backend, dtype=dtype))
+                xt = torch.tensor(x, dtype=getattr(torch, dtype))
+                with torch.no_grad():
+                    secs = best_of(lambda m=compiled.module, xt=xt: m(xt), repeat)
+                    y = compiled.module(xt).double().numpy()
+                ok = np.array_equal(np.round(y[:, -3:]), interpret(prog.graph, x).output[:, -3:])
+                rows.append([f"tok2tok T=3 gated={gated}", backend, dtype, f"{tokens / secs:,.0f}",
+                             f"{tokens / secs / 100:,.0f}x" + ("" if ok else " (WRONG)")])
+    return rows
+
+
+def run() -> str:
+    torch.set_num_threads(2)
+    c = table(["program", "backend", "compile s", "parameters", "reference simplify s", "speed-up",
+               "reference parameters", "ours / reference"], compile_rows())
+    t = table(["program", "runs on", "dtype", "tokens/s (batch 256 x 123)", "vs reference ~100 tok/s"],
+              throughput_rows())
+    return c + "\n\n" + t
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    print(run())
