@@ -19,8 +19,9 @@ from lsrl.ir.coeffs import Coeffs
 SMALL = [Fraction(n, d) for n, d in ((-2, 1), (-1, 1), (-1, 2), (0, 1), (1, 3), (1, 2), (1, 1), (2, 1))]
 FLOATS = [0.1, -0.7, 2 ** 0.5]
 KINDS = ["const", "linear", "linear", "relu", "relu", "multi", "concat", "slice", "state", "state", "dup",
-         "parallel_state", "parallel_state", "identity"]
-STATEFUL = KINDS + ["state", "parallel_state"] * 4  # for tests of state rules: many parallel states
+         "parallel_state", "parallel_state", "identity", "read_states"]
+# for tests of state rules: many parallel states, read together
+STATEFUL = KINDS + ["state"] * 2 + ["parallel_state"] * 6 + ["read_states"] * 4
 LABELS = [None, None, None, "a", "b", "c"]
 
 
@@ -100,6 +101,12 @@ def _draw_node(draw, g: _Draft, kind: str, max_dim: int, floats: bool) -> None:
             s = draw(st.sampled_from(states))
             op = _state_op(draw, dim, g.nodes[s.args[0]].dim if s.args else None, floats)
             g.add(op, s.args, label)
+    elif kind == "read_states":  # one Linear over several states, as `a + b` over parallel counters
+        states = [n.id for n in g.nodes if isinstance(n.op, ir.LinState)]
+        if len(states) > 1:
+            args = tuple(draw(st.lists(st.sampled_from(states), min_size=2, max_size=4, unique=True)))
+            mats = tuple(_coeffs(draw, (dim, g.nodes[a].dim), floats, zero_ok=False) for a in args)
+            g.add(ir.Linear(mats, _coeffs(draw, (dim,), floats)), args, label)
     elif kind == "dup":  # the same op over the same operands again
         n = g.nodes[g.pick(draw)]
         if not isinstance(n.op, ir.Input):
