@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lsrl.backends import lrnn, rnn
 from lsrl.backends.base import Backend, Emitted, Placement, Promise
+
 from lsrl.diagnostics import error
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND)}

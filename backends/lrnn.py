@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from lsrl.backends.base import Emitted, Placement, Promise, as_tensor
 from torch import nn
 
-from lsrl.backends.base import Emitted, Placement, Promise, as_tensor
 from lsrl.ir.graph import Graph
 from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
 

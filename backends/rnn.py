@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from lsrl.backends.base import Emitted, Placement, Promise, ValueFacts, as_tensor
 from torch import nn
 
-from lsrl.backends.base import Emitted, Placement, Promise, ValueFacts, as_tensor
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Stack, StateStage

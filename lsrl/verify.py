@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lsrl.compile import DTYPES, CompileOptions, Compiled, compile_program
+from lsrl.compile import DTYPES, Compiled, CompileOptions, compile_program
 from lsrl.diagnostics import error
 from lsrl.ir.interpreter import interpret
 from lsrl.program import Program

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lsrl.backends import get_backend
 
 from lsrl import compile_source, interpret, load_program
-from lsrl.backends import get_backend
 from lsrl.compile import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.lowering import lower

@@ -1,12 +1,12 @@
-"""Fusion of affine chains: Linear/Slice/Concat operands become matrix columns of Linear and state readers.
+"""Fusion of affine chains: Linear/Slice/Concat operands become matrix columns of Linear and state readers."""
 
-Rule for Linear of Linear: always substitute. It never adds a node (the reader keeps its place, only its
-terms change) and the inner Linear dies once its last Linear reader absorbs it. Matrices in the IR may
-grow (a narrow Linear read by many), but the lowering writes every value as a linear form over
-materialised nodes anyway (lsrl/lowering/forms.py), so the emitted weights do not change, and the IR
-becomes canonical (every Linear reads only Input/ReLU/Multi/LinState nodes, terms sorted by operand),
-which lets CSE find equal affine expressions.
-"""
+# Rule for Linear of Linear: always substitute. It never adds a node (the reader keeps its place, only its
+# terms change) and the inner Linear dies once its last Linear reader absorbs it. Matrices in the IR may
+# grow (a narrow Linear read by many), but the lowering writes every value as a linear form over
+# materialised nodes anyway (lsrl/lowering/forms.py), so the emitted weights do not change, and the IR
+# becomes canonical (every Linear reads only Input/ReLU/Multi/LinState nodes, terms sorted by operand),
+# which lets CSE find equal affine expressions. A state absorbs a view feeding it into B and bias; when
+# that view spans several atoms they are read through a new Concat, so only if the view has no other use.
 
 from __future__ import annotations
 
