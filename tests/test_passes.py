@@ -186,7 +186,10 @@ def test_fuse_linear_composes_chains_into_one_linear():
     relu = ops(new, ir.ReLU)[0]
     inner = new[relu.args[0]]
     assert inner.args == (new.input,) and inner.op == lin([[4]], bias=[1])
-    assert len(new) == 3 and counts["linear_of_linear"] >= 2
+    assert counts["linear_of_linear"] >= 2
+    # named intermediates survive only as views of the input, never as a chain
+    assert all(n.args == (new.input,) for n in ops(new, ir.Linear))
+    assert {n.label for n in ops(new, ir.Linear)} <= {"a", "b", "c"}
     assert_same(g, new, X1)
 
 
@@ -194,7 +197,7 @@ def test_fuse_linear_turns_slices_and_concats_into_columns():
     g = program("input x[2]\nlet r = relu(x)\nlet q = relu(-x)\nlet v = cat(r, q)\n"
                 "output sum(v[1:3]) + x[0]\n")
     new, counts = run("fuse_linear", g)
-    assert not ops(new, ir.Slice) and not ops(new, ir.Concat)
+    assert not [n for n in ops(new, ir.Slice) + ops(new, ir.Concat) if n.label != "v"]  # `v` stays as a view
     out = new[new.output]
     assert all(not isinstance(new[a].op, (ir.Linear, ir.Slice, ir.Concat)) for a in out.args)
     assert counts["slice_into_linear"] >= 1 or counts["concat_into_linear"] >= 1

@@ -54,6 +54,11 @@ class GraphBuilder:
             for n in reversed(self.nodes):
                 if n.id in keep:
                     keep.update(n.args)
+            # A named affine view of live values costs no units, and keeps the program's variable names
+            # (e.g. a state merged into a block-diagonal one) visible to IR dumps and checkpoint manifests.
+            for n in self.nodes:
+                if n.id not in keep and n.label and isinstance(n.op, VIEWS) and keep.issuperset(n.args):
+                    keep.add(n.id)
         new_id = {old: k for k, old in enumerate(sorted(keep))}
         nodes = tuple(ir.Node(new_id[n.id], n.op, tuple(new_id[a] for a in n.args), n.dim, n.span, n.label)
                       for n in self.nodes if n.id in keep)
