@@ -65,3 +65,13 @@ def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
 
     arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
     return torch.tensor(arr, dtype=dtype)
+
+
+def rounding_tol(dtype: torch.dtype, stack: Stack, factor: int) -> float:
+    """Relative rounding budget: unit roundoff x depth x the largest coefficient (how much a steep ReLU
+    ramp such as step(x, scale) can amplify an upstream rounding error) x a per-backend allowance."""
+    eps = torch.finfo(dtype).eps
+    biggest = max([1.0, stack.output.W.max_abs()] + [c.max_abs() for st in stack.stages for c in
+                                                     (getattr(st, f) for f in st.__dataclass_fields__)
+                                                     if hasattr(c, "max_abs")])
+    return eps * factor * (len(stack.stages) + 1) * biggest

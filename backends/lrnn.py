@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lsrl.backends.base import Emitted, Placement, Promise, as_tensor
+from lsrl.backends.base import Emitted, Placement, Promise, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.ir.graph import Graph
@@ -90,13 +90,7 @@ class LrnnBackend:
         return LinearRNN(config).double()
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
-        return Promise(True, _rounding_tol(dtype, stack), "exact in real arithmetic; float rounding only")
-
-
-def _rounding_tol(dtype: torch.dtype, stack: Stack) -> float:
-    """Relative rounding budget: unit roundoff times a generous per-stage growth allowance."""
-    eps = torch.finfo(dtype).eps
-    return eps * 2 ** 12 * (len(stack.stages) + 1)
+        return Promise(True, rounding_tol(dtype, stack, 2**8), "exact in real arithmetic; float rounding only")
 
 
 BACKEND = LrnnBackend()

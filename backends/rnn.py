@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, Placement, Promise, ValueFacts, as_tensor
+from lsrl.backends.base import Emitted, Placement, Promise, ValueFacts, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.diagnostics import Note, error
@@ -112,8 +112,7 @@ class RnnBackend:
         return ReLURNNStack(config).double()
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
-        eps = torch.finfo(dtype).eps
-        return Promise(True, eps * 2 ** 14 * (len(stack.stages) + 1),
+        return Promise(True, rounding_tol(dtype, stack, 2**10),
                        "exact in real arithmetic; gates rely on proven 0/1 factors and bounds; float rounding only")
 
 
