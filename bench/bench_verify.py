@@ -1,0 +1,35 @@
+"""`lsrl verify` over every shipped program, backend and dtype: 256 sequences of length 256 each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.common import table
+from lsrl import LsrlError, load_program
+from lsrl.compile import CompileOptions
+from lsrl.verify import verify
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(samples: int = 256, length: int = 256) -> str:
+    rows = []
+    for path in sorted(ROOT.glob("programs/*.lsrl")):
+        prog = load_program(str(path))
+        for backend in ("lrnn", "rnn"):
+            for dtype in ("float64", "float32"):
+                try:
+                    r = verify(prog, CompileOptions(backend, dtype=dtype), samples=samples, length=length)
+                except LsrlError as exc:
+                    rows.append([path.stem, backend, dtype, "-", "-", "-", "-",
+                                 f"does not compile: {exc.diagnostics[0].code}"])
+                    continue
+                share = f"{100 * r.exact_share:.2f}%" if r.exact_share is not None else "-"
+                rows.append([path.stem, backend, dtype, f"{r.max_abs:.2g}", f"{r.max_rel:.2g}",
+                             f"{r.promised_rel:.2g}", share, "pass" if r.passed else "FAIL"])
+    return table(["program", "backend", "dtype", "max abs err", "max rel err", "promised rel", "exact tokens",
+                  "verdict"], rows)
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,487 @@
+"""Range analysis: soundness against the exact interpreter, and the precision backends rely on.
+
+Soundness: every value the exact interpreter produces (on the graph with its float coefficients read as the
+exact rationals they are, which is what the claims are about) lies in [lo, hi], is integer / 0-1 / in the
+value set wherever that is claimed, and in the abstract value itself. Checked on hand-written programs,
+the prelude, tok2tok, random graphs (tests/ir_strategies.py) and, for {0, 1} inputs, exhaustively over all
+sequences up to length 8.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ir_strategies import STATEFUL, graphs
+
+from lsrl import compile_source, interpret, load_program
+from lsrl.analysis.ranges import DEFAULT_MAX_LEN, Val, analyze, v_join, v_lin, v_meet, v_mul, v_relu
+from lsrl.diagnostics import LsrlError
+from lsrl.ir import graph as ir
+from lsrl.ir.coeffs import Coeffs
+from lsrl.program import Domain
+
+ROOT = Path(__file__).resolve().parent.parent
+F = Fraction
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def _debug(monkeypatch):
+    """Contradictory facts (an empty meet) are bugs: fail instead of falling back."""
+    monkeypatch.setattr("lsrl.analysis.ranges._DEBUG", True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def rational(graph: ir.Graph) -> ir.Graph:
+    """The same graph with every float coefficient replaced by the exact rational it is."""
+
+    def q(c):
+        return None if c is None else Coeffs(np.vectorize(lambda v: Fraction(v), otypes=[object])(c.data))
+
+    nodes = []
+    for n in graph.nodes:
+        op = n.op
+        if isinstance(op, ir.Linear):
+            op = ir.Linear(tuple(q(m) for m in op.mats), q(op.bias))
+        elif isinstance(op, ir.LinState):
+            op = ir.LinState(q(op.A), q(op.B), q(op.bias), q(op.init))
+        nodes.append(ir.Node(n.id, op, n.args, n.dim, n.span, n.label))
+    return ir.Graph(tuple(nodes), graph.input, graph.output, graph.probes, graph.name)
+
+
+def as_fractions(x) -> np.ndarray:
+    x = np.asarray(x, dtype=object)
+    out = np.empty(x.shape, dtype=object)
+    out.reshape(-1)[:] = [Fraction(v) for v in x.reshape(-1)]
+    return out
+
+
+def check_sound(graph: ir.Graph, ranges, x: np.ndarray) -> int:
+    """Run exactly on x (batch, time, dim) and check every traced value against every claim; count checks."""
+    values = interpret(rational(graph), as_fractions(x), exact=True, trace=True).values
+    checked = 0
+    for n in graph.nodes:
+        nr, vals = ranges[n.id], ranges._vals[n.id]
+        arr = values[n.id]
+        for i in range(n.dim):
+            seen = set(arr[..., i].reshape(-1).tolist())
+            for v in seen:
+                where = f"%{n.id}[{i}] = {v} ({ranges.describe(n.id)})"
+                assert nr.lo[i] <= v <= nr.hi[i], where
+                assert not nr.integer[i] or v.denominator == 1, where
+                assert not nr.boolean[i] or v in (0, 1), where
+                assert nr.values[i] is None or v in nr.values[i], where
+                assert vals[i].contains(v), where
+            checked += len(seen)
+    return checked
+
+
+def domain_inputs(domain: Domain | None, rng: np.random.Generator, batch: int, length: int, dim: int):
+    """Inputs from the domain (rationals), with edge cases: constant sequences at the extremes."""
+    if domain is not None and domain.kind == "set":
+        pool = [Fraction(v) for v in domain.values]
+    elif domain is not None:
+        lo, hi = domain.values
+        lo = Fraction(lo) if math.isfinite(lo) else Fraction(-7)
+        hi = Fraction(hi) if math.isfinite(hi) else Fraction(7)
+        pool = sorted({lo, hi, (lo + hi) / 2, lo + (hi - lo) / 3, lo + (hi - lo) * F(7, 8)})
+    else:
+        pool = [F(k, 4) for k in range(-16, 17)]
+    x = np.empty((batch, length, dim), dtype=object)
+    x.reshape(-1)[:] = [pool[i] for i in rng.integers(0, len(pool), x.size)]
+    x[0] = pool[0]
+    if batch > 1:
+        x[1] = pool[-1]
+    return x
+
+
+def compile_text(body: str, decl: str = "input x[1] in {0, 1}"):
+    prog = compile_source(f"{decl}\n{body}", "t.lsrl")
+    return prog.graph, prog.input.domain
+
+
+# ---------------------------------------------------------------- abstract values
+
+
+def test_lattice_arithmetic():
+    a = Val.lat(F(0), F(1), F(0), F(100))  # integers 0..100
+    b = v_lin([(F(1, 2), a)], F(1, 3))
+    assert (b.off, b.step, b.lo, b.hi) == (F(1, 3), F(1, 2), F(1, 3), F(151, 3))
+    c = v_lin([(F(2, 3), a), (F(3, 4), a)], F(0))  # steps 2/3 and 3/4: gcd 1/12
+    assert c.step == F(1, 12)
+    r = v_relu(v_lin([(F(1), a)], F(-10)))
+    assert r.lo == 0 and r.hi == 90 and r.integer()
+    m = v_mul(Val.of_set([F(0), F(1)]), a)
+    assert m.integer() and (m.lo, m.hi) == (0, 100)
+    j = v_join([Val.const(F(0)), Val.lat(F(1), F(2), F(1), F(99))])
+    assert j.step == 1 and (j.lo, j.hi) == (0, 99)
+    s = v_meet(Val.of_set([F(k) for k in range(10)]), Val.lat(F(1), F(3), F(0), F(20)))
+    assert s.values() == (F(1), F(4), F(7))
+    assert Val.lat(F(0), F(1), F(0), F(1)).boolean()
+    assert Val.of_set([F(1, 2)], F(1, 100)).contains(F(51, 100)) and not Val.of_set([F(1, 2)]).contains(F(51, 100))
+
+
+# ---------------------------------------------------------------- prelude precision
+
+
+PRELUDE_BOOLEANS = {
+    "step": "step(x[0] - 3)",
+    "larger": "larger(x[0], 2)",
+    "smaller": "smaller(x[0], 2)",
+    "eq": "eq(x[0], 4)",
+    "neq": "neq(x[0], 4)",
+    "bump": "bump(x[0], 2, 5)",
+    "and": "and(larger(x[0], 2), smaller(x[0], 7))",
+    "or": "or(eq(x[0], 1), eq(x[0], 8))",
+    "not": "not(larger(x[0], 2))",
+    "xor": "xor(larger(x[0], 2), smaller(x[0], 7))",
+    "step_float_scale": "step(x[0] - 3, sqrt(2) * 100)",
+    "eq_counter": "eq(counter(), 5)",
+    "larger_counter_input": "larger(counter(), x[0])",
+    "mod_onehot": "mod_onehot(5)",
+    "cyclic_onehot": "cyclic_onehot(4)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRELUDE_BOOLEANS))
+def test_prelude_comparisons_are_boolean(name):
+    g, dom = compile_text(f"output {PRELUDE_BOOLEANS[name]}", "input x[1] in {0..9}")
+    r = analyze(g, dom, 64)
+    assert r.is_boolean(g.output), r.describe(g.output)
+    check_sound(g, r, domain_inputs(dom, np.random.default_rng(0), 8, 12, 1))
+
+
+def test_prelude_comparisons_on_unbounded_inputs():
+    """step/eq of an input without domain: still 0/1 on integer lattices, [0, 1] on reals."""
+    prog = compile_source("input x[1]\nstate acc = 0\nacc <- acc + 1\nprobe e = eq(acc, 3)\n"
+                          "output step(x[0])", "t.lsrl")
+    r = analyze(prog.graph, None, 100)
+    assert r.is_boolean(dict(prog.graph.probes)["e"])
+    out = r[prog.graph.output]
+    assert (out.lo[0], out.hi[0]) == (0, 1) and not out.boolean[0]  # x real: step is a ramp in between
+    assert r.bound(prog.graph.input) == math.inf
+
+
+def test_ifelse_mul_conditions_and_bounds():
+    src = """
+let t = counter()
+let c = larger(t, 5)
+let m = mod_counter(3)
+output ifelse_mul(and(c, eq(m, 1)), x[0], t)
+"""
+    g, dom = compile_text(src, "input x[1] in {0..9}")
+    r = analyze(g, dom, 100)
+    multis = [n for n in g.nodes if isinstance(n.op, ir.Multi)]
+    assert multis
+    for n in multis:
+        a, b = n.args
+        assert r.is_boolean(a) or r.is_boolean(b), r.describe(n.id)
+        other = b if r.is_boolean(a) else a
+        assert r.bound(other) <= 99, r.describe(other)
+    check_sound(g, r, domain_inputs(dom, np.random.default_rng(1), 6, 30, 1))
+
+
+@pytest.mark.parametrize("max_len", [1, 2, 20, 4096, 10 ** 6])
+def test_counters_are_exact(max_len):
+    g, dom = compile_text("let t = counter()\nlet k = mod_counter(4)\nprobe kk = k\noutput 3 * t - 1")
+    r = analyze(g, dom, max_len)
+    t = next(n.id for n in g.nodes if n.label == "t")
+    assert r[t].lo == (0,) and r[t].hi == (max_len - 1,) and r.is_integer(t)
+    assert r.values(t) == (tuple(F(k) for k in range(max_len)) if max_len <= 4096 else None)
+    assert r[t].values[0] == (r.values(t) if max_len <= 256 else None)
+    out = r[g.output]
+    assert (out.lo[0], out.hi[0]) == (-1, 3 * max_len - 4) and r.is_integer(g.output)
+    k = dict(g.probes)["kk"]
+    if max_len <= 65536:  # orbits are simulated up to 2^16 steps
+        assert r.values(k) == tuple(F(v) for v in range(min(4, max_len)))
+
+
+def test_accumulators_and_shift_registers():
+    src = """
+state acc = 0
+acc <- acc + 2 * x[0] + 1
+state buf[3] = 0
+buf <- shift_matrix(3) @ buf + cat(zeros(2), x[0])
+state decay = 0
+decay <- decay / 2 + x[0]
+output cat(acc, buf, decay)
+"""
+    g, dom = compile_text(src)
+    r = analyze(g, dom, 20)
+    out = r[g.output]
+    assert (out.lo[0], out.hi[0]) == (1, 60) and out.integer[0]  # acc_t in [t, 3t]
+    assert all(out.boolean[1:4])
+    assert 0 <= out.lo[4] and out.hi[4] <= 2.0001
+    for length in range(1, 9):
+        xs = np.array(list(itertools.product([0, 1], repeat=length)), dtype=object)[..., None]
+        check_sound(g, r, xs)
+
+
+def test_rotation_state_orbit_is_joint():
+    g, dom = compile_text("state s[2] = [1, 0]\ns <- rotation(2 * pi / 6) @ s\noutput s[0] + s[1]")
+    r = analyze(g, dom, 4096)
+    s = next(n.id for n in g.nodes if isinstance(n.op, ir.LinState))
+    assert len(r.orbits[s][0][1]) == 6 and "6 points" in r.notes[s]
+    out = r[g.output]  # cos + sin over the 6 directions: max sqrt(3)/2 + 1/2, never sqrt(2)
+    assert out.hi[0] < 1.3661 and out.lo[0] > -1.3661 and out.float_derived[0]
+    check_sound(g, r, np.zeros((1, 13, 1), dtype=object))
+
+
+def test_require_bound_names_the_value():
+    prog = compile_source("input x[2]\nlet y = relu(x[0]) + 1\noutput y * x[1]", "nb.lsrl")
+    r = analyze(prog.graph, prog.input.domain)
+    y = next(n.id for n in prog.graph.nodes if n.label == "y")
+    with pytest.raises(LsrlError) as exc:
+        r.require_bound(y, "the rnn backend's gate constant")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0601" and "`y`" in d.message and d.span.line == 2 and "domain" in d.hint
+    assert "--max-len" in d.hint
+    bounded = compile_source("input x[2] in [-3, 5]\noutput x", "b.lsrl")
+    assert analyze(bounded.graph, bounded.input.domain).require_bound(bounded.graph.output, "test") == 5
+
+
+def test_interval_domain_and_default_max_len():
+    prog = compile_source("input x[1] in [-1/2, 3]\nstate acc = 0\nacc <- acc + x[0]\noutput acc", "i.lsrl")
+    r = analyze(prog.graph, prog.input.domain)
+    assert r.max_len == DEFAULT_MAX_LEN == 4096
+    out = r[prog.graph.output]
+    assert (out.lo[0], out.hi[0]) == (F(-4096, 2), 3 * 4096) and not out.integer[0]
+
+
+# ---------------------------------------------------------------- tok2tok
+
+
+def tok2tok_multis(graph, ranges):
+    rows = []
+    for n in graph.nodes:
+        if isinstance(n.op, ir.Multi):
+            a, b = n.args
+            cond = a if ranges.is_boolean(a) else b if ranges.is_boolean(b) else None
+            rows.append((n.id, cond, None if cond is None else ranges.bound(b if cond == a else a)))
+    return rows
+
+
+@pytest.mark.parametrize("optimised", [False, True])
+def test_tok2tok_gates_are_proven(optimised):
+    prog = load_program(str(ROOT / "programs" / "tok2tok.lsrl"))
+    g = prog.graph
+    if optimised:
+        passes = pytest.importorskip("lsrl.passes")
+        g = passes.optimize(g)[0]
+    t0 = time.perf_counter()
+    r = analyze(g, prog.input.domain, 4096)
+    elapsed = time.perf_counter() - t0
+    rows = tok2tok_multis(g, r)
+    assert len(rows) == 13
+    for node, cond, bound in rows:
+        assert cond is not None, r.describe(node)
+        assert bound <= 9 * 4096, r.describe(node)  # a token (9), the step counter (4095) or a register
+    assert elapsed < 5, elapsed
+
+
+def test_tok2tok_sound_exact_and_float():
+    prog = load_program(str(ROOT / "programs" / "tok2tok.lsrl"))
+    g, dom = prog.graph, prog.input.domain
+    r = analyze(g, dom, 24)
+    rng = np.random.default_rng(5)
+    # the protocol: query, then (key ++ value) pairs with a matching key somewhere; plus random streams
+    x = domain_inputs(dom, rng, 6, 24, 1)
+    x[2, :, 0] = [F(v) for v in [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 9, 9, 9, 0, 0, 0, 1, 1, 1, 2, 2, 2]]
+    check_sound(g, r, x)
+    # float64 interpreter on long sequences: within rounding of the claims
+    r = analyze(g, dom, 300)
+    xf = prog.input.sample(np.random.default_rng(6), 4, 300)
+    values = interpret(g, xf, trace=True).values
+    for n in g.nodes:
+        nr = r[n.id]
+        for i in range(n.dim):
+            v = values[n.id][..., i]
+            tol = 1e-9 * max(1.0, float(np.abs(v).max()))
+            assert float(nr.lo[i]) - tol <= v.min() and v.max() <= float(nr.hi[i]) + tol, r.describe(n.id)
+            if nr.boolean[i]:
+                assert np.all(np.minimum(np.abs(v), np.abs(v - 1)) <= tol), r.describe(n.id)
+
+
+# ---------------------------------------------------------------- exhaustive and random programs
+
+EXHAUSTIVE = {
+    "switches": """
+let t = counter()
+let a = and(larger(t, 2), x[0])
+let b = or(eq(mod_counter(3), 1), not(x[0]))
+state seen = 0
+seen <- seen + and(a, b)
+output cat(a, b, seen, ifelse_mul(a, seen, t), step(seen - t + 1 / 2))
+""",
+    "matching": """
+state last = 0
+last <- [[0]] @ last + x[0]
+state prev[2] = 0
+prev <- [[0, 1], [0, 0]] @ prev + cat(0, x[0])
+let same = eq(prev[0], x[0])
+state runs = 0
+runs <- runs + same
+output cat(same, runs, relu(runs - 2) - relu(runs - 3), bump(runs, 1, 2), ifelse(same, runs, 5 - runs, 64))
+""",
+    "cyclic": """
+let oh = cyclic_onehot(3)
+state acc[3] = 0
+acc <- acc + oh * x[0]
+output cat(oh, acc, sum(oh * acc), max(acc[0], acc[1]), min(acc[2], 1), abs(acc[0] - acc[1]))
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXHAUSTIVE))
+def test_exhaustive_binary_sequences(name):
+    g, dom = compile_text(EXHAUSTIVE[name])
+    r = analyze(g, dom, 8)
+    total = 0
+    for length in range(1, 9):
+        xs = np.array(list(itertools.product([0, 1], repeat=length)), dtype=object)[..., None]
+        total += check_sound(g, r, xs)
+    assert total > 0
+
+
+DOMAINS = st.one_of(
+    st.none(),
+    st.lists(st.sampled_from([F(k, 2) for k in range(-4, 5)]), min_size=1, max_size=4, unique=True).map(
+        lambda v: Domain("set", tuple(sorted(v)))),
+    st.tuples(st.sampled_from([F(-2), F(-1, 2), F(0), F(1)]), st.sampled_from([F(0), F(1), F(3, 2)])).filter(
+        lambda p: p[0] <= p[1]).map(lambda p: Domain("interval", p)),
+    st.sampled_from([Domain("interval", (-math.inf, F(1))), Domain("interval", (F(0), math.inf))]),
+)
+
+
+@SETTINGS
+@given(graphs(max_nodes=10, max_dim=3, floats=False, kinds=STATEFUL), DOMAINS, st.integers(0, 2 ** 32 - 1))
+def test_random_graphs_sound(graph, domain, seed):
+    rng = np.random.default_rng(seed)
+    max_len = int(rng.integers(1, 9))
+    r = analyze(graph, domain, max_len)
+    check_sound(graph, r, domain_inputs(domain, rng, 3, max_len, graph.input_dim))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(max_nodes=8, max_dim=2, floats=True), DOMAINS, st.integers(0, 2 ** 32 - 1))
+def test_random_float_graphs_sound(graph, domain, seed):
+    rng = np.random.default_rng(seed)
+    max_len = int(rng.integers(1, 7))
+    r = analyze(graph, domain, max_len)
+    check_sound(graph, r, domain_inputs(domain, rng, 2, max_len, graph.input_dim))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(max_nodes=10, max_dim=2, floats=False))
+def test_random_graphs_binary_exhaustive(graph):
+    dom = Domain("set", (F(0), F(1)))
+    r = analyze(graph, dom, 4)
+    d = graph.input_dim
+    for length in range(1, 5):
+        combos = list(itertools.product([0, 1], repeat=length * d))
+        xs = np.array(combos, dtype=object).reshape(len(combos), length, d)
+        check_sound(graph, r, xs)
+
+
+def test_optimised_graphs_keep_facts():
+    passes = pytest.importorskip("lsrl.passes")
+    for body in EXHAUSTIVE.values():
+        g, dom = compile_text(body)
+        go = passes.optimize(g)[0]
+        r0, r1 = analyze(g, dom, 8), analyze(go, dom, 8)
+        for rr, gg in ((r0, g), (r1, go)):
+            xs = np.array(list(itertools.product([0, 1], repeat=6)), dtype=object)[..., None]
+            check_sound(gg, rr, xs)
+        assert r0.is_boolean(g.output) == r1.is_boolean(go.output)
+        assert r1.bound(go.output) <= r0.bound(g.output)
+
+
+# ---------------------------------------------------------------- random prelude programs
+
+
+@st.composite
+def prelude_programs(draw):
+    """LSRL text mixing counters, orbits, accumulators, comparisons, logic and gates (what backends meet)."""
+    lines, pool, bools = ["let t = counter()"], ["x[0]", "t"], []
+    k = 0
+
+    def pick(kind=None):
+        src = bools if kind == "bool" and bools else pool
+        return draw(st.sampled_from(src))
+
+    for _ in range(draw(st.integers(3, 9))):
+        k += 1
+        name = f"v{k}"
+        kind = draw(st.sampled_from(["cmp", "cmp", "logic", "logic", "gate", "arith", "state", "orbit", "mul"]))
+        const = draw(st.sampled_from(["0", "1", "2", "5/2", "-1"]))
+        scale = draw(st.sampled_from(["1000", "2", "1/2", "sqrt(2)"]))
+        if kind == "cmp":
+            fn = draw(st.sampled_from(["step({a} - {c}, {s})", "larger({a}, {b}, {s})", "smaller({a}, {c}, {s})",
+                                       "eq({a}, {b}, {s})", "bump({a}, {c}, {c} + 2, {s})", "neq({a}, {c})"]))
+            expr = fn.format(a=pick(), b=pick(), c=const, s=scale)
+            bools.append(name)
+        elif kind == "logic" and bools:
+            fn = draw(st.sampled_from(["and({p}, {q})", "or({p}, {q})", "not({p})", "xor({p}, {q})"]))
+            expr = fn.format(p=pick("bool"), q=pick("bool"))
+            bools.append(name)
+        elif kind == "gate" and bools:
+            fn = draw(st.sampled_from(["ifelse_mul({p}, {a}, {b})", "ifelse({p}, {a}, {b}, 64)",
+                                       "ifelse_step({p}, {a}, {b}, 64)"]))
+            expr = fn.format(p=pick("bool"), a=pick(), b=pick())
+        elif kind == "arith":
+            fn = draw(st.sampled_from(["{a} + {b}", "2 * {a} - {b} + {c}", "relu({a} - {c})", "max({a}, {b})",
+                                       "min({a}, {b})", "abs({a} - {b})", "clip({a}, 0, 3)"]))
+            expr = fn.format(a=pick(), b=pick(), c=const)
+        elif kind == "state":
+            upd = draw(st.sampled_from(["s + {a}", "s / 2 + {a}", "{a}", "s + {a} * {p}", "2 * s - {a}"]))
+            if "{p}" in upd and not bools:
+                upd = "s + {a}"
+            lines.append(f"state s{k} = {const}")
+            lines.append(f"s{k} <- " + upd.replace("s", f"s{k}", 1).format(a=pick(), p=pick("bool")))
+            expr = f"s{k}"
+        elif kind == "orbit":
+            expr = draw(st.sampled_from(["mod_counter(3)", "mod_onehot(4)[1]", "cyclic_onehot(3)[0]",
+                                         "mod_counter(2) + t", "delay({a}, 2)[0]"])).format(a=pick())
+        else:
+            expr = f"{pick()} * {pick()}"
+        lines.append(f"let {name} = {expr}")
+        pool.append(name)
+    outs = draw(st.lists(st.sampled_from(pool[2:] or pool), min_size=1, max_size=3))
+    lines.append(f"output cat({', '.join(outs)})")
+    return "\n".join(lines)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prelude_programs(), st.integers(0, 2 ** 32 - 1))
+def test_random_prelude_programs_sound(text, seed):
+    prog = compile_source("input x[1] in {0, 1, 2, 3}\n" + text, "rand.lsrl")
+    rng = np.random.default_rng(seed)
+    max_len = int(rng.integers(1, 11))
+    r = analyze(prog.graph, prog.input.domain, max_len)
+    check_sound(prog.graph, r, domain_inputs(prog.input.domain, rng, 6, max_len, 1))
+
+
+def test_many_kinks_of_one_counter():
+    """parity as a sum of 16 alternating ramps of the running count: exactly 0/1 up to length 16."""
+    src = """
+let ones = accumulate(x)
+let ks = range(1, 17)
+output ones + [2 * (-1) ** k for k in ks] @ relu(repeat(ones, 16) - ks)
+"""
+    g, dom = compile_text(src)
+    r = analyze(g, dom, 16)
+    assert r.is_boolean(g.output), r.describe(g.output)
+    out = analyze(g, dom, 40)[g.output]
+    assert (out.lo[0], out.hi[0]) == (0, 24)  # beyond 16 ones the ramps run out: ones - 16
+    xs = np.array(list(itertools.product([0, 1], repeat=8)), dtype=object)[..., None]
+    check_sound(g, r, xs)
