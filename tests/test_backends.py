@@ -82,6 +82,8 @@ def test_rnn_units_are_plain_torch_rnn_layers():
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_lrnn_programs(path, dtype):
+    if dtype == "float32" and path.stem == "vec2vec":
+        pytest.skip("vec2vec's cell test has ramps of width eps = 1e-6 (scale 1e6): below float32 resolution")
     prog = load_program(str(path))
     compiled = compile_program(prog, CompileOptions("lrnn", dtype=dtype, optimize=False))
     x = prog.input.sample(np.random.default_rng(2), 8, 64)
