@@ -63,7 +63,10 @@ def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     """Exact coefficients become floats only here, when weights are emitted."""
     import numpy as np
 
-    arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
+    if hasattr(c, "to_float"):  # RatArray
+        arr = c.to_float()
+    else:
+        arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
     return torch.tensor(arr, dtype=dtype)
 
 

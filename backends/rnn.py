@@ -7,7 +7,7 @@ read through a decoding matrix Dec (values = Dec @ units) that folds into the ne
 
 from __future__ import annotations
 
-from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -16,43 +16,59 @@ from torch import nn
 
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
+from lsrl.ir.rational import RatArray
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Stack, StateStage
 
 
-def _z(*shape: int) -> np.ndarray:
-    return np.full(shape, Fraction(0), dtype=object)
-
-
 class _Layer:
-    """Weights of one nn.RNN layer under construction (exact entries)."""
+    """One nn.RNN layer under construction. Every unit is a small integer combination of `src` rows (the
+    layer's candidate pre-activations over its input units) and decodes through a signed `basis` column;
+    the weights then come out of a few exact matrix products."""
 
-    def __init__(self, n_in: int):
-        self.n_in = n_in
-        self.w_ih: list[np.ndarray] = []  # one row per unit
-        self.bias: list = []
-        self.rec: list[tuple[int, np.ndarray]] = []  # (unit, row over this layer's *values*): recurrence
-        self.unit_rec: list[tuple[int, int, object]] = []  # (unit, source unit, coefficient)
-        self.dec_cols: list[np.ndarray] = []  # per unit: its column of Dec (over output values)
+    def __init__(self, src: RatArray, src_bias: RatArray, basis: RatArray):
+        self.src, self.src_bias, self.basis = src, src_bias, basis
+        self.combos: list[dict[int, int]] = []  # per unit: {src row: integer coefficient}
+        self.extra: list[int] = []  # per unit: bias added to the combination's
+        self.dec: list[tuple[int, int] | None] = []  # per unit: (basis column, sign), or None (reads as 0)
 
-    def unit(self, w: np.ndarray, b, dec: np.ndarray) -> int:
-        self.w_ih.append(w)
-        self.bias.append(b)
-        self.dec_cols.append(dec)
-        return len(self.w_ih) - 1
+    def unit(self, combo: dict[int, int], dec: tuple[int, int] | None, extra: int = 0) -> int:
+        self.combos.append(combo)
+        self.extra.append(extra)
+        self.dec.append(dec)
+        return len(self.combos) - 1
 
-    @property
-    def dec(self) -> np.ndarray:
-        return np.stack(self.dec_cols, axis=1) if self.dec_cols else _z(0, 0)
+    def value_units(self, row: int, nonneg: bool) -> list[int]:
+        """Units carrying value `row` (= src row `row`): one if it is never negative, else a +/- pair."""
+        return [self.unit({row: s}, (row, s)) for s in ((1,) if nonneg else (1, -1))]
+
+    def __len__(self) -> int:
+        return len(self.combos)
+
+    def mix(self) -> RatArray:
+        """M (units x src rows): W_ih = M @ src."""
+        big = max((abs(c) for combo in self.combos for c in combo.values()), default=0) >= 2**62
+        m = np.zeros((len(self), self.src.shape[0]), dtype=object if big else np.int64)
+        for u, combo in enumerate(self.combos):
+            for r, c in combo.items():
+                m[u, r] = c
+        return RatArray.of(m)
+
+    @cached_property
+    def decoder(self) -> RatArray:
+        """Dec (values x units): the layer's values = Dec @ units."""
+        sel = np.zeros((self.basis.shape[1], len(self)), dtype=np.int64)
+        for u, d in enumerate(self.dec):
+            if d is not None:
+                sel[d[0], u] = d[1]
+        return self.basis @ RatArray.of(sel)
+
+    def input_weights(self) -> tuple[RatArray, RatArray]:
+        m = self.mix()
+        return m @ self.src, m @ self.src_bias + RatArray.of(np.array(self.extra, dtype=object))
 
 
-def _value_units(layer: _Layer, w: np.ndarray, b, row: int, n_values: int, nonneg: bool) -> list[int]:
-    """Units carrying value `row` = w @ h_in + b: one unit if it is never negative, else a +/- pair."""
-    dec = _z(n_values)
-    dec[row] = 1
-    units = [layer.unit(w, b, dec)]
-    if not nonneg:
-        units.append(layer.unit(-w, -b, -dec))
-    return units
+def _eye(n: int) -> RatArray:
+    return RatArray.of(np.eye(n, dtype=np.int64))
 
 
 class ReLURNNStack(nn.Module):
@@ -85,26 +101,26 @@ class RnnBackend:
     def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted:
         if facts is None:
             raise ValueError("the rnn backend needs range facts")
-        dec = np.eye(stack.input_dim, dtype=np.int64).astype(object)  # layer 0 reads raw x
-        layers, placements = [], []
+        dec = _eye(stack.input_dim)  # layer 0 reads raw x
+        weights, placements = [], []
         for i, st in enumerate(stack.stages):
-            layer, places = _STAGE[st.kind](graph, st, dec, facts)
-            layers.append(layer)
+            layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
+            weights.append((*layer.input_weights(), RatArray.zeros(len(layer), len(layer)) if w_hh is None else w_hh))
             placements += [Placement(n, f"rnns.{i}", a, b, enc) for n, a, b, enc in places]
-            dec = layer.dec
-        config = {"inputs": [stack.input_dim] + [len(la.w_ih) for la in layers[:-1]],
-                  "hiddens": [len(la.w_ih) for la in layers], "readout_in": dec.shape[1],
+            dec = layer.decoder
+        hiddens = [w_ih.shape[0] for w_ih, _, _ in weights]
+        config = {"inputs": [stack.input_dim] + hiddens[:-1], "hiddens": hiddens, "readout_in": dec.shape[1],
                   "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
         module = self.build_module(config)
         with torch.no_grad():
-            for rnn, layer in zip(module.rnns, layers, strict=True):
-                rnn.weight_ih_l0.copy_(as_tensor(np.stack(layer.w_ih)))
-                rnn.bias_ih_l0.copy_(as_tensor(np.array(layer.bias, dtype=object)))
+            for rnn, (w_ih, b, w_hh) in zip(module.rnns, weights, strict=True):
+                rnn.weight_ih_l0.copy_(as_tensor(w_ih))
+                rnn.bias_ih_l0.copy_(as_tensor(b))
                 rnn.bias_hh_l0.zero_()
-                rnn.weight_hh_l0.copy_(as_tensor(_recurrent(layer)))
+                rnn.weight_hh_l0.copy_(as_tensor(w_hh))
             for head, r in [(module.readout, stack.output)] + [
                     (h, r) for h, (_, r) in zip(module.probe_heads, stack.probes, strict=True)]:
-                head.weight.copy_(as_tensor(r.W.data @ dec))
+                head.weight.copy_(as_tensor(RatArray.of(r.W) @ dec))
                 head.bias.copy_(as_tensor(r.b))
         return Emitted(module, config, placements)
 
@@ -116,98 +132,77 @@ class RnnBackend:
                        "exact in real arithmetic; gates rely on proven 0/1 factors and bounds; float rounding only")
 
 
-def _recurrent(layer: _Layer) -> np.ndarray:
-    """W_hh: a state unit's row over values times this layer's Dec, plus direct unit-to-unit terms."""
-    n = len(layer.w_ih)
-    w = _z(n, n)
-    dec = layer.dec
-    for unit, row in layer.rec:
-        w[unit] += row @ dec
-    for unit, src, coef in layer.unit_rec:
-        w[unit, src] += coef
-    return w
-
-
-def _state_layer(graph: Graph, st: StateStage, dec_in: np.ndarray, facts: ValueFacts):
-    layer, places = _Layer(dec_in.shape[1]), []
+def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFacts):
     n_vals = st.out.width
-    B = st.B.data @ dec_in
+    A, a_init = RatArray.of(st.A), RatArray.of(st.A) @ RatArray.of(st.init)
+    layer = _Layer(RatArray.of(st.B) @ dec_in, RatArray.of(st.bias) + a_init, _eye(n_vals))
     # nn.RNN starts from h = 0, so s_0 = init is injected as A @ init at t = 1 through a constant unit k
-    # (k_0 = 0, k_t = 1): pre += A init (1 - k_{t-1}).
-    a_init = st.A.data @ st.init.data
-    const = None
-    if any(v != 0 for v in a_init):
-        const = layer.unit(_z(dec_in.shape[1]), Fraction(1), _z(n_vals))
+    # (k_0 = 0, k_t = 1): pre_t = B h_t + bias + A init (1 - k_{t-1}) + A s_{t-1}.
+    const = layer.unit({}, None, extra=1) if a_init.num.any() else None
+    places = [_values(layer, seg, facts) for seg in st.out.segments]
+    # A unit holding sign * value r feeds back sign * (A[r] @ values - a_init[r] k): W_hh = Dec^T (A Dec - a_init e_k^T)
+    feedback = A @ layer.decoder
+    if const is not None:
+        e_k = np.zeros((1, len(layer)), dtype=np.int64)
+        e_k[0, const] = 1
+        feedback = feedback + (-a_init[:, None]) @ RatArray.of(e_k)
+    return layer, places, layer.decoder.T @ feedback
+
+
+def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
+    n_vals, n_hidden = st.out.width, st.E.shape[0]
+    layer = _Layer(RatArray.concat([RatArray.of(st.C), RatArray.of(st.E)]) @ dec_in,
+                   RatArray.concat([RatArray.of(st.c), RatArray.of(st.e)]),
+                   RatArray.concat([_eye(n_vals), RatArray.of(st.D)], axis=1))
+    hidden = [layer.unit({n_vals + k: 1}, (n_vals + k, 1)) for k in range(n_hidden)]  # decode through D
+    places = []
     for seg in st.out.segments:
-        nonneg = facts.nonnegative(seg.node)
-        first = len(layer.w_ih)
-        for r in range(seg.start, seg.start + seg.dim):
-            units = _value_units(layer, B[r], st.bias.data[r] + a_init[r], r, n_vals, nonneg)
-            for sign, u in zip((1, -1), units, strict=False):
-                if any(v != 0 for v in st.A.data[r]):
-                    layer.rec.append((u, sign * st.A.data[r]))
-                if const is not None and a_init[r] != 0:
-                    layer.unit_rec.append((u, const, -sign * a_init[r]))
-        places.append((seg.node, first, len(layer.w_ih), "relu" if nonneg else "pair"))
-    return layer, places
+        rows = slice(seg.start, seg.start + seg.dim)
+        if not layer.src.num[rows].any() and not layer.src_bias.num[rows].any():  # purely hidden: read there
+            cols = [k for k in range(n_hidden) if st.D.data[rows, k].any()]
+            places.append((seg.node, hidden[cols[0]], hidden[cols[-1]] + 1, "relu"))
+        else:
+            places.append(_values(layer, seg, facts))
+    return layer, places, None
 
 
-def _mlp_layer(graph: Graph, st: MLPStage, dec_in: np.ndarray, facts: ValueFacts):
-    layer, places = _Layer(dec_in.shape[1]), []
-    n_vals = st.out.width
-    C, E = st.C.data @ dec_in, st.E.data @ dec_in
-    hidden_unit = {}
-    for k in range(E.shape[0]):  # hidden ReLU units: decode through D
-        hidden_unit[k] = layer.unit(E[k], st.e.data[k], st.D.data[:, k].copy())
-    for seg in st.out.segments:
-        rows = range(seg.start, seg.start + seg.dim)
-        if all(all(v == 0 for v in C[r]) and st.c.data[r] == 0 for r in rows):
-            cols = [k for k in range(E.shape[0]) if any(st.D.data[r, k] != 0 for r in rows)]
-            places.append((seg.node, hidden_unit[cols[0]], hidden_unit[cols[-1]] + 1, "relu"))
-            continue
-        first, nonneg = len(layer.w_ih), facts.nonnegative(seg.node)
-        for r in rows:
-            _value_units(layer, C[r], st.c.data[r], r, n_vals, nonneg)
-        places.append((seg.node, first, len(layer.w_ih), "relu" if nonneg else "pair"))
-    return layer, places
-
-
-def _gate_layer(graph: Graph, st: GateStage, dec_in: np.ndarray, facts: ValueFacts):
-    layer, places = _Layer(dec_in.shape[1]), []
-    n_vals = st.out.width
-    P, U, V = st.P.data @ dec_in, st.U.data @ dec_in, st.V.data @ dec_in
-    gate_units: dict[int, list[int]] = {}
+def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts):
+    n_vals, n_gates = st.out.width, len(st.gates)
+    layer = _Layer(RatArray.concat([RatArray.of(m) for m in (st.P, st.U, st.V)]) @ dec_in,
+                   RatArray.concat([RatArray.zeros(n_vals), RatArray.of(st.u), RatArray.of(st.v)]),
+                   RatArray.concat([_eye(n_vals), RatArray.of(st.Q)], axis=1))
+    gate_units: dict[int, list[int]] = {}  # a Multi node of dim k owns k product rows
     for j, node in enumerate(st.gates):
         a, b = graph[node].args
+        u_row, v_row = n_vals + j, n_vals + n_gates + j  # rows of the factors (U m + u) and (V m + v)
         if facts.is_boolean(a):
-            flag, fb, val, vb, other = U[j], st.u.data[j], V[j], st.v.data[j], b
+            flag, val, other = u_row, v_row, b
         elif facts.is_boolean(b):
-            flag, fb, val, vb, other = V[j], st.v.data[j], U[j], st.u.data[j], a
+            flag, val, other = v_row, u_row, a
         else:
             raise _inexact_gate(graph, node)
         L = _safe_big(facts.bound(other))
-        dec = st.Q.data[:, j].copy()
         # b*v = relu(v - L(1-b)) - relu(-v - L(1-b)): exact when b is 0/1 and |v| <= L
-        u1 = layer.unit(val + L * flag, vb - L + L * fb, dec)
-        u2 = layer.unit(-val + L * flag, -vb - L + L * fb, -dec)
-        gate_units.setdefault(node, []).extend([u1, u2])
-    for seg in st.out.segments:
-        if seg.node in gate_units:
-            us = gate_units[seg.node]
-            places.append((seg.node, min(us), max(us) + 1, "gate"))
-            continue
-        first, nonneg = len(layer.w_ih), facts.nonnegative(seg.node)
-        for r in range(seg.start, seg.start + seg.dim):
-            _value_units(layer, P[r], Fraction(0), r, n_vals, nonneg)
-        places.append((seg.node, first, len(layer.w_ih), "relu" if nonneg else "pair"))
-    return layer, places
+        gate_units.setdefault(node, []).extend(
+            layer.unit({val: s, flag: L}, (n_vals + j, s), extra=-L) for s in (1, -1))
+    places = [(seg.node, min(gate_units[seg.node]), max(gate_units[seg.node]) + 1, "gate")
+              if seg.node in gate_units else _values(layer, seg, facts) for seg in st.out.segments]
+    return layer, places, None
 
 
-def _safe_big(bound: float) -> Fraction:
+def _values(layer: _Layer, seg, facts: ValueFacts) -> tuple[int, int, int, str]:
+    """Units for a segment's values (src rows seg.start..) and its placement."""
+    first, nonneg = len(layer), facts.nonnegative(seg.node)
+    for r in range(seg.start, seg.start + seg.dim):
+        layer.value_units(r, nonneg)
+    return seg.node, first, len(layer), "relu" if nonneg else "pair"
+
+
+def _safe_big(bound: float) -> int:
     """The smallest power of two >= the proven bound (>= 1): exact in floats, never below the bound."""
     if not np.isfinite(bound):
         raise ValueError("unbounded")
-    p = Fraction(1)
+    p = 1
     while p < bound:
         p *= 2
     return p

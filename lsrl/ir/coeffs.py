@@ -8,6 +8,8 @@ from numbers import Rational
 
 import numpy as np
 
+from lsrl.ir.rational import RatArray
+
 Scalar = Fraction | float
 
 
@@ -30,6 +32,12 @@ def obj_array(data) -> np.ndarray:
     if flat:
         out.reshape(-1)[:] = flat
     return out
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b over object arrays of rationals, as Fractions: one integer matmul instead of Python-level
+    Fraction arithmetic (microseconds per product)."""
+    return (RatArray.of(a) @ RatArray.of(b)).to_fractions()
 
 
 def format_scalar(v: Scalar) -> str:
@@ -94,7 +102,7 @@ class Coeffs:
 
     # algebra (exact where both sides are exact)
     def __matmul__(self, other: Coeffs) -> Coeffs:
-        return Coeffs(self.data @ other.data)
+        return Coeffs(exact_matmul(self.data, other.data))
 
     def __add__(self, other: Coeffs) -> Coeffs:
         return Coeffs(self.data + other.data)

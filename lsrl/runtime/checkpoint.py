@@ -76,6 +76,7 @@ import numpy as np
 import torch
 
 from lsrl.diagnostics import error
+from lsrl.ir.coeffs import exact_matmul
 
 FORMAT = "lsrl-checkpoint"
 MANIFEST_FORMAT = "lsrl-manifest"
@@ -336,7 +337,7 @@ def _readout(form, dim: int, places: dict[int, dict[str, tuple[int, int, str]]],
             if dec is None:
                 ok = False
                 break
-            w[:, a - start : b - start] += mat.data @ dec
+            w[:, a - start : b - start] += exact_matmul(mat.data, dec)
         if ok:
             return {
                 "layer": layer,

@@ -1,0 +1,124 @@
+"""Exact rational arrays as integer numerators over one common denominator: fast exact weight algebra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd, lcm
+
+import numpy as np
+
+_SAFE = 2**62  # int64 arithmetic on values below this (times the checked factors) cannot overflow
+_FLOAT_EXACT = 2**53  # integers of at most this size are exact float64 values
+
+
+def _ratio(v) -> tuple[int, int]:
+    """(numerator, denominator) of an exact rational or a float (every finite float is a dyadic rational)."""
+    if isinstance(v, float | np.floating):
+        return float(v).as_integer_ratio()
+    return int(v.numerator), int(v.denominator)
+
+
+def _max_abs(num: np.ndarray) -> int:
+    return max((abs(int(v)) for v in (num.min(), num.max())), default=0) if num.size else 0
+
+
+def _narrow(num: np.ndarray) -> np.ndarray:
+    """int64 when every numerator fits with room to spare, else an object array of Python ints."""
+    if num.dtype == np.int64:
+        return num
+    return num.astype(np.int64) if _max_abs(num) < _SAFE else num
+
+
+@dataclass(frozen=True, eq=False)
+class RatArray:
+    """value = num / den exactly; num is int64 where that cannot overflow, else Python ints (object)."""
+
+    num: np.ndarray
+    den: int = 1
+
+    @classmethod
+    def of(cls, data) -> RatArray:
+        """From Coeffs, an integer array, or an object array of Fraction/int/float entries."""
+        arr = getattr(data, "data", data)
+        arr = np.asarray(arr)
+        if arr.dtype.kind in "iub":
+            return cls(_narrow(arr.astype(object)) if arr.dtype == np.uint64 else arr.astype(np.int64))
+        pairs = [_ratio(v) for v in arr.reshape(-1)]
+        den = lcm(*{d for _, d in pairs}) if pairs else 1
+        num = np.empty(arr.shape, dtype=object)
+        num.reshape(-1)[:] = [n * (den // d) for n, d in pairs]
+        return cls(_narrow(num), den)._reduced()
+
+    @classmethod
+    def zeros(cls, *shape: int) -> RatArray:
+        return cls(np.zeros(shape, dtype=np.int64))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.num.shape
+
+    def _reduced(self) -> RatArray:
+        if self.den == 1:
+            return self
+        flat = self.num.reshape(-1)
+        if not flat.any():
+            return RatArray(self.num, 1)
+        g = gcd(self.den, int(np.gcd.reduce(flat)) if flat.dtype == np.int64 else gcd(*map(int, flat)))
+        return self if g == 1 else RatArray(_narrow(self.num // g), self.den // g)
+
+    def _rescaled(self, den: int) -> np.ndarray:
+        """Numerators over a multiple `den` of this denominator."""
+        k = den // self.den
+        if k == 1:
+            return self.num
+        if self.num.dtype == np.int64 and k < _SAFE and _max_abs(self.num) * k < _SAFE:
+            return self.num * k
+        return self.num.astype(object) * k
+
+    def __matmul__(self, other: RatArray) -> RatArray:
+        a, b = self.num, other.num
+        k = max(a.shape[-1], 1) if a.ndim else 1
+        if not (a.dtype == b.dtype == np.int64 and _max_abs(a) * _max_abs(b) * k < _SAFE):
+            a, b = a.astype(object), b.astype(object)
+        prod = np.asarray(a @ b)
+        return RatArray(_narrow(prod), self.den * other.den)._reduced()
+
+    def __add__(self, other: RatArray) -> RatArray:
+        den = lcm(self.den, other.den)
+        a, b = self._rescaled(den), other._rescaled(den)
+        if a.dtype == b.dtype == np.int64 and _max_abs(a) + _max_abs(b) < _SAFE:
+            return RatArray(a + b, den)._reduced()
+        return RatArray(_narrow(a.astype(object) + b.astype(object)), den)._reduced()
+
+    def __neg__(self) -> RatArray:
+        return RatArray(-self.num, self.den)
+
+    def __getitem__(self, index) -> RatArray:
+        return RatArray(self.num[index], self.den)
+
+    @property
+    def T(self) -> RatArray:  # noqa: N802 - conventional name
+        return RatArray(self.num.T, self.den)
+
+    @staticmethod
+    def concat(parts: list[RatArray], axis: int = 0) -> RatArray:
+        den = lcm(*(p.den for p in parts))
+        nums = [p._rescaled(den) for p in parts]
+        if any(n.dtype == object for n in nums):
+            nums = [n.astype(object) for n in nums]
+        return RatArray(_narrow(np.concatenate(nums, axis=axis)), den)._reduced()
+
+    def to_float(self) -> np.ndarray:
+        """float64 entries, each the correctly rounded value of its rational."""
+        if self.num.dtype == np.int64 and _max_abs(self.num) <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
+            return self.num.astype(np.float64) / self.den  # both exact: IEEE division rounds correctly
+        flat = [float(Fraction(int(n), self.den)) for n in self.num.reshape(-1)]
+        return np.array(flat, dtype=np.float64).reshape(self.shape)
+
+    def to_fractions(self) -> np.ndarray:
+        """An object array of Fractions; each distinct value is built once."""
+        values, inverse = np.unique(self.num, return_inverse=True)
+        table = np.empty(len(values), dtype=object)
+        table[:] = [Fraction(int(v), self.den) for v in values]
+        return table[inverse.reshape(-1)].reshape(self.shape)
