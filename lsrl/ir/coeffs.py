@@ -36,7 +36,10 @@ def obj_array(data) -> np.ndarray:
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b over object arrays of rationals, as Fractions: one integer matmul instead of Python-level
-    Fraction arithmetic (microseconds per product)."""
+    Fraction arithmetic (microseconds per product). Float entries mark inexact constants, so a product
+    touching one stays float arithmetic, as before."""
+    if any(isinstance(v, float) for m in (a, b) for v in m.reshape(-1)):
+        return obj_array(a @ b)
     return (RatArray.of(a) @ RatArray.of(b)).to_fractions()
 
 
