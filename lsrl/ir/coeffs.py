@@ -34,15 +34,6 @@ def obj_array(data) -> np.ndarray:
     return out
 
 
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b over object arrays of rationals, as Fractions: one integer matmul instead of Python-level
-    Fraction arithmetic (microseconds per product). Float entries mark inexact constants, so a product
-    touching one stays float arithmetic, as before."""
-    if any(isinstance(v, float) for m in (a, b) for v in m.reshape(-1)):
-        return obj_array(a @ b)
-    return (RatArray.of(a) @ RatArray.of(b)).to_fractions()
-
-
 def format_scalar(v: Scalar) -> str:
     if isinstance(v, Fraction):
         return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
@@ -105,7 +96,13 @@ class Coeffs:
 
     # algebra (exact where both sides are exact)
     def __matmul__(self, other: Coeffs) -> Coeffs:
-        return Coeffs(exact_matmul(self.data, other.data))
+        a, b = self.data, other.data
+        m, k, n = (a.shape[0] if a.ndim == 2 else 1), a.shape[-1], (b.shape[1] if b.ndim == 2 else 1)
+        if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
+            # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
+            # float entries mark inexact constants and keep float arithmetic
+            return Coeffs((RatArray.of(a) @ RatArray.of(b)).to_fractions())
+        return Coeffs(obj_array(a @ b))
 
     def __add__(self, other: Coeffs) -> Coeffs:
         return Coeffs(self.data + other.data)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lsrl.ir.coeffs import Coeffs, exact_matmul, obj_array
+from lsrl.ir.coeffs import Coeffs, obj_array
 
 
 def coeffs(data) -> Coeffs:
@@ -19,7 +19,7 @@ def zeros(*shape: int) -> Coeffs:
 
 
 def matmul(a: Coeffs, b: Coeffs) -> Coeffs:
-    return Coeffs(exact_matmul(a.data, b.data))
+    return a @ b
 
 
 def add(a: Coeffs, b: Coeffs) -> Coeffs:

@@ -76,7 +76,7 @@ import numpy as np
 import torch
 
 from lsrl.diagnostics import error
-from lsrl.ir.coeffs import exact_matmul
+from lsrl.ir.rational import RatArray
 
 FORMAT = "lsrl-checkpoint"
 MANIFEST_FORMAT = "lsrl-manifest"
@@ -337,7 +337,7 @@ def _readout(form, dim: int, places: dict[int, dict[str, tuple[int, int, str]]],
             if dec is None:
                 ok = False
                 break
-            w[:, a - start : b - start] += exact_matmul(mat.data, dec)
+            w[:, a - start : b - start] += (RatArray.of(mat) @ RatArray.of(dec)).to_fractions()
         if ok:
             return {
                 "layer": layer,
