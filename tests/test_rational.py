@@ -1,0 +1,81 @@
+"""RatArray (exact weight algebra) against plain Fraction arithmetic, including int64-overflow fallbacks."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsrl.ir.coeffs import Coeffs, obj_array
+from lsrl.ir.rational import RatArray
+
+# small rationals, huge ones (beyond int64 once scaled), and floats (exact dyadic rationals)
+scalars = st.one_of(
+    st.fractions(min_value=-50, max_value=50, max_denominator=12),
+    st.integers(-(2**70), 2**70).map(Fraction),
+    st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=True),
+)
+
+
+def matrices(rows, cols):
+    return st.lists(scalars, min_size=rows * cols, max_size=rows * cols).map(
+        lambda v: obj_array(v).reshape(rows, cols) if v else np.empty((rows, cols), dtype=object))
+
+
+def exact(a: np.ndarray) -> np.ndarray:
+    out = np.empty(a.shape, dtype=object)
+    out.reshape(-1)[:] = [Fraction(v) for v in a.reshape(-1)]
+    return out
+
+
+def same(r: RatArray, oracle: np.ndarray) -> None:
+    oracle = exact(np.asarray(oracle, dtype=object).reshape(r.shape))
+    assert r.to_fractions().tolist() == oracle.tolist()
+    assert r.to_float().reshape(-1).tolist() == [float(v) for v in oracle.reshape(-1)]
+
+
+dims = st.integers(0, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(dims, dims, dims).flatmap(lambda s: st.tuples(matrices(s[0], s[1]), matrices(s[1], s[2]))))
+def test_matmul_is_the_exact_product(ab):
+    a, b = ab
+    product = exact(a) @ exact(b) if a.shape[1] else np.full((a.shape[0], b.shape[1]), Fraction(0), dtype=object)
+    same(RatArray.of(a) @ RatArray.of(b), product)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(dims, dims).flatmap(lambda s: st.tuples(matrices(*s), matrices(*s))))
+def test_add_neg_concat_transpose(ab):
+    a, b = ab
+    ra, rb = RatArray.of(a), RatArray.of(b)
+    same(ra + rb, exact(a) + exact(b))
+    same(-ra, -exact(a))
+    same(ra.T, exact(a).T)
+    same(RatArray.concat([ra, rb], axis=0), np.concatenate([exact(a), exact(b)], axis=0))
+    same(RatArray.concat([ra, rb], axis=1), np.concatenate([exact(a), exact(b)], axis=1))
+
+
+def test_float_conversion_rounds_once():
+    third = RatArray.of(obj_array([Fraction(1, 3), Fraction(-2, 3), Fraction(10**30 + 1, 3)]))
+    assert third.to_float().tolist() == [1 / 3, -2 / 3, float(Fraction(10**30 + 1, 3))]
+    # the sum 1/3 + 1/3 + 1/3 is exactly 1 here, where float arithmetic would round at each step
+    ones = RatArray.of(np.ones((1, 3), dtype=np.int64))
+    assert (ones @ RatArray.of(obj_array([[Fraction(1, 3)]] * 3))).to_float().tolist() == [[1.0]]
+
+
+def test_results_are_reduced_and_stay_int64_when_small():
+    r = RatArray.of(obj_array([Fraction(1, 2), Fraction(3, 2)])) + RatArray.of(obj_array([Fraction(1, 2)] * 2))
+    assert r.den == 1 and r.num.dtype == np.int64 and r.num.tolist() == [1, 2]
+    big = RatArray.of(obj_array([2**40])) @ RatArray.of(obj_array([[2**40]]).reshape(1, 1))
+    assert big.num.dtype == object and big.to_fractions().tolist() == [Fraction(2**80)]
+
+
+def test_coeffs_matmul_keeps_floats_inexact_and_rationals_exact():
+    exact_m = Coeffs([[Fraction(1, 3)] * 4] * 4)
+    assert (exact_m @ exact_m).exact and (exact_m @ exact_m).data[0, 0] == Fraction(4, 9)
+    with_float = Coeffs([[0.5] + [Fraction(1, 3)] * 3] * 4)
+    assert not (with_float @ exact_m).exact
