@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def cmd_ir(args) -> int:
 def _options(args) -> CompileOptions:
     if args.max_len is not None and args.max_len < 1:
         raise error("E0906", "--max-len must be at least 1", None)
-    return CompileOptions(backend=args.backend, max_len=args.max_len, dtype=args.dtype,
+    return CompileOptions(backend=args.backend or "lrnn", max_len=args.max_len, dtype=args.dtype or "float64",
                           optimize=not args.no_opt)
 
 
@@ -108,8 +109,8 @@ def cmd_compile(args) -> int:
     prog = _load(args)
     compiled = compile_program(prog, _options(args))
     out = save_checkpoint(compiled, args.output)
-    widths = compiled.stack.widths()
-    print(f"compiled {args.file} -> {out} (backend {args.backend}, {args.dtype}): {len(compiled.stack.stages)} "
+    opts, widths = compiled.options, compiled.stack.widths()
+    print(f"compiled {args.file} -> {out} (backend {opts.backend}, {opts.dtype}): {len(compiled.stack.stages)} "
           f"stages, widths {widths}, {compiled.parameter_count():,} parameters")
     for r in compiled.reports:
         print(f"  {r.line()}")
@@ -117,17 +118,51 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from lsrl.verify import verify
+    from lsrl.verify import verify, verify_checkpoint
 
-    prog = _load(args)
-    options = _options(args)
-    print(f"verify {args.file}: backend {options.backend}, {options.dtype}, {args.samples} random sequences "
-          f"+ edge cases, length {args.length}, seed {args.seed}")
+    if args.checkpoint:
+        from lsrl.runtime.checkpoint import load_config, recorded_params
+
+        cfg = load_config(args.checkpoint)
+        _agree_with_checkpoint(args, cfg)
+        prog = load_program(args.file, _defines(args.define) if args.define
+                            else recorded_params(cfg) if _same_source(args.file, cfg) else {})
+        what = f"checkpoint {args.checkpoint} (backend {cfg['backend']}, {cfg['dtype']})"
+    else:
+        prog, options = _load(args), _options(args)
+        what = f"backend {options.backend}, {options.dtype}"
+    print(f"verify {args.file}: {what}, {args.samples} random sequences + edge cases, length {args.length}, "
+          f"seed {args.seed}")
     if prog.params:
         print(f"  params: {prog.describe_params()}")
-    report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed)
+    if args.checkpoint:
+        report = verify_checkpoint(prog, args.checkpoint, samples=args.samples, length=args.length, seed=args.seed)
+    else:
+        report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed)
     print("\n".join(report.lines()))
     return 0 if report.passed else 1
+
+
+def _same_source(path: str, cfg: dict) -> bool:
+    """Whether `path` holds the source the checkpoint was compiled from (else its params may not apply)."""
+    import hashlib
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # load_program reports the file problem
+    return hashlib.sha256(text.encode()).hexdigest() == cfg.get("program", {}).get("source_sha256")
+
+
+def _agree_with_checkpoint(args, cfg: dict) -> None:
+    """Compile flags given beside --checkpoint must match what it was compiled with."""
+    recorded = cfg.get("compile_options", {})
+    for flag, given, saved in (("--backend", args.backend, cfg["backend"]), ("--dtype", args.dtype, cfg["dtype"]),
+                               ("--max-len", args.max_len, recorded.get("max_len")),
+                               ("--no-opt", args.no_opt or None, (not recorded.get("optimize", True)) or None)):
+        if given is not None and given != saved:
+            raise error("E0705", f"{flag} {given} disagrees with the checkpoint, which was compiled with "
+                        f"{flag} {saved}", None, f"drop {flag}: a checkpoint is verified as it was compiled")
 
 
 def cmd_run(args) -> int:
@@ -173,10 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def compiling(sp):
         common(sp)
-        sp.add_argument("--backend", default="lrnn", help="target architecture: lrnn or rnn (default lrnn)")
+        sp.add_argument("--backend", help="target architecture: lrnn or rnn (default lrnn)")
         sp.add_argument("--max-len", type=int, default=None,
                         help="longest sequence the compiled constants must be safe for (default 4096)")
-        sp.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+        sp.add_argument("--dtype", choices=["float32", "float64"], help="default float64")
         sp.add_argument("--no-opt", action="store_true", help="skip the optimiser")
 
     sp = sub.add_parser("compile", help="compile to a checkpoint directory (safetensors + JSON)")
@@ -189,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", type=int, default=256, help="random sequences (default 256)")
     sp.add_argument("--length", type=int, default=256, help="sequence length (default 256)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--checkpoint", metavar="DIR",
+                    help="verify this saved checkpoint (compiled from FILE) instead of compiling")
     sp.set_defaults(fn=cmd_verify)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")

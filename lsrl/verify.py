@@ -62,15 +62,50 @@ def sample_inputs(program: Program, samples: int, length: int, seed: int) -> np.
 
 
 def verify(program: Program, options: CompileOptions, samples: int = 256, length: int = 256, seed: int = 0,
-           compiled: Compiled | None = None, module: torch.nn.Module | None = None,
-           batch: int = 64) -> VerifyReport:
-    """Run interpreter and compiled model on the same inputs; the report says whether the promise holds."""
-    if options.max_len is not None and length > options.max_len:
-        raise error("E0703", f"--length {length} exceeds --max-len {options.max_len}", None,
-                    "the compiled constants are only proven for sequences up to max-len")
+           compiled: Compiled | None = None, batch: int = 64) -> VerifyReport:
+    """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise."""
+    _check_length(length, options.max_len)
     compiled = compiled or compile_program(program, options)
-    module = module or compiled.module
-    dtype = DTYPES[options.dtype]
+    from lsrl.backends import get_backend
+
+    promise = get_backend(options.backend).promise(DTYPES[options.dtype], compiled.stack)
+    return compare(program, compiled.module, options.backend, options.dtype, promise, samples, length, seed, batch)
+
+
+def verify_checkpoint(program: Program, directory, samples: int = 256, length: int = 256, seed: int = 0,
+                      batch: int = 64) -> VerifyReport:
+    """Check a saved checkpoint (loaded with all its integrity checks) against `program`'s interpreter,
+    under the promise recorded when it was compiled. The program must be the one it was compiled from."""
+    from lsrl.backends.base import Promise
+    from lsrl.runtime.checkpoint import CONFIG_FILE, load, load_config, program_record
+
+    cfg = load_config(directory)
+    module = load(directory)
+    want, got = cfg.get("program", {}), program_record(program)
+    for key, what in (("source_sha256", "source (sha256 {:.12}…)"), ("params", "params ({})")):
+        if want.get(key) != got[key]:
+            raise error("E0704", f"checkpoint {directory} was compiled from {what.format(str(want.get(key)))}, "
+                        f"not from {program.file} with {what.format(str(got[key]))}", None,
+                        "verify against the exact source and -D values it was compiled with, or recompile it")
+    promise = cfg.get("promise")
+    if not (isinstance(promise, dict) and isinstance(promise.get("rel_tol"), float | int)):
+        raise error("E0803", f"{CONFIG_FILE} of {directory} records no promise to verify against", None,
+                    "recompile it with `lsrl compile` (checkpoints now record the backend's promise)")
+    _check_length(length, cfg.get("compile_options", {}).get("max_len"))
+    return compare(program, module, cfg["backend"], cfg["dtype"],
+                   Promise(bool(promise.get("exact_in_reals")), float(promise["rel_tol"]), str(promise.get("note"))),
+                   samples, length, seed, batch)
+
+
+def _check_length(length: int, max_len: int | None) -> None:
+    if max_len is not None and length > max_len:
+        raise error("E0703", f"--length {length} exceeds --max-len {max_len}", None,
+                    "the compiled constants are only proven for sequences up to max-len")
+
+
+def compare(program: Program, module: torch.nn.Module, backend: str, dtype: str, promise, samples: int,
+            length: int, seed: int, batch: int = 64) -> VerifyReport:
+    """Interpreter vs `module` on random inputs from the declared domain plus edge cases."""
     x = sample_inputs(program, samples, length, seed)
     abs_err, probe_err, scale, right, total = 0.0, 0.0, 1.0, 0, 0
     integer = True
@@ -78,7 +113,7 @@ def verify(program: Program, options: CompileOptions, samples: int = 256, length
         xb = x[start:start + batch]
         ref = interpret(program.graph, xb)
         with torch.no_grad():
-            y, probes = module(torch.tensor(xb, dtype=dtype), probes=True)
+            y, probes = module(torch.tensor(xb, dtype=DTYPES[dtype]), probes=True)
         y = y.double().numpy()
         abs_err = max(abs_err, float(np.abs(y - ref.output).max()))
         scale = max(scale, float(np.abs(ref.output).max()))
@@ -88,13 +123,6 @@ def verify(program: Program, options: CompileOptions, samples: int = 256, length
         integer = integer and bool(np.all(ref.output == np.round(ref.output)))
         right += int(np.sum(np.round(y) == ref.output))
         total += ref.output.size
-    promise = _promise(compiled, dtype)
-    return VerifyReport(options.backend, options.dtype, x.shape[0], length, abs_err, abs_err / scale, scale,
-                        promise.rel_tol, promise.note, probe_err, right / total if integer else None,
-                        compiled.parameter_count())
-
-
-def _promise(compiled: Compiled, dtype: torch.dtype):
-    from lsrl.backends import get_backend
-
-    return get_backend(compiled.options.backend).promise(dtype, compiled.stack)
+    parameters = sum(t.numel() for t in module.state_dict().values())
+    return VerifyReport(backend, dtype, x.shape[0], length, abs_err, abs_err / scale, scale, promise.rel_tol,
+                        promise.note, probe_err, right / total if integer else None, parameters)

@@ -514,3 +514,52 @@ def test_manifest_after_optimisation(tmp_path):
     c = compile_program(compile_source(MORE_ONES, "more_ones.lsrl"), CompileOptions(backend="lrnn"))
     man = load_manifest(save_checkpoint(c, tmp_path))
     _check_manifest(c, man, _inputs(c), min_checked=1)
+
+
+# ---------------------------------------------------------------- lsrl verify --checkpoint
+
+
+@needs_ranges
+@pytest.mark.parametrize("backend", ["lrnn", "rnn"])
+def test_verify_checkpoint_uses_the_recorded_params_and_promise(tmp_path, capsys, backend):
+    from lsrl.cli import main
+
+    src, ck = str(ROOT / "programs/counter.lsrl"), tmp_path / "ck"
+    assert main(["compile", src, "--backend", backend, "-D", "token=7", "-o", str(ck)]) == 0
+    promise = json.loads((ck / CONFIG_FILE).read_text())["promise"]
+    assert 0 < promise["rel_tol"] < 1e-6
+    capsys.readouterr()
+    assert main(["verify", src, "--checkpoint", str(ck), "--samples", "8", "--length", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "token=7" in out and f"promised rel err <= {promise['rel_tol']:.3g}" in out and "PASS" in out
+
+
+def _break_readout(ck: Path) -> None:
+    """Scale the readout weights (and re-record the hash, so only verification can notice)."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    tensors = load_file(str(ck / WEIGHTS_FILE))
+    tensors["readout.weight"] = tensors["readout.weight"] * 1.001
+    save_file(tensors, str(ck / WEIGHTS_FILE), metadata={"format": "pt"})
+    _edit_config(ck, lambda c: c["weights"].update(sha256=hashlib.sha256((ck / WEIGHTS_FILE).read_bytes()).hexdigest()))
+
+
+def test_verify_checkpoint_fails_a_wrong_model_and_refuses_a_mismatch(tmp_path, capsys):
+    from lsrl.cli import main
+
+    src, ck = str(ROOT / "programs/counter.lsrl"), tmp_path / "ck"
+    assert main(["compile", src, "-D", "token=7", "-o", str(ck)]) == 0
+    assert main(["verify", src, "--checkpoint", str(ck), "-D", "token=8"]) == 1  # other params
+    assert "E0704" in capsys.readouterr().err
+    assert main(["verify", str(ROOT / "programs/parity.lsrl"), "--checkpoint", str(ck)]) == 1  # other source
+    assert "E0704" in capsys.readouterr().err
+    assert main(["verify", src, "--checkpoint", str(ck), "--dtype", "float32"]) == 1
+    assert "E0705" in capsys.readouterr().err
+    _break_readout(ck)
+    assert main(["verify", src, "--checkpoint", str(ck), "--samples", "4", "--length", "20"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    _edit_config(ck, lambda c: c.pop("promise"))
+    assert main(["verify", src, "--checkpoint", str(ck)]) == 1
+    assert "records no promise" in capsys.readouterr().err

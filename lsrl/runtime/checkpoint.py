@@ -13,7 +13,9 @@ A checkpoint directory holds three files:
     ``backend``, ``module_config`` (the backend's ``Emitted.config``; ``get_backend(backend).build_module``
     rebuilds the module from it), ``dtype``, ``tensors`` (name -> shape), ``compile_options``, ``program``
     (``file`` = basename of the source, ``source_sha256``, ``params`` with exact rationals as "p/q" strings
-    and floats as JSON numbers, ``input`` = name, dim, domain) and ``weights`` (``file``, ``sha256``).
+    and floats as JSON numbers, ``input`` = name, dim, domain), ``weights`` (``file``, ``sha256``) and
+    ``promise`` (what the backend guarantees for this dtype: ``exact_in_reals``, ``rel_tol``, ``note``;
+    ``lsrl verify --checkpoint`` checks against it).
 
 ``manifest.json``
     Where every program value lives in the model. ``layers`` lists the activation vectors in order: the
@@ -105,6 +107,8 @@ __all__ = [
     "load",
     "load_config",
     "load_manifest",
+    "program_record",
+    "recorded_params",
     "save_checkpoint",
 ]
 
@@ -217,6 +221,38 @@ def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str
     return raw[:8] + text + b" " * (n - len(text)) + raw[8 + n :]
 
 
+def program_record(prog) -> dict:
+    """How config.json identifies the compiled program: source file, its hash, params and input."""
+    return {
+        "file": os.path.basename(prog.file),
+        "source_sha256": prog.source_sha256,
+        "params": {k: _scalar(v) for k, v in prog.params.items()},
+        "input": {"name": prog.input.name, "dim": prog.input.dim, "domain": _domain(prog.input.domain)},
+    }
+
+
+def recorded_params(cfg: dict) -> dict[str, object]:
+    """The params a checkpoint was compiled with, back as exact values (inverse of `program_record`)."""
+
+    def value(v):
+        if isinstance(v, list):
+            return [value(x) for x in v]
+        return Fraction(v) if isinstance(v, str) else float(v)
+
+    try:
+        return {k: value(v) for k, v in cfg["program"]["params"].items()}
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        raise error("E0803", f"{CONFIG_FILE}: program.params is malformed", None, _HINT_RESAVE) from None
+
+
+def _promise(compiled, dtype: str) -> dict:
+    """What the backend guarantees for the saved dtype (`lsrl verify --checkpoint` checks against it)."""
+    from lsrl.backends import get_backend
+
+    p = get_backend(compiled.options.backend).promise(DTYPES[dtype], compiled.stack)
+    return {"exact_in_reals": p.exact_in_reals, "rel_tol": p.rel_tol, "note": p.note}
+
+
 def _domain(domain) -> dict | None:
     if domain is None:
         return None
@@ -258,13 +294,9 @@ def save_checkpoint(compiled, directory) -> Path:
         "dtype": dtype,
         "tensors": {k: list(t.shape) for k, t in tensors.items()},
         "compile_options": _plain(dataclasses.asdict(compiled.options)),
-        "program": {
-            "file": os.path.basename(prog.file),
-            "source_sha256": prog.source_sha256,
-            "params": {k: _scalar(v) for k, v in prog.params.items()},
-            "input": {"name": prog.input.name, "dim": prog.input.dim, "domain": _domain(prog.input.domain)},
-        },
+        "program": program_record(prog),
         "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(weights).hexdigest()},
+        "promise": _promise(compiled, dtype),
     }
     manifest = build_manifest(compiled)
     try:
