@@ -70,6 +70,9 @@ def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     return torch.tensor(arr, dtype=dtype)
 
 
+USEFUL_REL = 1e-2  # a rounding budget this large (1% of the value scale) guarantees nothing worth verifying
+
+
 def rounding_tol(dtype: torch.dtype, stack: Stack, factor: int) -> float:
     """Relative rounding budget: unit roundoff x depth x the largest coefficient (how much a steep ReLU
     ramp such as step(x, scale) can amplify an upstream rounding error) x a per-backend allowance."""

@@ -54,3 +54,12 @@ def test_tok2tok_compiled_answers(backend, gated, dtype):
         y = model(torch.tensor(x, dtype=getattr(torch, dtype))).double().numpy()
     np.testing.assert_array_equal(np.round(y[:, -T:, 0]), want)
     assert np.abs(y[:, -T:, 0] - want).max() < 1e-3
+
+
+def test_verify_refuses_to_pass_without_a_useful_bound():
+    """vec2vec's 1e6-steep ramps make any float32 rounding budget vacuous: verify must fail, not pass."""
+    prog = load_program(str(ROOT / "programs/vec2vec.lsrl"))
+    report = verify(prog, CompileOptions("lrnn", dtype="float32", max_len=64), samples=4, length=16)
+    assert not report.bounded and not report.passed
+    assert any("no useful promise" in line for line in report.lines())
+    assert verify(prog, CompileOptions("lrnn", max_len=64), samples=4, length=16).passed  # float64 is fine
