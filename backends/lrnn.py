@@ -7,6 +7,7 @@ from lsrl.backends.base import Emitted, Placement, Promise, as_tensor, rounding_
 from torch import nn
 
 from lsrl.ir.graph import Graph
+from lsrl.ir.recurrence import linear_recurrence
 from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
 
 # (parameter names per stage kind, in the order they are stored)
@@ -23,14 +24,7 @@ class _Stage(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.kind == "state":
-            drive = h @ self.B.T + self.bias
-            s = self.init.expand(drive.shape[0], -1)
-            outs = []
-            at = self.A.T
-            for t in range(drive.shape[1]):
-                s = s @ at + drive[:, t]
-                outs.append(s)
-            return torch.stack(outs, dim=1)
+            return linear_recurrence(h @ self.B.T + self.bias, self.A.T, self.init)
         if self.kind == "mlp":
             return h @ self.C.T + self.c + torch.relu(h @ self.E.T + self.e) @ self.D.T
         return h @ self.P.T + ((h @ self.U.T + self.u) * (h @ self.V.T + self.v)) @ self.Q.T

@@ -10,6 +10,7 @@ import numpy as np
 from lsrl.diagnostics import error
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import obj_array
+from lsrl.ir.recurrence import linear_recurrence
 
 
 @dataclass
@@ -95,13 +96,7 @@ class Interpreter:
         drive = self._const(op.bias, x)
         if u is not None:
             drive = drive + u @ self._mat(op.B).T
-        a_t = self._mat(op.A).T
-        out = np.empty_like(drive)
-        s = np.broadcast_to(self._mat(op.init), drive[:, 0].shape)
-        for t in range(drive.shape[1]):
-            s = s @ a_t + drive[:, t]
-            out[:, t] = s
-        return out
+        return linear_recurrence(drive, self._mat(op.A).T, self._mat(op.init))
 
 
 def _relu_obj(a: np.ndarray) -> np.ndarray:

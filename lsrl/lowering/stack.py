@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsrl.ir.coeffs import Coeffs
+from lsrl.ir.recurrence import linear_recurrence
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,7 @@ def run_stack(stack: Stack, x: np.ndarray, exact: bool = False) -> tuple[np.ndar
     h = x if exact else np.asarray(x, dtype=np.float64)
     for st in stack.stages:
         if isinstance(st, StateStage):
-            drive = h @ m(st.B).T + m(st.bias)
-            out = np.empty(drive.shape, dtype=drive.dtype)
-            s = np.broadcast_to(m(st.init), drive[:, 0].shape)
-            at = m(st.A).T
-            for t in range(drive.shape[1]):
-                s = s @ at + drive[:, t]
-                out[:, t] = s
-            h = out
+            h = linear_recurrence(h @ m(st.B).T + m(st.bias), m(st.A).T, m(st.init))
         elif isinstance(st, MLPStage):
             pre = h @ m(st.E).T + m(st.e)
             act = np.where(pre > 0, pre, 0 * pre)
