@@ -53,6 +53,8 @@ BAD_CLI = [
     (["run", "{prog}", "--input", "1", "-D", "q=3"], "error[E0405]: -D q: the program has no `param q`"),
     (["run", "{prog}", "--input", "1", "-D", "k"], "error[E0410]: -D k: expected NAME=VALUE"),
     (["run", "{prog}", "--input", "1", "-D", "k=(("], "error[E0410]: -D k=((: the value is not a constant"),
+    (["check", "{prog}", "-D", "k=fast"], "error[E0410]: -D k=fast: the value is not a constant expression"),
+    (["check", "{prog}", "-D", "k=1/0"], "error[E0410]: -D k=1/0: the value is not a constant expression"),
     (["run", "{prog}"], "error[E0900]: one of the arguments --input --input-file is required"),
     (["run", "{prog}", "--input-file", "/nonexistent/tokens"], "error[E0904]: cannot read /nonexistent/tokens"),
     (["check", "/nonexistent/prog.lsrl"], "error[E0000]: cannot read /nonexistent/prog.lsrl"),
@@ -68,6 +70,16 @@ def test_bad_cli_input(args, expected, tmp_path, capsys):
     assert rc == 1
     assert expected in err
     assert "Traceback" not in err
+
+
+def test_define_with_a_bare_name_is_e0410_with_a_hint(tmp_path, capsys):
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    rc, err = _cli(["check", str(prog), "-D", "k=x"], capsys)
+    assert rc == 1
+    assert "E0101" not in err
+    assert err == ("error[E0410]: -D k=x: the value is not a constant expression (unknown name `x`)\n"
+                   "  = hint: write -D NAME=VALUE with VALUE like 3, 1/3 or [1, 2]\n")
 
 
 def test_param_override_changes_result(tmp_path, capsys):

@@ -87,6 +87,42 @@ def test_trace_names_every_variable():
     assert named["c"][0, :, 0].tolist() == [1, 2, 3, 4]
 
 
+PROBED = """input x[1]
+let s = accumulate(x)
+let y = 2 * s
+output y
+probe total = s
+probe twice = y
+probe raw = x
+probe inc = s + 1
+"""
+
+
+def test_trace_lists_probes_under_their_names():
+    prog = compile_source(PROBED, "t.lsrl")
+    named = interpret(prog.graph, np.array([[[1.0], [0.0], [1.0]]]), trace=True).named(prog.graph)
+    assert list(named) == ["x", "s", "y", "inc", "total", "twice", "raw"]
+    assert named["total"][0, :, 0].tolist() == [1, 1, 2]
+    assert named["twice"][0, :, 0].tolist() == [2, 2, 4]
+    # a probe wins over an earlier node that carries its name
+    prog = compile_source("input x[1]\nlet s = x + 1\ns = s * 3\noutput s\nprobe s = s\n", "t.lsrl")
+    named = interpret(prog.graph, np.array([[[1.0], [2.0]]]), trace=True).named(prog.graph)
+    assert named["s"][0, :, 0].tolist() == [6, 9]
+
+
+def test_cli_trace_prints_probe_names(tmp_path, capsys):
+    from lsrl.cli import main
+
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROBED)
+    assert main(["run", str(prog), "--input", "1 0 1", "--trace"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2\t# x=1 s=1 y=2 inc=2 total=1 twice=2 raw=1",
+        "2\t# x=0 s=1 y=2 inc=2 total=1 twice=2 raw=0",
+        "4\t# x=1 s=2 y=4 inc=3 total=2 twice=4 raw=1",
+    ]
+
+
 def test_batch_rows_are_independent():
     prog = compile_source(ACC, "acc.lsrl")
     x = np.random.default_rng(2).uniform(-1, 1, (5, 12, 2))
@@ -110,3 +146,40 @@ def test_domain_sampling_respects_domain():
     prog = compile_source("input x[1] in [-2, 1/2]\noutput x\n", "t.lsrl")
     x = prog.input.sample(np.random.default_rng(0), 4, 50)
     assert x.min() >= -2 and x.max() <= 0.5
+
+
+BROADCAST = """input x[1]
+let a = x * [1, 2, 3]
+let b = [1, 2, 3] + x
+let c = [1, 2, 3] - x
+let d = x - [1, 2, 3]
+let e = x / [1, 2, 4]
+let f = [1/2, 0, -1] * x + x
+output cat(a, b, c, d, e, f)
+"""
+
+
+def test_dim1_value_broadcasts_against_constant_vectors():
+    prog = compile_source(BROADCAST, "t.lsrl")
+    xs = [Fraction(2), Fraction(-1, 3), Fraction(0)]
+    res = interpret(prog.graph, _fractions(np.array([[[v] for v in xs]], dtype=object)), exact=True)
+    vec = [Fraction(1), Fraction(2), Fraction(3)]
+    for t, v in enumerate(xs):
+        want = ([v * k for k in vec] + [k + v for k in vec] + [k - v for k in vec] + [v - k for k in vec]
+                + [v / k for k in (1, 2, 4)] + [k * v + v for k in (Fraction(1, 2), 0, -1)])
+        assert res.output[0, t].tolist() == want
+    # one Linear per operation, no broadcasting node: x -> [1, 2, 3] * x is a column
+    lin = [n for n in prog.graph.nodes if n.label == "a"][0]
+    assert lin.op.mnemonic == "linear" and lin.dim == 3
+
+
+def test_length1_constant_vector_broadcasts_against_wide_values():
+    prog = compile_source("input x[3]\noutput x + [10] - [2] * x\n", "t.lsrl")
+    assert interpret(prog.graph, np.array([[[1.0, 2.0, 3.0]]])).output[0, 0].tolist() == [9, 8, 7]
+
+
+def test_wide_value_and_constant_vector_of_another_length_is_e0204():
+    with pytest.raises(LsrlError) as exc:
+        compile_source("input x[2]\noutput x * [1, 2, 3]\n", "t.lsrl")
+    assert exc.value.diagnostics[0].code == "E0204"
+    assert "dim 1 (which broadcasts)" in exc.value.diagnostics[0].hint

@@ -140,3 +140,15 @@ def test_syntax_error_is_located():
         parse("input x[1]\noutput x +* 2\n", "t.lsrl")
     d = exc.value.diagnostics[0]
     assert (d.code, d.span.line, d.span.col) == ("E0001", 2, 11)
+
+
+def test_expected_tokens_show_their_text_not_lark_names():
+    from lsrl.frontend.parser import _lark, _terminal_names
+
+    names = _terminal_names()
+    assert {t.name for t in _lark().terminals} <= names.keys()
+    assert not [shown for shown in names.values() if "ANON" in shown or "__" in shown]
+    assert "'**'" in names.values() and "'%'" in names.values()
+    with pytest.raises(LsrlError) as exc:
+        parse("input x[1]\nstate s = 0\ns s + x\noutput s\n", "t.lsrl")
+    assert exc.value.diagnostics[0].hint == "expected '<-', '='"

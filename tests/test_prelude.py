@@ -362,6 +362,19 @@ def test_delay(d, k):
     check()
 
 
+def test_delay_zero_is_the_value_itself():
+    assert not [n for n in compile_("input x[2]\noutput delay(x, 0)").graph.nodes if n.op.mnemonic == "linstate"]
+    prog = compile_("input x[2]\noutput cat(delay(x, 0), [delay(x[0], k) for k in range(3)])")
+    assert run_both(prog, [[5, 1], [6, 2], [7, 3]]).tolist() == [[5, 1, 5, 0, 0], [6, 2, 6, 5, 0], [7, 3, 7, 6, 5]]
+
+
+@pytest.mark.parametrize("k,code", [("-1", "E0217"), ("1/2", "E0217"), ("x[0]", "E0216")])
+def test_delay_needs_a_constant_integer_k(k, code):
+    with pytest.raises(lsrl.LsrlError) as exc:
+        compile_(f"input x[1]\noutput delay(x, {k})")
+    assert exc.value.diagnostics[0].code == code
+
+
 def test_delay_default_is_one_step():
     prog = compile_("input x[1]\noutput delay(x)")
     assert run_both(prog, [[5], [6], [7]])[:, 0].tolist() == [0, 5, 6]

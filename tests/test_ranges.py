@@ -36,7 +36,7 @@ SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[Heal
 @pytest.fixture(autouse=True)
 def _debug(monkeypatch):
     """Contradictory facts (an empty meet) are bugs: fail instead of falling back."""
-    monkeypatch.setattr("lsrl.analysis.ranges._DEBUG", True)
+    monkeypatch.setattr("lsrl.analysis.ranges.limits._DEBUG", True)  # read there as limits._DEBUG
 
 
 # ---------------------------------------------------------------- helpers

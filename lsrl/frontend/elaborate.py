@@ -440,18 +440,25 @@ class Elaborator:
 
 
 def parse_param_value(name: str, text: str) -> Const:
-    """A -D override: any constant LSRL expression, e.g. `3`, `1/3`, `[1, 2]`."""
+    """A -D override: any constant LSRL expression, e.g. `3`, `1/3`, `[1, 2]`; anything else is E0410."""
+    hint = "write -D NAME=VALUE with VALUE like 3, 1/3 or [1, 2]"
+    file = f"<-D {name}>"
     try:
-        module = parse(f"let __v = {text}", f"<-D {name}>")
+        module = parse(f"let __v = {text}", file)
         stmt = module.body[0] if len(module.body) == 1 else None
     except LsrlError:
         stmt = None
     if not isinstance(stmt, ast.Let):
-        raise error("E0410", f"-D {name}={text}: the value is not a constant expression", None,
-                    "write -D NAME=VALUE with VALUE like 3, 1/3 or [1, 2]")
-    value = Elaborator(f"<-D {name}>").eval(stmt.value, Elaborator(f"<-D {name}>").globals)
+        raise error("E0410", f"-D {name}={text}: the value is not a constant expression", None, hint)
+    elab = Elaborator(file)
+    try:
+        value = elab.eval(stmt.value, elab.globals)
+    except LsrlError as exc:
+        # e.g. a bare name (`-D mode=fast`: LSRL has no strings) or a division by zero
+        raise error("E0410", f"-D {name}={text}: the value is not a constant expression "
+                    f"({exc.diagnostics[0].message})", None, hint) from None
     if not isinstance(value, Const):
-        raise error("E0410", f"-D {name}={text}: the value is not a constant", None)
+        raise error("E0410", f"-D {name}={text}: the value is not a constant expression", None, hint)
     return value
 
 

@@ -60,13 +60,23 @@ def broadcast_step(ctx: Elaborator, s: Step, dim: int, span: Span) -> Step:
 
 
 def _const_vector(ctx: Elaborator, c: Const, dim: int, span: Span, op: str) -> np.ndarray:
-    """A constant operand of an elementwise op with a per-step value of dim `dim`, as a vector."""
-    if c.ndim == 0:
-        return np.full(dim, c.scalar(), dtype=object)
-    if c.ndim == 1 and c.arr.shape[0] == dim:
+    """A constant operand of an elementwise op with a per-step value of dim `dim`, as a vector of the result's
+    length: a scalar or a length-1 vector is repeated to `dim`; against a dim-1 per-step value any vector
+    is kept as it is (the per-step value broadcasts to its length)."""
+    if c.ndim == 0 or (c.ndim == 1 and c.arr.shape[0] == 1):
+        return np.full(dim, c.arr.reshape(-1)[0], dtype=object)
+    if c.ndim == 1 and (c.arr.shape[0] == dim or dim == 1):
         return c.arr
     raise ctx.fail("E0204", f"cannot {_SYMBOL.get(op, op)} a per-step value of dim {dim} and a {c.describe()}",
-                   span, "elementwise operations need equal dims or a scalar")
+                   span, "elementwise operations need equal dims, a scalar, or dim 1 (which broadcasts)")
+
+
+def _spread(step: Step, n: int, scale: np.ndarray) -> Coeffs:
+    """The matrix of `scale * step` (elementwise) with a result of length n: diagonal, or a column when a
+    dim-1 step broadcasts to n > 1 components."""
+    if step.dim == 1 and n > 1:
+        return Coeffs(scale.reshape(n, 1))
+    return _diag(scale)
 
 
 def _match_steps(ctx: Elaborator, a: Step, b: Step, span: Span, op: str) -> tuple[Step, Step]:
@@ -102,9 +112,11 @@ def add(ctx: Elaborator, a: Value, b: Value, span: Span, sign: int = 1) -> Value
         return linear(ctx, [(Coeffs.eye(a.dim), a), (Coeffs(s * np.eye(b.dim, dtype=np.int64)), b)],
                       Coeffs.zeros(a.dim), span)
     if isinstance(a, Step):
-        return linear(ctx, [(Coeffs.eye(a.dim), a)], Coeffs(s * _const_vector(ctx, b, a.dim, span, op)), span)
-    return linear(ctx, [(Coeffs(s * np.eye(b.dim, dtype=np.int64)), b)],
-                  Coeffs(_const_vector(ctx, a, b.dim, span, op)), span)
+        vec = _const_vector(ctx, b, a.dim, span, op)
+        return linear(ctx, [(_spread(a, len(vec), np.full(len(vec), Fraction(1), dtype=object)), a)],
+                      Coeffs(s * vec), span)
+    vec = _const_vector(ctx, a, b.dim, span, op)
+    return linear(ctx, [(_spread(b, len(vec), np.full(len(vec), s, dtype=object)), b)], Coeffs(vec), span)
 
 
 def neg(ctx: Elaborator, a: Value, span: Span) -> Value:
@@ -122,7 +134,8 @@ def mul(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
         a, b = _match_steps(ctx, a, b, span, "*")
         return ctx.node(ir.Multi(), [a.node, b.node], span)
     s, c = (a, b) if isinstance(a, Step) else (b, a)
-    return linear(ctx, [(_diag(_const_vector(ctx, c, s.dim, span, "*")), s)], Coeffs.zeros(s.dim), span)
+    vec = _const_vector(ctx, c, s.dim, span, "*")
+    return linear(ctx, [(_spread(s, len(vec), vec), s)], Coeffs.zeros(len(vec)), span)
 
 
 def div(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:

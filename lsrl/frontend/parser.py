@@ -8,17 +8,15 @@ from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
 
 from lsrl.diagnostics import SOURCES, LsrlError, Note, Span, error
 from lsrl.frontend import ast
 
-# Friendly names for grammar terminals in "expected ..." messages.
-_TERMINAL_NAMES = {
-    "NAME": "a name", "NUMBER": "a number", "_NL": "a newline", "CMP_OP": "a comparison",
-    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
-    "COMMA": "','", "EQUAL": "'='", "COLON": "':'", "SEMICOLON": "';'", "PLUS": "'+'", "MINUS": "'-'",
-    "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "__ANON_0": "'..'", "$END": "end of file",
-}
+# Friendly names for the grammar's pattern (regex) terminals in "expected ..." messages.  Literal terminals
+# (keywords, punctuation, and anonymous ones such as `<-` or `**` that Lark calls __ANON_n) are shown as their
+# quoted text, read off the grammar in _terminal_names().
+_PATTERN_NAMES = {"NAME": "a name", "NUMBER": "a number", "_NL": "a newline", "CMP_OP": "a comparison"}
 
 
 class _DropNewlinesInBrackets:
@@ -214,9 +212,22 @@ class _ToAst(Transformer):
         return ast.If(self._s(meta), cond, then, other or ())
 
 
+@cache
+def _terminal_names() -> dict[str, str]:
+    """Terminal name -> how "expected ..." shows it: quoted text for literal terminals, a phrase for patterns."""
+    names = {"$END": "end of file"}
+    for term in _lark().terminals:
+        if isinstance(term.pattern, PatternStr):
+            names[term.name] = f"'{term.pattern.value}'"
+        else:
+            names[term.name] = _PATTERN_NAMES.get(term.name, term.name.lower())
+    return names
+
+
 def _expected(names) -> str:
     names = [n for n in names if n != "_NL"] or list(names)
-    shown = sorted({_TERMINAL_NAMES.get(n, f"'{n.lower()}'" if n.isalpha() else n) for n in names})
+    friendly = _terminal_names()
+    shown = sorted({friendly.get(n, n) for n in names})
     if len(shown) > 8:
         shown = shown[:8] + ["..."]
     return ", ".join(shown)

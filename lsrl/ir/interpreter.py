@@ -20,11 +20,13 @@ class RunResult:
     values: dict[int, np.ndarray] = field(default_factory=dict)  # every node, when traced
 
     def named(self, graph: ir.Graph) -> dict[str, np.ndarray]:
-        """Traced values keyed by program variable name (first node bound to each name)."""
+        """Traced values keyed by program variable name (first node bound to each name), then every probe
+        under its own name (a probe's value wins over a different node that has the probe's name as label)."""
         out: dict[str, np.ndarray] = {}
         for n in graph.nodes:
             if n.label and n.label not in out and n.id in self.values:
                 out[n.label] = self.values[n.id]
+        out.update(self.probes)
         return out
 
 

@@ -1,0 +1,291 @@
+"""The driver: `analyze` builds wires node by node, analyses states and refines correlated wires."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from types import MappingProxyType
+
+from lsrl.analysis.ranges import limits
+from lsrl.analysis.ranges.arith import ZERO, _add, _Empty, _ext, _fmt, _frac, _gcd, _mul
+from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, MAX_EXPANSIONS, MAX_SUPPORT, VALUES_LIMIT
+from lsrl.analysis.ranges.results import NodeRange, Ranges
+from lsrl.analysis.ranges.states import (
+    _blocks,
+    _box_iteration,
+    _congruence,
+    _exact_invariant,
+    _norm_bound,
+    _orbit_exact,
+    _orbit_float,
+)
+from lsrl.analysis.ranges.support import _Enumeration
+from lsrl.analysis.ranges.values import Val, v_lin, v_meet, v_mul, v_relu, v_sq
+from lsrl.analysis.ranges.wires import IN, LIN, MUL, RELU, STATE, STATELESS, _Wire
+from lsrl.ir import graph as ir
+from lsrl.program import Domain
+
+
+def analyze(graph: ir.Graph, domain: Domain | None, max_len: int = DEFAULT_MAX_LEN) -> Ranges:
+    """Sound ranges of every node of `graph` for inputs in `domain` (per component) and lengths <= max_len."""
+    if max_len < 1:
+        raise ValueError("max_len must be at least 1")
+    return _Analysis(graph, domain, int(max_len)).run()
+
+
+class _Analysis:
+    def __init__(self, graph: ir.Graph, domain: Domain | None, max_len: int):
+        self.g, self.domain, self.L = graph, domain, max_len
+        self.wires: list[_Wire] = []
+        self.alias: dict[tuple[int, int], int] = {}
+        self.orbits: dict[tuple, list] = {}
+        self.notes: dict[int, str] = {}
+
+    # -- driver
+    def run(self) -> Ranges:
+        for pos, node in enumerate(self.g.nodes):
+            op = node.op
+            if isinstance(op, ir.Input):
+                self._input(pos, node)
+            elif isinstance(op, ir.Linear):
+                for i in range(node.dim):
+                    w = self._linear_row(node, i, pos, op.mats, node.args, op.bias.data[i])
+                    self.alias[(node.id, i)] = w
+            elif isinstance(op, ir.ReLU):
+                for i in range(node.dim):
+                    a = self.alias[(node.args[0], i)]
+                    w = _Wire(RELU, node.id, i, pos, (a,), flt=self.wires[a].flt)
+                    self.alias[(node.id, i)] = self._stateless(w)
+            elif isinstance(op, ir.Multi):
+                for i in range(node.dim):
+                    a, b = self.alias[(node.args[0], i)], self.alias[(node.args[1], i)]
+                    flt = self.wires[a].flt or self.wires[b].flt
+                    self.alias[(node.id, i)] = self._stateless(_Wire(MUL, node.id, i, pos, (a, b), flt=flt))
+            elif isinstance(op, ir.Concat):
+                k = 0
+                for a in node.args:
+                    for j in range(self.g[a].dim):
+                        self.alias[(node.id, k)] = self.alias[(a, j)]
+                        k += 1
+            elif isinstance(op, ir.Slice):
+                for i, j in enumerate(op.indices):
+                    self.alias[(node.id, i)] = self.alias[(node.args[0], j)]
+            elif isinstance(op, ir.LinState):
+                self._state(pos, node)
+            else:  # pragma: no cover - the IR has no other ops
+                raise TypeError(f"unknown op {op!r}")
+        return self._result()
+
+    def _result(self) -> Ranges:
+        nodes, vals, orbits = {}, {}, {}
+        for n in self.g.nodes:
+            ws = [self.wires[self.alias[(n.id, i)]] for i in range(n.dim)]
+            vs = tuple(w.val for w in ws)
+            vals[n.id] = vs
+            nodes[n.id] = NodeRange(
+                n.id, tuple(v.lo for v in vs), tuple(v.hi for v in vs), tuple(v.integer() for v in vs),
+                tuple(v.boolean() for v in vs), tuple(v.values(VALUES_LIMIT) for v in vs), tuple(w.flt for w in ws))
+        for key, pts in self.orbits.items():
+            orbits.setdefault(key[1], []).append((key[2], pts))
+        return Ranges(self.g, self.L, self.domain, MappingProxyType(nodes), MappingProxyType(dict(self.notes)),
+                      MappingProxyType(vals), MappingProxyType({k: tuple(v) for k, v in orbits.items()}))
+
+    # -- node kinds
+    def _new(self, w: _Wire) -> int:
+        self.wires.append(w)
+        return len(self.wires) - 1
+
+    def _input(self, pos, node):
+        d = self.domain
+        if d is None:
+            val = Val.top()
+        elif d.kind == "set":
+            val = Val.of_set(_frac(v) for v in d.values)
+        else:
+            val = Val.ival(_ext(d.values[0]), _ext(d.values[1]))
+        for i in range(node.dim):
+            w = _Wire(IN, node.id, i, pos)
+            w.val = val
+            if not val.is_const:
+                w.src = frozenset([("x", i)])
+            self.alias[(node.id, i)] = self._new(w)
+
+    def _linear_row(self, node, i, pos, mats, args, bias) -> int:
+        acc: dict[int, Fraction] = {}
+        flt = isinstance(bias, float) and bias != 0
+        for m, a in zip(mats, args, strict=True):
+            for j, coef in enumerate(m.data[i]):
+                if coef != 0:
+                    w = self.alias[(a, j)]
+                    acc[w] = acc.get(w, ZERO) + _frac(coef)
+                    flt = flt or isinstance(coef, float) or self.wires[w].flt
+        items = [(w, c) for w, c in acc.items() if c != 0]
+        return self._stateless(_Wire(LIN, node.id, i, pos, tuple(w for w, _ in items), tuple(c for _, c in items),
+                                     _frac(bias), flt))
+
+    def _stateless(self, w: _Wire) -> int:
+        idx = self._new(w)
+        W = self.wires
+        if w.kind == LIN:
+            val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias)
+        elif w.kind == RELU:
+            val = v_relu(W[w.args[0]].val)
+        else:
+            a, b = w.args
+            val = v_sq(W[a].val) if a == b else v_mul(W[a].val, W[b].val)
+        w.val = val
+        gate = w.kind == MUL and any(W[a].val.boolean() for a in w.args)  # {0} u the other: already tight
+        if not val.is_const and not val.boolean() and not gate:
+            e = self._enumerate(idx)
+            if e is not None:
+                w.val = val = v_meet(val, e)
+        if not val.is_const:
+            w.src = frozenset().union(*(W[a].src for a in w.args if not W[a].val.is_const))
+        return idx
+
+    # -- states
+    def _state(self, pos, node):
+        op: ir.LinState = node.op
+        d = node.dim
+        A = [[_frac(x) for x in row] for row in op.A.data]
+        init = [_frac(x) for x in op.init.data]
+        flt = any(isinstance(x, float) and x != 0 for c in (op.A, op.init, op.bias) for x in c.data.reshape(-1))
+        drives = []
+        for i in range(d):
+            if op.B is not None and node.args:
+                w = self._linear_row(node, i, pos - 0.5, (op.B,), node.args, op.bias.data[i])
+            else:
+                w = self._stateless(_Wire(LIN, node.id, i, pos - 0.5, (), (), _frac(op.bias.data[i]),
+                                          isinstance(op.bias.data[i], float) and op.bias.data[i] != 0))
+            drives.append(w)
+        dvals = [self.wires[w].val for w in drives]
+        dflt = [self.wires[w].flt for w in drives]
+        out: list[tuple[Val, object, object]] = [None] * d  # (val, key, aux) per component
+        notes = []
+        for blk in _blocks(A):
+            Ab = [[A[i][j] for j in blk] for i in blk]
+            dv = [dvals[i] for i in blk]
+            s0 = [init[i] for i in blk]
+            if all(v.is_const for v in dv):
+                res, note = self._autonomous(node, blk, Ab, [v.vals[0] for v in dv], s0)
+            else:
+                res, note = self._driven(node, blk, Ab, dv, s0)
+            notes.append(note)
+            for i, r in zip(blk, res, strict=True):
+                out[i] = r
+        self.notes[node.id] = "; ".join(notes)
+        for i in range(d):
+            val, key, aux = out[i]
+            w = _Wire(STATE, node.id, i, pos, flt=flt or any(dflt))
+            w.val, w.aux = val, aux
+            if not val.is_const:
+                w.key = key if key is not None else ("s", node.id, i)
+                w.src = frozenset([w.key])
+            self.alias[(node.id, i)] = self._new(w)
+
+    def _autonomous(self, node, blk, Ab, b, s0):
+        L = self.L
+        if len(blk) == 1 and Ab[0][0] == 1:  # a step counter: s_t = s0 + t b
+            if b[0] == 0:
+                return [(Val.const(s0[0]), None, None)], "constant"
+            lo, hi = sorted((s0[0] + b[0], s0[0] + L * b[0]))
+            val = Val.lat(s0[0] + b[0], b[0], lo, hi)
+            return [(val, "time", (s0[0], b[0]))], f"counter {_fmt(s0[0])} + n*{_fmt(b[0])} at step n = 1..{L}"
+        pts = _orbit_exact(Ab, b, s0, L)
+        how = "exact orbit"
+        if pts is None:
+            pts = _orbit_float(Ab, b, s0, L)
+            how = "float orbit (rigorous error balls)"
+        if pts is None:
+            dv = [Val.const(x) for x in b]
+            res, note = self._driven(node, blk, Ab, dv, s0)
+            return res, "no orbit: " + note
+        key = ("orbit", node.id, blk[0])
+        res = []
+        for k in range(len(blk)):
+            val = Val.of_set([p[k] for p, _, _ in pts], max(r for _, r, _ in pts))
+            res.append((val, key, k))
+        if all(v.is_const for v, _, _ in res):
+            return res, "constant"
+        self.orbits[key] = pts
+        rmax = max(r for _, r, _ in pts)
+        return res, f"{how}: {len(pts)} points" + (f" (radius {float(rmax):.2g})" if rmax else "")
+
+    def _driven(self, node, blk, Ab, dv, s0):
+        L, n = self.L, len(blk)
+        if n == 1 and Ab[0][0] == 1:  # an accumulator: s_t = s0 + sum of t drives
+            v = dv[0]
+            lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Fraction(L), v.lo))
+            hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Fraction(L), v.hi))
+            lt = v.lattice()
+            if lt is not None:
+                od, sd = lt
+                val = Val.lat(s0[0] + od, _gcd(sd, od) if L >= 2 else sd, lo, hi)
+            else:
+                val = Val.ival(lo, hi)
+            return [(val, None, None)], "accumulator"
+        if n == 1 and Ab[0][0] == 0:
+            return [(dv[0], None, None)], "memoryless"
+        lats = _congruence(Ab, dv, s0)
+        lo, hi, how = _box_iteration(Ab, dv, s0, L)
+        snapped = _exact_invariant(Ab, dv, s0, lo, hi)
+        if snapped is not None:
+            lo, hi = snapped
+            how += ", exact invariant box"
+        R = _norm_bound(Ab, dv, s0, L)
+        res = []
+        for i in range(n):
+            a, b = lo[i], hi[i]
+            if R is not None:
+                a, b = max(a, -R), min(b, R)
+            if lats[i] is not None:
+                val = Val.lat(lats[i][0], lats[i][1], a, b)
+            else:
+                val = Val.ival(a, b)
+            res.append((val, None, None))
+        return res, how + (", 2-norm bound" if R is not None else "") + (
+            ", lattice" if any(lt is not None for lt in lats) else "")
+
+    # -- support expansion
+    def _ops(self, w: int) -> set[int]:
+        W = self.wires
+        return {a for a in W[w].args if not W[a].val.is_const}
+
+    def _support(self, w: int):
+        W = self.wires
+        S = self._ops(w)
+        expanded = False
+        for _ in range(MAX_EXPANSIONS):
+            if len(S) > 1024:  # paths may fan out before they converge: allow more on the way
+                return None
+            owner: dict = {}
+            for m in S:
+                for k in W[m].src:
+                    owner.setdefault(k, []).append(m)
+            bad = {m for ms in owner.values() if len(ms) > 1 for m in ms if W[m].kind in STATELESS}
+            if not bad:
+                if len(S) == 1:  # one member: look inside it if it mixes the step number with an orbit
+                    (m,) = S
+                    if W[m].kind == LIN and "time" in W[m].src and \
+                            any(k[0] == "orbit" for k in W[m].src if k != "time"):
+                        S = self._ops(m)
+                        expanded = True
+                        continue
+                # worth enumerating when paths converged, or members are components of one orbit
+                joint = any(len(ms) > 1 for ms in owner.values())
+                return S if (expanded or joint) and len(S) <= MAX_SUPPORT else None
+            m = max(bad, key=lambda m: (W[m].pos, m))
+            S.discard(m)
+            S |= self._ops(m)
+            expanded = True
+        return None
+
+    def _enumerate(self, w: int):
+        S = self._support(w)
+        if S is None:
+            return None
+        try:
+            return _Enumeration(self, w, S).run()
+        except _Empty:
+            if limits._DEBUG:
+                raise
+            return None

@@ -1,0 +1,93 @@
+"""The results of the analysis: `NodeRange` per node and `Ranges` for a graph."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from lsrl.analysis.ranges.limits import SET_LIMIT
+from lsrl.diagnostics import error
+from lsrl.ir import graph as ir
+from lsrl.program import Domain
+
+
+@dataclass(frozen=True)
+class NodeRange:
+    """Per component of one node: bounds, integrality, booleanity, value set (None: not finite/small)."""
+
+    node: int
+    lo: tuple
+    hi: tuple
+    integer: tuple[bool, ...]
+    boolean: tuple[bool, ...]
+    values: tuple
+    float_derived: tuple[bool, ...]
+
+    @property
+    def bound(self) -> float:
+        return max((max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)), default=0.0)
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """The result of `analyze`: a NodeRange per node id, plus how states were analysed."""
+
+    graph: ir.Graph
+    max_len: int
+    domain: Domain | None
+    nodes: MappingProxyType
+    notes: MappingProxyType  # node id -> how its state was analysed (states only)
+    _vals: MappingProxyType = field(repr=False)  # node id -> tuple of Val per component
+    orbits: MappingProxyType = field(repr=False)  # node id -> joint orbit points per block
+
+    def __getitem__(self, node_id: int) -> NodeRange:
+        return self.nodes[node_id]
+
+    def bound(self, node_id: int) -> float:
+        """max |value| over the node's components (inf when unbounded)."""
+        return self.nodes[node_id].bound
+
+    def is_boolean(self, node_id: int) -> bool:
+        return all(self.nodes[node_id].boolean)
+
+    def is_integer(self, node_id: int) -> bool:
+        return all(self.nodes[node_id].integer)
+
+    def nonnegative(self, node_id: int) -> bool:
+        return all(lo >= 0 for lo in self.nodes[node_id].lo)
+
+    def values(self, node_id: int, comp: int = 0, limit: int = SET_LIMIT):
+        """The exact value set of one component if it has at most `limit` values, else None."""
+        return self._vals[node_id][comp].values(limit)
+
+    def require_bound(self, node_id: int, why: str) -> float:
+        """The bound of a node, or an E0601 error naming it when it has none."""
+        b = self.bound(node_id)
+        if math.isfinite(b):
+            return b
+        node = self.graph[node_id]
+        name = f"`{node.label}`" if node.label else f"this value (%{node_id})"
+        dom = "no domain" if self.domain is None else f"domain {self.domain}"
+        raise error(
+            "E0601", f"{why} needs a bound on {name}, but range analysis cannot bound it (input has {dom}, "
+            f"max length {self.max_len}): {self.describe(node_id)}", node.span,
+            "declare a bounded input domain (`input x[d] in {0..9}` or `in [lo, hi]`), or pass a smaller "
+            "--max-len if the value grows with the sequence length")
+
+    def describe(self, node_id: int) -> str:
+        node = self.graph[node_id]
+        head = f"%{node_id}" + (f" `{node.label}`" if node.label else "") + (f" ({node.span})" if node.span else "")
+        vals = self._vals[node_id]
+        nr = self.nodes[node_id]
+        comps = []
+        for i, v in enumerate(vals):
+            tags = [t for t, ok in (("boolean", nr.boolean[i]), ("integer", nr.integer[i] and not nr.boolean[i]),
+                                    ("float-derived", nr.float_derived[i])) if ok]
+            comps.append(str(v) + (f" ({', '.join(tags)})" if tags else ""))
+        body = comps[0] if len(comps) == 1 else "; ".join(f"[{i}] {c}" for i, c in enumerate(comps))
+        note = self.notes.get(node_id)
+        return f"{head}: {body}" + (f"; state: {note}" if note else "")
+
+    def dump(self) -> str:
+        return "\n".join(self.describe(n.id) for n in self.graph.nodes)

@@ -1,0 +1,279 @@
+"""State helpers: coupled blocks, orbits (exact and float), congruences and bounds of linear recurrences."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from lsrl.analysis.ranges.arith import INF, ZERO, _gcd, _up
+from lsrl.analysis.ranges.limits import EXACT_BITS, ORBIT_LIMIT, SIM_LIMIT
+
+
+def _blocks(A) -> list[list[int]]:
+    """Components coupled through A (connected components of its sparsity pattern), each sorted."""
+    n = len(A)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(n):
+            if A[i][j] != 0:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values())
+
+
+def _orbit_exact(A, b, s0, L):
+    """The distinct states s_1.. s_L (exact), stopping at the first repeat; None if too big or too long."""
+    n = len(A)
+    rows = [[(j, a) for j, a in enumerate(row) if a != 0] for row in A]
+    ints = all(a.denominator == 1 for row in A for a in row)
+    if ints:  # scale to integers: s' = D s
+        D = math.lcm(*(x.denominator for x in (*b, *s0)))
+        rows = [[(j, int(a)) for j, a in row] for row in rows]
+        bi = [int(x * D) for x in b]
+        s = tuple(int(x * D) for x in s0)
+    else:
+        D, bi, s = 1, list(b), tuple(s0)
+    seen: dict = {}
+    pts = []
+    cycle = None  # index of the first point of the cycle the orbit ends in
+    for _ in range(min(L, SIM_LIMIT)):
+        s = tuple(sum((a * s[j] for j, a in rows[i]), bi[i]) for i in range(n))
+        if s in seen:
+            cycle = seen[s]
+            break
+        if ints:
+            if any(abs(x).bit_length() > EXACT_BITS for x in s):
+                return None
+        elif any(x.denominator.bit_length() > EXACT_BITS or abs(x.numerator).bit_length() > EXACT_BITS for x in s):
+            return None
+        seen[s] = len(pts)
+        pts.append(s)
+        if len(pts) > ORBIT_LIMIT:
+            return None
+    else:
+        if L > SIM_LIMIT:
+            return None
+    # point i is s_{i+1}; points on the final cycle recur every p steps
+    p = 0 if cycle is None else len(pts) - cycle
+    times = [(i + 1, p if cycle is not None and i >= cycle else 0) for i in range(len(pts))]
+    if ints:
+        pts = [tuple(Fraction(x, D) for x in q) for q in pts]
+    return [(q, ZERO, tm) for q, tm in zip(pts, times, strict=True)]
+
+
+def _rho(A) -> float:
+    """An upper bound on the spectral norm ||A||_2 (exact rational bounds, rounded up)."""
+    n = len(A)
+    absA = [[abs(a) for a in row] for row in A]
+    n1 = max(sum(absA[i][j] for i in range(n)) for j in range(n))
+    ninf = max(sum(row) for row in absA)
+    best = float(n1 * ninf)
+    if n <= 24:
+        M = [[sum((A[k][i] * A[k][j] for k in range(n)), ZERO) for j in range(n)] for i in range(n)]
+        best = min(best, float(max(sum(abs(x) for x in row) for row in M)))
+    return math.sqrt(best) * (1 + 1e-12) + 1e-300
+
+
+def _orbit_float(A, b, s0, L):
+    """Float-simulated orbit with a rigorous 2-norm error bound per step, clustered into balls; or None."""
+    if L > SIM_LIMIT:
+        return None
+    n = len(A)
+    Af = np.array([[float(a) for a in row] for row in A])
+    bf = np.array([float(x) for x in b])
+    sf = np.array([float(x) for x in s0])
+    dA = math.sqrt(float(sum(((a - Fraction(float(a))) ** 2 for row in A for a in row), ZERO)))
+    db = math.sqrt(float(sum(((x - Fraction(float(x))) ** 2 for x in b), ZERO)))
+    e0 = math.sqrt(float(sum(((x - Fraction(float(x))) ** 2 for x in s0), ZERO)))
+    pts = np.empty((L + 1, n))
+    pts[0] = sf
+    s = sf
+    with np.errstate(all="ignore"):
+        for t in range(1, L + 1):
+            s = Af @ s + bf
+            pts[t] = s
+        if not np.all(np.isfinite(pts)):
+            return None
+        gam = 1.01 * (n + 2) * 2.0 ** -53
+        prev = np.abs(pts[:-1])
+        eta = gam * np.linalg.norm(prev @ np.abs(Af).T + np.abs(bf), axis=1) \
+            + dA * np.linalg.norm(pts[:-1], axis=1) + db
+    rho = _rho(A)
+    errs = np.empty(L)
+    e = e0
+    for t in range(L):
+        e = rho * e + float(eta[t]) * (1 + 1e-12)
+        errs[t] = e
+    if not math.isfinite(e):
+        return None
+    P = pts[1:]
+    scale = 1.0 + float(np.abs(P).max())
+    tol = max(1e-9 * scale, 1e3 * float(errs.max()))
+    reps = np.empty((min(L, ORBIT_LIMIT + 1), n))
+    rad = np.zeros(len(reps))
+    nr = 0
+    assign = np.empty(L, dtype=np.int64)
+    for t in range(L):
+        p = P[t]
+        if nr:
+            dist = np.abs(reps[:nr] - p).max(axis=1)
+            k = int(dist.argmin())
+            if dist[k] <= tol:
+                rad[k] = max(rad[k], dist[k] + errs[t])
+                assign[t] = k
+                continue
+        if nr > ORBIT_LIMIT - 1:
+            return None
+        reps[nr], rad[nr] = p, errs[t]
+        assign[t] = nr
+        nr += 1
+    out = []
+    for k in range(nr):
+        taus = np.nonzero(assign == k)[0] + 1  # the steps at which the orbit is in this ball
+        step = int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0
+        out.append((tuple(Fraction(float(x)) for x in reps[k]), _up(float(rad[k])), (int(taus[0]), step)))
+    return out
+
+
+def _congruence(A, dv, s0):
+    """Per component (off, step) with s_t in off + step Z for all t, or None (a lattice fixed point)."""
+    n = len(A)
+    dl = [v.lattice() for v in dv]
+    cur = [(s0[i], ZERO) for i in range(n)]
+
+    def norm(lt):
+        return lt if lt is None or lt[1] == 0 else (lt[0] % lt[1], lt[1])
+
+    for _ in range(64):
+        nxt = []
+        for i in range(n):
+            if dl[i] is None:
+                nxt.append(None)
+                continue
+            off, st = dl[i]
+            for j in range(n):
+                a = A[i][j]
+                if a != 0:
+                    if cur[j] is None:
+                        off = None
+                        break
+                    off += a * cur[j][0]
+                    st = _gcd(st, abs(a) * cur[j][1])
+            nxt.append(None if off is None else (off, st))
+        joined = []
+        for c, m in zip(cur, nxt, strict=True):
+            if c is None or m is None:
+                joined.append(None)
+            else:
+                joined.append(norm((c[0], _gcd(_gcd(c[1], m[1]), m[0] - c[0]))))
+        if joined == [norm(c) for c in cur]:
+            return [None if c is None or c[1] == 0 else c for c in joined]
+        cur = joined
+    return [None] * n
+
+
+def _imatvec(Af, absA, lo, hi, dlo, dhi):
+    """Outward-rounded interval A [lo, hi] + [dlo, dhi] in float64."""
+    n = len(lo)
+    with np.errstate(all="ignore"):
+        z = Af == 0
+        p1, p2 = np.where(z, 0.0, Af * lo[None, :]), np.where(z, 0.0, Af * hi[None, :])
+        slo = np.minimum(p1, p2).sum(axis=1) + dlo
+        shi = np.maximum(p1, p2).sum(axis=1) + dhi
+        mag = np.where(z, 0.0, absA * np.maximum(np.abs(lo), np.abs(hi))[None, :]).sum(axis=1)
+        err = (n + 3) * 2.0 ** -52 * (mag + np.maximum(np.abs(dlo), np.abs(dhi))) + 1e-300
+        return slo - err, shi + err
+
+
+def _box_iteration(A, dv, s0, L):
+    """Bounds on s_1..s_L: Kleene iteration X <- X u (A X + D) from X = {s0} (early exit at a fixed point)."""
+    Af = np.array([[float(a) for a in row] for row in A])
+    absA = np.abs(Af)
+    dlo = np.array([float(v.lo) for v in dv])
+    dhi = np.array([float(v.hi) for v in dv])
+    s = np.array([float(x) for x in s0])
+    lo, hi = np.nextafter(s, -np.inf), np.nextafter(s, np.inf)
+    how = f"interval iteration ({L} steps)"
+    for k in range(L - 1):
+        ylo, yhi = _imatvec(Af, absA, lo, hi, dlo, dhi)
+        nlo, nhi = np.minimum(lo, ylo), np.maximum(hi, yhi)
+        if np.array_equal(nlo, lo) and np.array_equal(nhi, hi):
+            how = f"interval fixed point after {k + 1} steps"
+            break
+        lo, hi = nlo, nhi
+        if k % 16 == 15:  # try a slightly widened box: if A X + D stays inside, it is a fixed point
+            wlo = lo - 1e-9 * (np.abs(lo) + 1e-9)
+            whi = hi + 1e-9 * (np.abs(hi) + 1e-9)
+            ylo, yhi = _imatvec(Af, absA, wlo, whi, dlo, dhi)
+            if np.all(ylo >= wlo) and np.all(yhi <= whi):
+                lo, hi = wlo, whi
+                how = f"interval fixed point after {k + 1} steps (widened)"
+                break
+    ylo, yhi = _imatvec(Af, absA, lo, hi, dlo, dhi)
+    conv = [(-INF if not np.isfinite(a) else Fraction(float(a)), INF if not np.isfinite(b) else Fraction(float(b)))
+            for a, b in zip(ylo, yhi, strict=True)]
+    return [c[0] for c in conv], [c[1] for c in conv], how
+
+
+def _exact_invariant(A, dv, s0, lo, hi):
+    """Float bounds snapped to nearby simple rationals, kept if the box is provably invariant (exactly:
+    it holds s0 and A box + D lies inside), in which case A box + D bounds s_1..s_L; else None."""
+    n = len(A)
+    if n > 64 or any(isinstance(x, float) for x in (*lo, *hi)) or \
+            any(isinstance(v.lo, float) or isinstance(v.hi, float) for v in dv):
+        return None
+    for D in (1 << 20, 1 << 10, 16, 1):
+        box = _check_invariant(A, dv, s0, [Fraction(math.floor((x + Fraction(1, 10 ** 9) * (1 + abs(x))) * D), D)
+                                           for x in lo],
+                               [Fraction(math.ceil((x - Fraction(1, 10 ** 9) * (1 + abs(x))) * D), D) for x in hi])
+        if box is not None:
+            return [max(a, b) for a, b in zip(lo, box[0], strict=True)], \
+                [min(a, b) for a, b in zip(hi, box[1], strict=True)]
+    return None
+
+
+def _check_invariant(A, dv, s0, blo, bhi):
+    n = len(A)
+    if any(not (a <= x <= b) for a, x, b in zip(blo, s0, bhi, strict=True)):
+        return None
+    ylo, yhi = [], []
+    for i in range(n):
+        a, b = dv[i].lo, dv[i].hi
+        for j in range(n):
+            c = A[i][j]
+            if c > 0:
+                a, b = a + c * blo[j], b + c * bhi[j]
+            elif c < 0:
+                a, b = a + c * bhi[j], b + c * blo[j]
+        if a < blo[i] or b > bhi[i]:
+            return None
+        ylo.append(a)
+        yhi.append(b)
+    return ylo, yhi
+
+
+def _norm_bound(A, dv, s0, L):
+    """R with ||s_t||_2 <= R for t <= L, from ||s_t|| <= rho ||s_{t-1}|| + max ||d||; None if unbounded/useless."""
+    if any(isinstance(v.lo, float) or isinstance(v.hi, float) for v in dv):
+        return None
+    rho = _rho(A)
+    dn = math.sqrt(sum(float(max(abs(v.lo), abs(v.hi))) ** 2 for v in dv)) * (1 + 1e-12)
+    R = math.sqrt(sum(float(x) ** 2 for x in s0)) * (1 + 1e-12)
+    best = 0.0
+    for _ in range(L):
+        R = rho * R + dn
+        best = max(best, R)
+        if not math.isfinite(R):
+            return None
+    return _up(best)
