@@ -13,7 +13,8 @@ exact rationals they are (a float coefficient is a dyadic rational). Where a com
 
 Abstract domains (one per scalar component, "wire"): a finite set (optionally "balls": each member +- a
 radius, for values known up to float rounding of a simulated orbit), an arithmetic lattice
-{off + k*step} within [lo, hi], or an interval; all endpoints exact `Fraction`s or +-inf.
+{off + k*step} within [lo, hi], or an interval; all endpoints exact rationals
+(gmpy2 `mpq` inside, `Fraction` in the results) or +-inf.
 
 Rules (see docs/ranges.md): transfer functions per op; autonomous states by their orbit (exact simulation
 with cycle detection, or a float simulation with a rigorous error bound, clustered into balls; step

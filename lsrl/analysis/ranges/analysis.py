@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from types import MappingProxyType
 
 from lsrl.analysis.ranges import limits
-from lsrl.analysis.ranges.arith import ZERO, _add, _Empty, _ext, _fmt, _frac, _gcd, _mul
+from lsrl.analysis.ranges.arith import ZERO, Q, _add, _Empty, _ext, _fmt, _frac, _fractions, _gcd, _mul, to_fraction
 from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, MAX_EXPANSIONS, MAX_SUPPORT, VALUES_LIMIT
 from lsrl.analysis.ranges.results import NodeRange, Ranges
 from lsrl.analysis.ranges.states import (
@@ -82,8 +81,9 @@ class _Analysis:
             vs = tuple(w.val for w in ws)
             vals[n.id] = vs
             nodes[n.id] = NodeRange(
-                n.id, tuple(v.lo for v in vs), tuple(v.hi for v in vs), tuple(v.integer() for v in vs),
-                tuple(v.boolean() for v in vs), tuple(v.values(VALUES_LIMIT) for v in vs), tuple(w.flt for w in ws))
+                n.id, tuple(to_fraction(v.lo) for v in vs), tuple(to_fraction(v.hi) for v in vs),
+                tuple(v.integer() for v in vs), tuple(v.boolean() for v in vs),
+                tuple(_fractions(v.values(VALUES_LIMIT)) for v in vs), tuple(w.flt for w in ws))
         for key, pts in self.orbits.items():
             orbits.setdefault(key[1], []).append((key[2], pts))
         return Ranges(self.g, self.L, self.domain, MappingProxyType(nodes), MappingProxyType(dict(self.notes)),
@@ -110,7 +110,7 @@ class _Analysis:
             self.alias[(node.id, i)] = self._new(w)
 
     def _linear_row(self, node, i, pos, mats, args, bias) -> int:
-        acc: dict[int, Fraction] = {}
+        acc: dict[int, Q] = {}
         flt = isinstance(bias, float) and bias != 0
         for m, a in zip(mats, args, strict=True):
             for j, coef in enumerate(m.data[i]):
@@ -214,8 +214,8 @@ class _Analysis:
         L, n = self.L, len(blk)
         if n == 1 and Ab[0][0] == 1:  # an accumulator: s_t = s0 + sum of t drives
             v = dv[0]
-            lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Fraction(L), v.lo))
-            hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Fraction(L), v.hi))
+            lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Q(L), v.lo))
+            hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Q(L), v.hi))
             lt = v.lattice()
             if lt is not None:
                 od, sd = lt

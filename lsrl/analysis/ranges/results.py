@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from lsrl.analysis.ranges.arith import _fractions
 from lsrl.analysis.ranges.limits import SET_LIMIT
 from lsrl.diagnostics import error
 from lsrl.ir import graph as ir
@@ -59,7 +60,7 @@ class Ranges:
 
     def values(self, node_id: int, comp: int = 0, limit: int = SET_LIMIT):
         """The exact value set of one component if it has at most `limit` values, else None."""
-        return self._vals[node_id][comp].values(limit)
+        return _fractions(self._vals[node_id][comp].values(limit))
 
     def require_bound(self, node_id: int, why: str) -> float:
         """The bound of a node, or an E0601 error naming it when it has none."""

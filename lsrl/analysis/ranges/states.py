@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
-from lsrl.analysis.ranges.arith import INF, ZERO, _gcd, _up
+from lsrl.analysis.ranges.arith import INF, ZERO, Q, _gcd, _up
 from lsrl.analysis.ranges.limits import EXACT_BITS, ORBIT_LIMIT, SIM_LIMIT
 
 
@@ -68,7 +67,7 @@ def _orbit_exact(A, b, s0, L):
     p = 0 if cycle is None else len(pts) - cycle
     times = [(i + 1, p if cycle is not None and i >= cycle else 0) for i in range(len(pts))]
     if ints:
-        pts = [tuple(Fraction(x, D) for x in q) for q in pts]
+        pts = [tuple(Q(x, D) for x in q) for q in pts]
     return [(q, ZERO, tm) for q, tm in zip(pts, times, strict=True)]
 
 
@@ -93,9 +92,9 @@ def _orbit_float(A, b, s0, L):
     Af = np.array([[float(a) for a in row] for row in A])
     bf = np.array([float(x) for x in b])
     sf = np.array([float(x) for x in s0])
-    dA = math.sqrt(float(sum(((a - Fraction(float(a))) ** 2 for row in A for a in row), ZERO)))
-    db = math.sqrt(float(sum(((x - Fraction(float(x))) ** 2 for x in b), ZERO)))
-    e0 = math.sqrt(float(sum(((x - Fraction(float(x))) ** 2 for x in s0), ZERO)))
+    dA = math.sqrt(float(sum(((a - Q(float(a))) ** 2 for row in A for a in row), ZERO)))
+    db = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in b), ZERO)))
+    e0 = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in s0), ZERO)))
     pts = np.empty((L + 1, n))
     pts[0] = sf
     s = sf
@@ -142,7 +141,7 @@ def _orbit_float(A, b, s0, L):
     for k in range(nr):
         taus = np.nonzero(assign == k)[0] + 1  # the steps at which the orbit is in this ball
         step = int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0
-        out.append((tuple(Fraction(float(x)) for x in reps[k]), _up(float(rad[k])), (int(taus[0]), step)))
+        out.append((tuple(Q(float(x)) for x in reps[k]), _up(float(rad[k])), (int(taus[0]), step)))
     return out
 
 
@@ -221,7 +220,7 @@ def _box_iteration(A, dv, s0, L):
                 how = f"interval fixed point after {k + 1} steps (widened)"
                 break
     ylo, yhi = _imatvec(Af, absA, lo, hi, dlo, dhi)
-    conv = [(-INF if not np.isfinite(a) else Fraction(float(a)), INF if not np.isfinite(b) else Fraction(float(b)))
+    conv = [(-INF if not np.isfinite(a) else Q(float(a)), INF if not np.isfinite(b) else Q(float(b)))
             for a, b in zip(ylo, yhi, strict=True)]
     return [c[0] for c in conv], [c[1] for c in conv], how
 
@@ -234,9 +233,9 @@ def _exact_invariant(A, dv, s0, lo, hi):
             any(isinstance(v.lo, float) or isinstance(v.hi, float) for v in dv):
         return None
     for D in (1 << 20, 1 << 10, 16, 1):
-        box = _check_invariant(A, dv, s0, [Fraction(math.floor((x + Fraction(1, 10 ** 9) * (1 + abs(x))) * D), D)
+        box = _check_invariant(A, dv, s0, [Q(math.floor((x + Q(1, 10 ** 9) * (1 + abs(x))) * D), D)
                                            for x in lo],
-                               [Fraction(math.ceil((x - Fraction(1, 10 ** 9) * (1 + abs(x))) * D), D) for x in hi])
+                               [Q(math.ceil((x - Q(1, 10 ** 9) * (1 + abs(x))) * D), D) for x in hi])
         if box is not None:
             return [max(a, b) for a, b in zip(lo, box[0], strict=True)], \
                 [min(a, b) for a, b in zip(hi, box[1], strict=True)]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from fractions import Fraction
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from lsrl.analysis.ranges.arith import ONE, ZERO, _add, _ceil_to, _Empty, _floor_to, _gcd, _imul, _mul
+from lsrl.analysis.ranges.arith import ONE, ZERO, Q, _add, _ceil_to, _Empty, _floor_to, _gcd, _imul, _mul
 from lsrl.analysis.ranges.limits import (
     BALL_REL,
     ENUM_MAX,
@@ -132,7 +131,7 @@ class _Enumeration:
                 groups.append(("single", W[m].val, [m]))
         self.tau = None
         if time_ms:
-            k = self.tau = self._coord(True, (ONE, ONE), (ONE, Fraction(an.L)))
+            k = self.tau = self._coord(True, (ONE, ONE), (ONE, Q(an.L)))
             for m in time_ms:
                 s0, b = W[m].aux
                 self.symform[m] = (s0, {k: b})
@@ -193,7 +192,7 @@ class _Enumeration:
                         break
             else:
                 if self.tau is not None and tlat != (1, 1):  # orbit points pin the step number mod their period
-                    off, st = Fraction(tlat[0]), Fraction(tlat[1])
+                    off, st = Q(tlat[0]), Q(tlat[1])
                     lo, hi = box[self.tau]
                     if st == 0:
                         if not lo <= off <= hi:
@@ -288,7 +287,7 @@ class _Enumeration:
             # write g = sum_j alpha_j u_j + r over the row's directions (exactly, by elimination), so that
             # the part along the directions is bounded by their z-ranges and only r by the box
             r = dict(g)
-            alpha: dict[int, Fraction] = {}
+            alpha: dict[int, Q] = {}
             for pc, e, t in self._echelon(row):
                 if pc in r:
                     f = r[pc] / e[pc]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from functools import reduce
 
 from lsrl.analysis.ranges import limits
-from lsrl.analysis.ranges.arith import INF, ZERO, _add, _ceil_to, _Empty, _floor_to, _fmt, _gcd, _imul, _mul, _xmul
+from lsrl.analysis.ranges.arith import INF, ZERO, Q, _add, _ceil_to, _Empty, _floor_to, _fmt, _gcd, _imul, _mul, _xmul
 from lsrl.analysis.ranges.limits import SET_LIMIT, SMALL_SET, SUMSET_LIMIT
 
 
@@ -21,11 +20,11 @@ class Val:
 
     # constructors (normalising)
     @staticmethod
-    def const(v: Fraction) -> Val:
+    def const(v: Q) -> Val:
         return Val(v, v, vals=(v,))
 
     @staticmethod
-    def of_set(values, rad: Fraction = ZERO) -> Val:
+    def of_set(values, rad: Q = ZERO) -> Val:
         vs = sorted(set(values))
         if not vs:
             raise _Empty
@@ -43,7 +42,7 @@ class Val:
         return Val(vs[0] - rad, vs[-1] + rad, vals=tuple(vs), rad=rad)
 
     @staticmethod
-    def lat(off: Fraction, step: Fraction, lo, hi) -> Val:
+    def lat(off: Q, step: Q, lo, hi) -> Val:
         step = abs(step)
         if step == 0:
             if lo <= off <= hi:
@@ -130,7 +129,7 @@ class Val:
         if self.step is not None:
             k = (x - self.off) / self.step
             if tol == 0:
-                return Fraction(k).denominator == 1 if isinstance(x, Fraction) else float(k).is_integer()
+                return k.denominator == 1 if isinstance(k, Q) else float(k).is_integer()  # x float: k is not Q
             return abs(float(x - (self.off + self.step * round(k)))) <= tol
         return True
 
@@ -145,7 +144,7 @@ class Val:
     __repr__ = __str__
 
 
-def v_lin(terms, bias: Fraction) -> Val:
+def v_lin(terms, bias: Q) -> Val:
     """sum c_i * v_i + bias."""
     c0, rest = bias, []
     for c, v in terms:
