@@ -27,7 +27,7 @@ REFERENCE = {
 REFERENCE_INCLUDES_SETUP = {"tok2tok": False, "vec2vec": True}
 
 
-def _compile(path: str, params: dict, backend: str, repeat: int = 3):
+def _compile(path: str, params: dict, backend: str, repeat: int = 5):
     """Best-of-`repeat` seconds from source (parse, elaborate, then as below) and from the elaborated IR
     (optimise, range analysis, lower, emit weights), and the compiled program."""
     out = []

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Minimum wall time of `repeat` calls, in seconds (the least-disturbed run)."""
+    """Minimum wall time of `repeat` calls, in seconds (the least-disturbed run); like timeit, the garbage
+    collector is paused while timing so that one call does not pay for another's garbage."""
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
     return min(times)
 
 

@@ -34,6 +34,17 @@ def obj_array(data) -> np.ndarray:
     return out
 
 
+def _fractions(ints) -> np.ndarray:
+    """An object array of Python ints (or a 0-d result) as Fractions, each distinct value built once."""
+    arr = np.asarray(ints, dtype=object)
+    flat = arr.reshape(-1)
+    table = {v: Fraction(v) for v in set(flat)}
+    out = np.empty(arr.shape, dtype=object)
+    if flat.size:
+        out.reshape(-1)[:] = [table[v] for v in flat]
+    return out
+
+
 def format_scalar(v: Scalar) -> str:
     if isinstance(v, Fraction):
         return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
@@ -43,7 +54,7 @@ def format_scalar(v: Scalar) -> str:
 class Coeffs:
     """A read-only 1-D or 2-D array of exact (Fraction) or float entries, hashable by value."""
 
-    __slots__ = ("data", "_key", "__dict__")
+    __slots__ = ("data", "__dict__")
 
     def __init__(self, data):
         arr = data if isinstance(data, np.ndarray) and data.dtype == object else obj_array(data)
@@ -52,7 +63,11 @@ class Coeffs:
         arr = arr.copy()
         arr.flags.writeable = False
         self.data = arr
-        self._key = (arr.shape, tuple(arr.reshape(-1)))
+
+    @cached_property
+    def _key(self) -> tuple:
+        """The value identity; built on first comparison or hash only (hashing Fractions is slow)."""
+        return self.data.shape, tuple(self.data.reshape(-1))
 
     # construction helpers
     @classmethod
@@ -74,11 +89,14 @@ class Coeffs:
 
     @cached_property
     def exact(self) -> bool:
-        return all(isinstance(v, Fraction) for v in self.data.reshape(-1))
+        return float not in set(map(type, self.data.reshape(-1)))  # entries are Fraction or float (obj_array)
 
     @cached_property
     def f64(self) -> np.ndarray:
-        out = self.data.astype(np.float64)
+        # n / d is correctly rounded, as float(Fraction) is, without its generic numbers.Rational dispatch
+        flat = self.data.reshape(-1)
+        out = np.fromiter((v.numerator / v.denominator if type(v) is Fraction else v for v in flat), np.float64,
+                          len(flat)).reshape(self.data.shape)
         out.flags.writeable = False
         return out
 
@@ -92,7 +110,7 @@ class Coeffs:
         return len(r) == 2 and r[0] == r[1] and self == Coeffs.eye(r[0])
 
     def max_abs(self) -> float:
-        return max((abs(float(v)) for v in self.data.reshape(-1)), default=0.0)
+        return float(np.abs(self.f64).max()) if self.data.size else 0.0
 
     # algebra (exact where both sides are exact)
     def __matmul__(self, other: Coeffs) -> Coeffs:
@@ -102,7 +120,20 @@ class Coeffs:
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
             return Coeffs((RatArray.of(a) @ RatArray.of(b)).to_fractions())
+        if self._ints is not None and other._ints is not None:  # the common case: Python-int products are ~30x
+            return Coeffs(_fractions(self._ints @ other._ints))  # cheaper than Fraction ones
         return Coeffs(obj_array(a @ b))
+
+    @cached_property
+    def _ints(self) -> np.ndarray | None:
+        """The entries as an object array of Python ints when every entry is an integer Fraction, else None."""
+        flat = self.data.reshape(-1)
+        if not self.exact or any(v.denominator != 1 for v in flat):
+            return None
+        out = np.empty(self.data.shape, dtype=object)
+        if flat.size:
+            out.reshape(-1)[:] = [v.numerator for v in flat]
+        return out
 
     def __add__(self, other: Coeffs) -> Coeffs:
         return Coeffs(self.data + other.data)
@@ -119,6 +150,10 @@ class Coeffs:
         return isinstance(other, Coeffs) and self._key == other._key
 
     def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:  # hash-consing hashes the same coefficients many times; tuples do not cache theirs
         return hash(self._key)
 
     def to_text(self) -> str:
