@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 
 from lsrl.diagnostics import Span
@@ -145,9 +145,11 @@ class Graph:
     probes: tuple[tuple[str, int], ...] = ()
     name: str = "program"
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    check: InitVar[bool] = True  # False only for graphs a GraphBuilder made (it checks every node it adds)
 
-    def __post_init__(self):
-        self.validate()
+    def __post_init__(self, check: bool):
+        if check:
+            self.validate()
 
     @cached_property
     def by_id(self) -> dict[int, Node]:

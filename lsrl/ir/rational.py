@@ -44,10 +44,15 @@ class RatArray:
         arr = np.asarray(arr)
         if arr.dtype.kind in "iub":
             return cls(_narrow(arr.astype(object)) if arr.dtype == np.uint64 else arr.astype(np.int64))
-        pairs = [_ratio(v) for v in arr.reshape(-1)]
-        den = lcm(*{d for _, d in pairs}) if pairs else 1
+        flat = arr.reshape(-1)
+        if set(map(type, flat)) <= {Fraction, int}:  # the common case, without _ratio's per-entry dispatch
+            nums, dens = [v.numerator for v in flat], [v.denominator for v in flat]
+        else:
+            pairs = [_ratio(v) for v in flat]
+            nums, dens = [n for n, _ in pairs], [d for _, d in pairs]
+        den = lcm(*set(dens)) if dens else 1
         num = np.empty(arr.shape, dtype=object)
-        num.reshape(-1)[:] = [n * (den // d) for n, d in pairs]
+        num.reshape(-1)[:] = nums if den == 1 else [n * (den // d) for n, d in zip(nums, dens, strict=True)]
         return cls(_narrow(num), den)._reduced()
 
     @classmethod

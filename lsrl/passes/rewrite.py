@@ -32,7 +32,8 @@ class GraphBuilder:
         nid = len(self.nodes)
         dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
         self.nodes.append(ir.Node(nid, op, args, dim, span, label))
-        self._table.setdefault((op, args), nid)
+        if self.share:
+            self._table.setdefault((op, args), nid)
         return nid
 
     def adopt(self, nid: int, span: Span | None, label: str | None) -> int:
@@ -63,7 +64,7 @@ class GraphBuilder:
         nodes = tuple(ir.Node(new_id[n.id], n.op, tuple(new_id[a] for a in n.args), n.dim, n.span, n.label)
                       for n in self.nodes if n.id in keep)
         return ir.Graph(nodes, new_id[input], new_id[output], tuple((p, new_id[i]) for p, i in probes),
-                        like.name, dict(like.meta))
+                        like.name, dict(like.meta), check=False)  # add() checked each node; order is kept
 
 
 @dataclass(frozen=True)
