@@ -20,6 +20,10 @@ class ValueFacts(Protocol):
 
     def nonnegative(self, node: int) -> bool: ...
 
+    def magnitudes(self, node: int) -> list[float]:
+        """Per component, a bound on |value| (inf where there is none); never raises."""
+        ...
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -37,6 +41,9 @@ class Emitted:
     module: torch.nn.Module
     config: dict  # JSON-able: enough to rebuild the module with `Backend.build_module`
     placements: list[Placement] = field(default_factory=list)
+    # per layer, per unit: the column of the stage's value/inner basis the unit decodes (-1: a constant unit);
+    # for backends whose units are not the stack's own values (rnn), so bounds can follow them
+    unit_columns: list[list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,11 @@ class Backend(Protocol):
     def build_module(self, config: dict) -> torch.nn.Module: ...
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise: ...
+
+    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
+        """The largest |partial sum| (or product) the emitted module's arithmetic can reach, for inputs with
+        |x| <= x_bound and IR values bounded by `magnitudes(node)`; inf or nan where unknown."""
+        ...
 
 
 def as_tensor(c, dtype=torch.float64) -> torch.Tensor:

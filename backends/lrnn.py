@@ -8,6 +8,7 @@ from torch import nn
 
 from lsrl.ir.graph import Graph
 from lsrl.ir.recurrence import linear_recurrence
+from lsrl.lowering.bounds import stack_bounds
 from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
 
 # (parameter names per stage kind, in the order they are stored)
@@ -85,6 +86,10 @@ class LrnnBackend:
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
         return Promise(True, rounding_tol(dtype, stack, 2**8), "exact in real arithmetic; float rounding only")
+
+    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
+        stages, reads = stack_bounds(stack, magnitudes, x_bound)  # the module computes the stack itself
+        return max([reads] + [b.sums for b in stages])
 
 
 BACKEND = LrnnBackend()

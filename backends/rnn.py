@@ -17,6 +17,7 @@ from torch import nn
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
+from lsrl.lowering.bounds import stack_bounds
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Stack, StateStage
 
 
@@ -109,9 +110,10 @@ class RnnBackend:
         if facts is None:
             raise ValueError("the rnn backend needs range facts")
         dec = _eye(stack.input_dim)  # layer 0 reads raw x
-        weights, placements = [], []
+        weights, placements, columns = [], [], []
         for i, st in enumerate(stack.stages):
             layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
+            columns.append([-1 if d is None else d[0] for d in layer.dec])
             weights.append((*layer.input_weights(), RatArray.zeros(len(layer), len(layer)) if w_hh is None else w_hh))
             placements += [Placement(n, f"rnns.{i}", a, b, enc) for n, a, b, enc in places]
             dec = layer.decoder
@@ -129,7 +131,7 @@ class RnnBackend:
                     (h, r) for h, (_, r) in zip(module.probe_heads, stack.probes, strict=True)]:
                 head.weight.copy_(as_tensor(RatArray.of(r.W) @ dec))
                 head.bias.copy_(as_tensor(r.b))
-        return Emitted(module, config, placements)
+        return Emitted(module, config, placements, columns)
 
     def build_module(self, config: dict) -> nn.Module:
         return ReLURNNStack(config).double()
@@ -137,6 +139,24 @@ class RnnBackend:
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
         return Promise(True, rounding_tol(dtype, stack, 2**10),
                        "exact in real arithmetic; gates rely on proven 0/1 factors and bounds; float rounding only")
+
+    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
+        # a unit holds relu(+-c) of the basis column c it decodes (value, MLP hidden unit or gate product;
+        # a gate unit is 0 when its flag is), so |unit| <= that column's bound; the constant unit is 0/1
+        stages, _ = stack_bounds(stack, magnitudes, x_bound)
+        mod, u_in, worst = emitted.module, np.full(stack.input_dim, float(x_bound)), 0.0
+        for rnn, cols, b in zip(mod.rnns, emitted.unit_columns, stages, strict=True):
+            u = np.array([b.basis[c] if c >= 0 else 1.0 for c in cols])
+            pre = (_abs(rnn.weight_ih_l0) @ u_in + _abs(rnn.bias_ih_l0) + _abs(rnn.weight_hh_l0) @ u
+                   + _abs(rnn.bias_hh_l0))
+            worst, u_in = max(worst, float(pre.max(initial=0.0))), u
+        for head in [mod.readout, *mod.probe_heads]:
+            worst = max(worst, float((_abs(head.weight) @ u_in + _abs(head.bias)).max(initial=0.0)))
+        return worst
+
+
+def _abs(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().abs().numpy()
 
 
 def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFacts):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import torch
 
 from lsrl.backends import Emitted, get_backend
+from lsrl.backends.base import Promise
+from lsrl.certify import Certificate, certify
 from lsrl.diagnostics import error
 from lsrl.ir.graph import Graph
 from lsrl.ir.passes import PassReport
@@ -42,6 +45,25 @@ class Compiled:
     def parameter_count(self) -> int:
         return sum(t.numel() for t in self.module.state_dict().values())
 
+    @cached_property
+    def certificate(self) -> Certificate:
+        """When float arithmetic provably computes this model exactly (lsrl.certify)."""
+        return certify(self)
+
+    def promise(self, dtype: str | None = None) -> Promise:
+        """What the backend guarantees against the float64 interpreter in `dtype` (default: the compiled
+        one). Where the certificate shows the model's arithmetic exact in `dtype`, the only allowance left
+        is the float64 reference's own rounding, whatever the rounding budget of `dtype` would be."""
+        name = dtype or self.options.dtype
+        dt, backend, cert = DTYPES[name], get_backend(self.options.backend), self.certificate
+        p = backend.promise(dt, self.stack)
+        if not cert.exact_in(dt):
+            why = cert.reason or f"partial sums reach {cert.bound:.3g}"
+            return p if dt == torch.float64 else replace(p, note=f"{p.note}; not certified exact in {name} ({why})")
+        ref = backend.promise(torch.float64, self.stack)
+        return Promise(p.exact_in_reals, min(p.rel_tol, ref.rel_tol), f"{p.note}; {name} arithmetic certified exact "
+                       f"({cert}), so only the float64 reference's rounding is allowed for")
+
 
 class _Facts:
     """Adapts lsrl.analysis.ranges to what backends ask (ValueFacts)."""
@@ -58,6 +80,17 @@ class _Facts:
     def nonnegative(self, node: int) -> bool:
         return self.r.nonnegative(node)
 
+    def magnitudes(self, node: int) -> list[float]:
+        nr = self.r[node]
+        return [max(abs(float(a)), abs(float(b))) for a, b in zip(nr.lo, nr.hi, strict=True)]
+
+
+def range_facts(graph: Graph, program: Program, max_len: int | None) -> _Facts:
+    """Range analysis of `graph` (an optimised program graph) for the program's input domain."""
+    from lsrl.analysis.ranges import DEFAULT_MAX_LEN, analyze
+
+    return _Facts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN))
+
 
 def compile_program(program: Program, options: CompileOptions | None = None) -> Compiled:
     options = options or CompileOptions()
@@ -69,12 +102,7 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
         from lsrl.passes import optimize
 
         graph, reports = optimize(graph)
-    facts = None
-    if options.backend != "lrnn":
-        from lsrl.analysis.ranges import DEFAULT_MAX_LEN, analyze
-
-        max_len = options.max_len or DEFAULT_MAX_LEN
-        facts = _Facts(analyze(graph, program.input.domain, max_len))
+    facts = range_facts(graph, program, options.max_len) if options.backend != "lrnn" else None
     stack, sched = lower(graph)
     emitted = backend.emit(graph, stack, facts)
     emitted.module.to(DTYPES[options.dtype])

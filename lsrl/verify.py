@@ -78,10 +78,8 @@ def verify(program: Program, options: CompileOptions, samples: int = 256, length
     """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise."""
     _check_length(length, options.max_len)
     compiled = compiled or compile_program(program, options)
-    from lsrl.backends import get_backend
-
-    promise = get_backend(options.backend).promise(DTYPES[options.dtype], compiled.stack)
-    return compare(program, compiled.module, options.backend, options.dtype, promise, samples, length, seed, batch)
+    return compare(program, compiled.module, options.backend, options.dtype, compiled.promise(options.dtype),
+                   samples, length, seed, batch)
 
 
 def verify_checkpoint(program: Program, directory, samples: int = 256, length: int = 256, seed: int = 0,

@@ -124,6 +124,11 @@ class Coeffs:
             return Coeffs(_fractions(self._ints @ other._ints))  # cheaper than Fraction ones
         return Coeffs(obj_array(a @ b))
 
+    @property
+    def is_integer(self) -> bool:
+        """Every entry is an exact integer."""
+        return self._ints is not None
+
     @cached_property
     def _ints(self) -> np.ndarray | None:
         """The entries as an object array of Python ints when every entry is an integer Fraction, else None."""

@@ -247,9 +247,7 @@ def recorded_params(cfg: dict) -> dict[str, object]:
 
 def _promise(compiled, dtype: str) -> dict:
     """What the backend guarantees for the saved dtype (`lsrl verify --checkpoint` checks against it)."""
-    from lsrl.backends import get_backend
-
-    p = get_backend(compiled.options.backend).promise(DTYPES[dtype], compiled.stack)
+    p = compiled.promise(dtype)
     return {"exact_in_reals": p.exact_in_reals, "rel_tol": p.rel_tol, "note": p.note}
 
 
