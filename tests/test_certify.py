@@ -108,3 +108,15 @@ def test_a_certified_float32_program_verifies_under_the_float64_allowance():
                     samples=16, length=64)
     assert report.passed and report.max_abs == 0
     assert report.promised_rel < 1e-6 and "certified exact" in report.promise_note
+
+
+def test_a_state_init_that_readers_never_see_still_counts():
+    # s_t = 0 for t >= 1 (range analysis proves it), but s_1 = A s_0 forms (2^23 + 1) - (2^23 + 1): partial
+    # sums up to 2^24 + 2, past what the certificate may assume for float32
+    c = _compiled("lrnn", "float32", source="""
+input x[1] in {0, 1}
+state s[2] = [8388609, 8388609]
+s <- [[1, -1], [0, 0]] @ s
+output s[0] + x
+""")
+    assert c.certificate.bound >= 2**24 + 2 and not c.certificate.exact_in(torch.float32)

@@ -52,10 +52,9 @@ def stack_bounds(stack: Stack, magnitudes, x_bound: float) -> tuple[list[StageBo
     out = []
     for st in stack.stages:
         values = layout_bounds(st.out, magnitudes)
-        if st.kind == "state":  # s_t = A s_{t-1} + (B h_t + bias); s_0 = init
+        if st.kind == "state":  # s_t = A s_{t-1} + (B h_t + bias); s_0 = init, which readers never see
             inner = np.zeros(0)
-            sums = _mag(st.A, values) + _mag(st.B, h) + _abs(st.bias)
-            sums = np.maximum(sums, _abs(st.init))
+            sums = _mag(st.A, np.maximum(values, _abs(st.init))) + _mag(st.B, h) + _abs(st.bias)
         elif st.kind == "mlp":  # C h + c + D relu(E h + e)
             inner = _mag(st.E, h) + _abs(st.e)
             sums = np.concatenate([inner, _mag(st.C, h) + _abs(st.c) + _mag(st.D, inner)])
