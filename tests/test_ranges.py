@@ -485,3 +485,17 @@ output ones + [2 * (-1) ** k for k in ks] @ relu(repeat(ones, 16) - ks)
     assert (out.lo[0], out.hi[0]) == (0, 24)  # beyond 16 ones the ramps run out: ones - 16
     xs = np.array(list(itertools.product([0, 1], repeat=8)), dtype=object)[..., None]
     check_sound(g, r, xs)
+
+
+def test_sums_that_fusion_shared_out_are_reused():
+    # fuse_linear substitutes query_here = sum_i pick(ohT[i], query[i]) into every reader, e.g. the four ReLU
+    # arguments of same(x, query_here); reading the refined sum back (x is independent of it) proves
+    # `matching` boolean, where enumerating each reader's support alone only bounded it by ~1e8
+    from lsrl.passes import optimize
+
+    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": 3, "gated": 0})
+    g, _ = optimize(prog.graph)
+    r = analyze(g, prog.input.domain, 512)
+    matching = next(n.id for n in g.nodes if n.label == "matching")
+    assert r.is_boolean(matching), r.describe(matching)
+    check_sound(g, r, domain_inputs(prog.input.domain, np.random.default_rng(3), 4, 40, 1))

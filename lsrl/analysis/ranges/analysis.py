@@ -38,6 +38,7 @@ class _Analysis:
         self.alias: dict[tuple[int, int], int] = {}
         self.orbits: dict[tuple, list] = {}
         self.notes: dict[int, str] = {}
+        self.sums: dict[int, list[int]] = {}  # wire -> refined linear wires (sums) having it as an operand
 
     # -- driver
     def run(self) -> Ranges:
@@ -118,9 +119,34 @@ class _Analysis:
                     w = self.alias[(a, j)]
                     acc[w] = acc.get(w, ZERO) + _frac(coef)
                     flt = flt or isinstance(coef, float) or self.wires[w].flt
+        bias = self._reuse_sums(acc, _frac(bias))
         items = [(w, c) for w, c in acc.items() if c != 0]
         return self._stateless(_Wire(LIN, node.id, i, pos, tuple(w for w, _ in items), tuple(c for _, c in items),
-                                     _frac(bias), flt))
+                                     bias, flt))
+
+    def _reuse_sums(self, acc: dict[int, Q], bias: Q) -> Q:
+        """Where an earlier refined sum u = sum_k d_k w_k + e appears in `acc` as alpha * d_k on all its w_k,
+        beside other terms independent of u, read alpha * u instead (acc becomes alpha * u + the rest,
+        bias - alpha * e). Fusion substitutes a
+        shared sum into every reader; this recovers it, so that its refined value (e.g. a one-hot selection
+        proven to stay in {0..9}) is reused instead of re-derived by a fresh enumeration in each reader."""
+        W = self.wires
+        for u in sorted({u for w in acc for u in self.sums.get(w, ())}, key=lambda u: -len(W[u].args)):
+            wu = W[u]
+            if not all(a in acc for a in wu.args):
+                continue
+            alpha = acc[wu.args[0]] / wu.coefs[0]
+            others = [a for a in acc if a not in wu.args]
+            rest = frozenset().union(*(W[a].src for a in others))
+            # only beside other terms (a bare rescaling of u gains nothing and would hide u's operands from
+            # later support expansion) that are independent of u (else enumerating them jointly is tighter)
+            if others and _independent(rest, wu.src) and all(acc[a] == alpha * c
+                                                             for a, c in zip(wu.args, wu.coefs, strict=True)):
+                for a in wu.args:
+                    del acc[a]
+                acc[u] = acc.get(u, ZERO) + alpha
+                bias -= alpha * wu.bias
+        return bias
 
     def _stateless(self, w: _Wire) -> int:
         idx = self._new(w)
@@ -138,6 +164,9 @@ class _Analysis:
             e = self._enumerate(idx)
             if e is not None:
                 w.val = val = v_meet(val, e)
+                if w.kind == LIN and len(w.args) > 1:
+                    for a in w.args:
+                        self.sums.setdefault(a, []).append(idx)
         if not val.is_const:
             w.src = frozenset().union(*(W[a].src for a in w.args if not W[a].val.is_const))
         return idx
@@ -289,3 +318,13 @@ class _Analysis:
             if limits._DEBUG:
                 raise
             return None
+
+
+def _independent(src1: frozenset, src2: frozenset) -> bool:
+    """Whether values with these sources vary independently: no shared source, and not both tied to the
+    step number (the step counter and every orbit of an autonomous state move together)."""
+    return not (src1 & src2) and not (_clocked(src1) and _clocked(src2))
+
+
+def _clocked(src: frozenset) -> bool:
+    return any(k == "time" or k[0] == "orbit" for k in src)
