@@ -84,6 +84,26 @@ def _rho(A) -> float:
     return math.sqrt(best) * (1 + 1e-12) + 1e-300
 
 
+def _simulate(A: list, b: list, s0: list, L: int) -> list:
+    """s_0 .. s_L of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
+    dominates at these sizes); the error bound below holds for any summation order."""
+    rows = list(zip(A, b, strict=True))
+    s, out = s0, [s0]
+    for _ in range(L):
+        s = [sum(a * x for a, x in zip(r, s, strict=True)) + c for r, c in rows]
+        out.append(s)
+    return out
+
+
+def _simulate_np(A: np.ndarray, b: np.ndarray, s0: np.ndarray, L: int) -> np.ndarray:
+    pts = np.empty((L + 1, len(s0)))
+    pts[0] = s = s0
+    for t in range(1, L + 1):
+        s = A @ s + b
+        pts[t] = s
+    return pts
+
+
 def _orbit_float(A, b, s0, L):
     """Float-simulated orbit with a rigorous 2-norm error bound per step, clustered into balls; or None."""
     if L > SIM_LIMIT:
@@ -95,13 +115,8 @@ def _orbit_float(A, b, s0, L):
     dA = math.sqrt(float(sum(((a - Q(float(a))) ** 2 for row in A for a in row), ZERO)))
     db = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in b), ZERO)))
     e0 = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in s0), ZERO)))
-    pts = np.empty((L + 1, n))
-    pts[0] = sf
-    s = sf
     with np.errstate(all="ignore"):
-        for t in range(1, L + 1):
-            s = Af @ s + bf
-            pts[t] = s
+        pts = np.array(_simulate(Af.tolist(), bf.tolist(), sf.tolist(), L)) if n <= 8 else _simulate_np(Af, bf, sf, L)
         if not np.all(np.isfinite(pts)):
             return None
         gam = 1.01 * (n + 2) * 2.0 ** -53
@@ -122,20 +137,32 @@ def _orbit_float(A, b, s0, L):
     reps = np.empty((min(L, ORBIT_LIMIT + 1), n))
     rad = np.zeros(len(reps))
     nr = 0
+    reps_l: list[list[float]] = []
     assign = np.empty(L, dtype=np.int64)
+    rows = P.tolist()
+    after: dict[int, int] = {}  # cluster -> the cluster the orbit went to next, last time
+    k_prev = -1
     for t in range(L):
         p = P[t]
-        if nr:
+        # Reps are more than tol apart, so a rep within tol/2 is the nearest: the usual successor of the
+        # last cluster usually is, which spares the scan over all reps (orbits revisit their points)
+        k = after.get(k_prev, -1)
+        d = max(abs(a - b) for a, b in zip(rows[t], reps_l[k], strict=True)) if k >= 0 else math.inf
+        if d > tol / 2 and nr:
             dist = np.abs(reps[:nr] - p).max(axis=1)
             k = int(dist.argmin())
-            if dist[k] <= tol:
-                rad[k] = max(rad[k], dist[k] + errs[t])
-                assign[t] = k
-                continue
+            d = float(dist[k])
+        if d <= tol:
+            rad[k] = max(rad[k], d + errs[t])
+            assign[t] = k
+            after[k_prev], k_prev = k, k
+            continue
         if nr > ORBIT_LIMIT - 1:
             return None
         reps[nr], rad[nr] = p, errs[t]
+        reps_l.append(rows[t])
         assign[t] = nr
+        after[k_prev], k_prev = nr, nr
         nr += 1
     out = []
     for k in range(nr):
