@@ -237,17 +237,14 @@ class _Enumeration:
                 self.memo_deps[x] = tuple(sorted(d))
         self.memo: dict = {}
 
-    def _memo_key(self, x: int, row: _Row):
+    def _member_keys(self, row: _Row) -> dict:
+        """Per support member, what a memoised form depends on in this row: its value, or its box."""
+        return {m: row.fixed[m] if m in row.fixed else tuple(row.box[k] for k in self.symform.get(m, (0, {}))[1])
+                for m in self.members}
+
+    def _memo_key(self, x: int, member_keys: dict):
         deps = self.memo_deps.get(x)
-        if deps is None:
-            return None
-        key = [x]
-        for m in deps:
-            if m in row.fixed:
-                key.append(row.fixed[m])
-            else:
-                key.append(tuple(row.box[k] for k in self.symform[m][1]))
-        return tuple(key)
+        return None if deps is None else (x, *(member_keys[m] for m in deps))
 
     # -- one row
     def _form(self, a: int, row: _Row, forms: dict):
@@ -348,10 +345,11 @@ class _Enumeration:
         self._pending, self._splits, self._axis, self._dsplits = None, [], [], []
         self._loose: set[int] = set()  # wires whose form relaxed something (recomputed in pieces)
         loose = self._loose
+        member_keys = self._member_keys(row) if self.memo_deps else {}
         for x in self.order:
             if x in forms:
                 continue
-            key = self._memo_key(x, row)
+            key = self._memo_key(x, member_keys)
             if key is not None:
                 f = self.memo.get(key)
                 if f is not None:
