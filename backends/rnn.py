@@ -129,7 +129,7 @@ class RnnBackend:
                 rnn.weight_hh_l0.copy_(as_tensor(w_hh))
             for head, r in [(module.readout, stack.output)] + [
                     (h, r) for h, (_, r) in zip(module.probe_heads, stack.probes, strict=True)]:
-                head.weight.copy_(as_tensor(RatArray.of(r.W) @ dec))
+                head.weight.copy_(as_tensor(r.W.rat @ dec))
                 head.bias.copy_(as_tensor(r.b))
         return Emitted(module, config, placements, columns)
 
@@ -161,8 +161,8 @@ def _abs(t: torch.Tensor) -> np.ndarray:
 
 def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFacts):
     n_vals = st.out.width
-    A, a_init = RatArray.of(st.A), RatArray.of(st.A) @ RatArray.of(st.init)
-    layer = _Layer(RatArray.of(st.B) @ dec_in, RatArray.of(st.bias) + a_init, _eye(n_vals))
+    A, a_init = st.A.rat, st.A.rat @ st.init.rat
+    layer = _Layer(st.B.rat @ dec_in, st.bias.rat + a_init, _eye(n_vals))
     # nn.RNN starts from h = 0, so s_0 = init is injected as A @ init at t = 1 through a constant unit k
     # (k_0 = 0, k_t = 1): pre_t = B h_t + bias + A init (1 - k_{t-1}) + A s_{t-1}.
     const = layer.unit({}, None, extra=1) if a_init.num.any() else None
@@ -178,9 +178,9 @@ def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFac
 
 def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
     n_vals, n_hidden = st.out.width, st.E.shape[0]
-    layer = _Layer(RatArray.concat([RatArray.of(st.C), RatArray.of(st.E)]) @ dec_in,
-                   RatArray.concat([RatArray.of(st.c), RatArray.of(st.e)]),
-                   RatArray.concat([_eye(n_vals), RatArray.of(st.D)], axis=1))
+    layer = _Layer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in,
+                   RatArray.concat([st.c.rat, st.e.rat]),
+                   RatArray.concat([_eye(n_vals), st.D.rat], axis=1))
     hidden = [layer.unit({n_vals + k: 1}, (n_vals + k, 1)) for k in range(n_hidden)]  # decode through D
     places = []
     for seg in st.out.segments:
@@ -195,9 +195,9 @@ def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
 
 def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts):
     n_vals, n_gates = st.out.width, len(st.gates)
-    layer = _Layer(RatArray.concat([RatArray.of(m) for m in (st.P, st.U, st.V)]) @ dec_in,
-                   RatArray.concat([RatArray.zeros(n_vals), RatArray.of(st.u), RatArray.of(st.v)]),
-                   RatArray.concat([_eye(n_vals), RatArray.of(st.Q)], axis=1))
+    layer = _Layer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ dec_in,
+                   RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]),
+                   RatArray.concat([_eye(n_vals), st.Q.rat], axis=1))
     gate_units: dict[int, list[int]] = {}  # a Multi node of dim k owns k product rows
     for j, node in enumerate(st.gates):
         a, b = graph[node].args

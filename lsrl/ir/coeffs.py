@@ -46,7 +46,7 @@ def _fractions(ints) -> np.ndarray:
 
 
 def format_scalar(v: Scalar) -> str:
-    if isinstance(v, Fraction):
+    if isinstance(v, Fraction | int):
         return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
     return repr(float(v))
 
@@ -119,10 +119,15 @@ class Coeffs:
         if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
-            return Coeffs((RatArray.of(a) @ RatArray.of(b)).to_fractions())
+            return Coeffs((self.rat @ other.rat).to_fractions())
         if self._ints is not None and other._ints is not None:  # the common case: Python-int products are ~30x
             return Coeffs(_fractions(self._ints @ other._ints))  # cheaper than Fraction ones
         return Coeffs(obj_array(a @ b))
+
+    @cached_property
+    def rat(self) -> RatArray:
+        """The exact entries as a RatArray (integer numerators over one denominator), for fast algebra."""
+        return RatArray.of(self.data)
 
     @property
     def is_integer(self) -> bool:

@@ -44,16 +44,19 @@ class RatArray:
         arr = np.asarray(arr)
         if arr.dtype.kind in "iub":
             return cls(_narrow(arr.astype(object)) if arr.dtype == np.uint64 else arr.astype(np.int64))
-        flat = arr.reshape(-1)
-        if set(map(type, flat)) <= {Fraction, int}:  # the common case, without _ratio's per-entry dispatch
-            nums, dens = [v.numerator for v in flat], [v.denominator for v in flat]
+        nz = np.flatnonzero(arr)  # weight matrices are mostly zeros, which need no numerator
+        vals = arr.reshape(-1)[nz]
+        if set(map(type, vals)) <= {Fraction, int}:  # the common case, without _ratio's per-entry dispatch
+            nums, dens = [v.numerator for v in vals], [v.denominator for v in vals]
         else:
-            pairs = [_ratio(v) for v in flat]
+            pairs = [_ratio(v) for v in vals]
             nums, dens = [n for n, _ in pairs], [d for _, d in pairs]
         den = lcm(*set(dens)) if dens else 1
-        num = np.empty(arr.shape, dtype=object)
-        num.reshape(-1)[:] = nums if den == 1 else [n * (den // d) for n, d in zip(nums, dens, strict=True)]
-        return cls(_narrow(num), den)._reduced()
+        if den != 1:
+            nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
+        num = np.zeros(arr.shape, dtype=object if any(abs(n) >= _SAFE for n in nums) else np.int64)
+        num.reshape(-1)[nz] = nums
+        return cls(num, den)._reduced()
 
     @classmethod
     def zeros(cls, *shape: int) -> RatArray:
@@ -84,9 +87,13 @@ class RatArray:
     def __matmul__(self, other: RatArray) -> RatArray:
         a, b = self.num, other.num
         k = max(a.shape[-1], 1) if a.ndim else 1
-        if not (a.dtype == b.dtype == np.int64 and _max_abs(a) * _max_abs(b) * k < _SAFE):
-            a, b = a.astype(object), b.astype(object)
-        prod = np.asarray(a @ b)
+        bound = _max_abs(a) * _max_abs(b) * k if a.dtype == b.dtype == np.int64 else _SAFE
+        if bound < _FLOAT_EXACT:  # every partial sum is an integer below 2^53: float64 BLAS is exact, and fast
+            prod = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        elif bound < _SAFE:
+            prod = a @ b
+        else:
+            prod = np.asarray(a.astype(object) @ b.astype(object))
         return RatArray(_narrow(prod), self.den * other.den)._reduced()
 
     def __add__(self, other: RatArray) -> RatArray:

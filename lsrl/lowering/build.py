@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 from lsrl.ir import graph as ir
@@ -14,7 +12,9 @@ from lsrl.lowering.stack import GateStage, Layout, MLPStage, Readout, StateStage
 
 
 def _zeros(*shape: int) -> np.ndarray:
-    return np.full(shape, Fraction(0), dtype=object)
+    # Python int zeros (exact, like the Fractions written over them) keep the many untouched entries cheap
+    # to skip later: bool(0) is native, Fraction.__bool__ is not
+    return np.zeros(shape, dtype=object)
 
 
 def _put_form(mat: np.ndarray, bias: np.ndarray, rows: slice, form: Form, src: Layout) -> None:
