@@ -49,12 +49,12 @@ def _exact_outputs(compiled, x: np.ndarray):
 
 @pytest.mark.parametrize("backend", ["lrnn", "rnn"])
 @pytest.mark.parametrize("name", INTEGER_PROGRAMS)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(seed=st.integers(0, 2**16))
 def test_certified_float32_models_compute_the_exact_program(name, backend, seed):
     c = _compiled(backend, "float32", name)
     assert c.certificate.exact_in(torch.float32), str(c.certificate)
-    x = c.program.input.sample(np.random.default_rng(seed), 4, 200)
+    x = c.program.input.sample(np.random.default_rng(seed), 2, 80)  # the exact interpreter is the slow part
     want, want_probes = _exact_outputs(c, x)
     with torch.no_grad():
         y, probes = c.module(torch.tensor(x, dtype=torch.float32), probes=True)
