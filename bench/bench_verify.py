@@ -25,10 +25,18 @@ def run(samples: int = 256, length: int = 256) -> str:
                                  f"does not compile: {exc.diagnostics[0].code}"])
                     continue
                 share = f"{100 * r.exact_share:.2f}%" if r.exact_share is not None else "-"
+                certified = "arithmetic certified exact" in r.promise_note
                 rows.append([path.stem, backend, dtype, f"{r.max_abs:.2g}", f"{r.max_rel:.2g}",
-                             f"{r.promised_rel:.2g}", share, _verdict(r)])
+                             f"{r.promised_rel:.2g}" + (" (certified)" if certified else ""), share, _verdict(r)])
     return table(["program", "backend", "dtype", "max abs err", "max rel err", "promised rel", "exact tokens",
-                  "verdict"], rows)
+                  "verdict"], rows) + LEGEND
+
+
+LEGEND = """
+
+"promised rel" is the backend's float rounding budget for the dtype; "(certified)" marks a dtype in which
+the model's arithmetic is proven exact (integer weights and inputs, every partial sum below 2^24 or
+2^53: `lsrl/certify.py`), so only the float64 reference interpreter's own budget remains."""
 
 
 def _verdict(r) -> str:

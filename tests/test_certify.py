@@ -107,7 +107,7 @@ def test_a_certified_float32_program_verifies_under_the_float64_allowance():
     report = verify(load_program(str(ROOT / "programs/parity.lsrl")), CompileOptions("rnn", dtype="float32"),
                     samples=16, length=64)
     assert report.passed and report.max_abs == 0
-    assert report.promised_rel < 1e-6 and "certified exact" in report.promise_note
+    assert report.promised_rel < 1e-6 and "arithmetic certified exact" in report.promise_note
 
 
 def test_a_state_init_that_readers_never_see_still_counts():
