@@ -56,6 +56,8 @@ def certify(compiled: Compiled) -> Certificate:
         facts = compiled.facts or range_facts(compiled.graph, compiled.program, compiled.options.max_len)
     except LsrlError as exc:
         return Certificate(None, f"range analysis failed ({exc.diagnostics[0].message})")
+    except Exception as exc:  # a certificate is optional: the rounding budget still stands without one
+        return Certificate(None, f"range analysis failed ({type(exc).__name__}: {exc})")
     x_bound = max(abs(float(v)) for v in dom.values)
     bound = get_backend(compiled.options.backend).sum_bound(compiled.stack, compiled.emitted, facts.magnitudes,
                                                             x_bound)
