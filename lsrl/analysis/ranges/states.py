@@ -87,6 +87,14 @@ def _rho(A) -> float:
 def _simulate(A: list, b: list, s0: list, L: int) -> list:
     """s_0 .. s_L of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
     dominates at these sizes); the error bound below holds for any summation order."""
+    if len(s0) == 2:  # rotations (mod counters): unrolled, several times faster
+        (a, b_), (c, d) = A
+        (e, f), (x, y) = b, s0
+        out = [s0]
+        for _ in range(L):
+            x, y = a * x + b_ * y + e, c * x + d * y + f
+            out.append([x, y])
+        return out
     rows = list(zip(A, b, strict=True))
     s, out = s0, [s0]
     for _ in range(L):
