@@ -499,3 +499,19 @@ def test_sums_that_fusion_shared_out_are_reused():
     matching = next(n.id for n in g.nodes if n.label == "matching")
     assert r.is_boolean(matching), r.describe(matching)
     check_sound(g, r, domain_inputs(prog.input.domain, np.random.default_rng(3), 4, 40, 1))
+
+
+def test_orbit_simulation_paths_agree():
+    # plain-float simulation (n <= 8, unrolled for n = 2) and the numpy one (larger blocks) are the same
+    # float64 recurrence up to summation order; a block of 5 rotations by 2 pi / 6 has 6 orbit points
+    from lsrl.analysis.ranges.arith import Q
+    from lsrl.analysis.ranges.states import _orbit_float, _simulate, _simulate_np
+
+    c, s = math.cos(math.pi / 3), math.sin(math.pi / 3)
+    A = np.kron(np.eye(5), np.array([[c, -s], [s, c]]))
+    s0 = np.tile([1.0, 0.0], 5)
+    for n in (2, 6, 10):
+        fast = np.array(_simulate(A[:n, :n].tolist(), [0.0] * n, s0[:n].tolist(), 60))
+        assert np.allclose(fast, _simulate_np(A[:n, :n], np.zeros(n), s0[:n], 60), rtol=0, atol=1e-12)
+    orbit = _orbit_float([[Q(float(a)) for a in row] for row in A], [Q(0)] * 10, [Q(float(v)) for v in s0], 300)
+    assert len(orbit) == 6 and all(period == 6 for _, _, (_, period) in orbit)
