@@ -123,10 +123,10 @@ WHY_NOT = """Where a target is missed, and why:
 - `vec2vec`. The reference builds and simplifies this 17-token, ~20-node program in 0.46-0.63 s; we
   compile it from source in about 40 ms, mostly fixed per-program costs (Lark parsing of about 330
   tokens, the pass pipeline, weight emission). 100x would mean under 5 ms from source, end to end.
-- `lrnn` tok2tok at small T. The fixed costs above also dominate at T = 2 (about 60 ms from IR).
+- `lrnn` tok2tok at small T. The fixed costs above also dominate at T = 2 (about 50-60 ms from IR).
 - Noise. This is a shared 2-core VM whose speed drifts by tens of percent between runs (and within one),
   so ratios near a target land on either side of it from run to run: `lrnn` tok2tok at T = 2 and 3 has
-  measured 55-125x, `rnn` float64 throughput 830-1,110x. Compile times are the best of 5 runs with the
+  measured 55-140x, `rnn` float64 throughput 830-1,300x (this session's runs). Compile times are the best of 5 runs with the
   garbage collector paused; throughput is the best of 3."""
 
 
