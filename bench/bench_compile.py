@@ -126,8 +126,8 @@ WHY_NOT = """Where a target is missed, and why:
 - `lrnn` tok2tok at small T. The fixed costs above also dominate at T = 2 (about 50-60 ms from IR).
 - Noise. This is a shared 2-core VM whose speed drifts by tens of percent between runs (and within one),
   so ratios near a target land on either side of it from run to run: `lrnn` tok2tok at T = 2 and 3 has
-  measured 55-140x, `rnn` float64 throughput 830-1,300x (this session's runs). Compile times are the best of 5 runs with the
-  garbage collector paused; throughput is the best of 3."""
+  measured 55-140x, `rnn` float64 throughput 830-1,300x (this session's runs). Compile times are the
+  best of 5 runs with the garbage collector paused; throughput is the best of 3."""
 
 
 if __name__ == "__main__":
