@@ -52,7 +52,8 @@ def format_scalar(v: Scalar) -> str:
 
 
 class Coeffs:
-    """A read-only 1-D or 2-D array of exact (Fraction) or float entries, hashable by value."""
+    """A read-only 1-D or 2-D array of exact (Fraction; int in lowered stage matrices) or float entries,
+    hashable by value."""
 
     __slots__ = ("data", "__dict__")
 
@@ -89,7 +90,7 @@ class Coeffs:
 
     @cached_property
     def exact(self) -> bool:
-        return float not in set(map(type, self.data.reshape(-1)))  # entries are Fraction or float (obj_array)
+        return float not in set(map(type, self.data.reshape(-1)))  # entries: Fraction, int or float
 
     @cached_property
     def f64(self) -> np.ndarray:
@@ -136,7 +137,7 @@ class Coeffs:
 
     @cached_property
     def _ints(self) -> np.ndarray | None:
-        """The entries as an object array of Python ints when every entry is an integer Fraction, else None."""
+        """The entries as an object array of Python ints when every entry is an exact integer, else None."""
         flat = self.data.reshape(-1)
         if not self.exact or any(v.denominator != 1 for v in flat):
             return None
