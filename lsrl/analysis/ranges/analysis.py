@@ -127,9 +127,9 @@ class _Analysis:
     def _reuse_sums(self, acc: dict[int, Q], bias: Q) -> Q:
         """Where an earlier refined sum u = sum_k d_k w_k + e appears in `acc` as alpha * d_k on all its w_k,
         beside other terms independent of u, read alpha * u instead (acc becomes alpha * u + the rest,
-        bias - alpha * e). Fusion substitutes a
-        shared sum into every reader; this recovers it, so that its refined value (e.g. a one-hot selection
-        proven to stay in {0..9}) is reused instead of re-derived by a fresh enumeration in each reader."""
+        bias - alpha * e). Fusion substitutes a shared sum into every reader; this recovers it, so that its
+        refined value (e.g. a one-hot selection proven to stay in {0..9}) is reused instead of re-derived by a
+        fresh enumeration in each reader."""
         W = self.wires
         for u in sorted({u for w in acc for u in self.sums.get(w, ())}, key=lambda u: -len(W[u].args)):
             wu = W[u]
