@@ -89,7 +89,5 @@ def rounding_tol(dtype: torch.dtype, stack: Stack, factor: int) -> float:
     """Relative rounding budget: unit roundoff x depth x the largest coefficient (how much a steep ReLU
     ramp such as step(x, scale) can amplify an upstream rounding error) x a per-backend allowance."""
     eps = torch.finfo(dtype).eps
-    biggest = max([1.0, stack.output.W.max_abs()] + [c.max_abs() for st in stack.stages for c in
-                                                     (getattr(st, f) for f in st.__dataclass_fields__)
-                                                     if hasattr(c, "max_abs")])
+    biggest = max([1.0, stack.output.W.max_abs()] + [c.max_abs() for c in stack.stage_coeffs()])
     return eps * factor * (len(stack.stages) + 1) * biggest

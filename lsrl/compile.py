@@ -81,8 +81,7 @@ class _Facts:
         return self.r.nonnegative(node)
 
     def magnitudes(self, node: int) -> list[float]:
-        nr = self.r[node]
-        return [max(abs(float(a)), abs(float(b))) for a, b in zip(nr.lo, nr.hi, strict=True)]
+        return self.r[node].magnitudes
 
 
 def range_facts(graph: Graph, program: Program, max_len: int | None) -> _Facts:

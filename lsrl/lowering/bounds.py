@@ -70,6 +70,5 @@ def stack_bounds(stack: Stack, magnitudes, x_bound: float) -> tuple[list[StageBo
 
 def integer_coefficients(stack: Stack) -> bool:
     """Whether every coefficient of the stack is an exact integer."""
-    coeffs = [getattr(st, f) for st in stack.stages for f in st.__dataclass_fields__]
-    coeffs += [c for r in [stack.output] + [r for _, r in stack.probes] for c in (r.W, r.b)]
-    return all(c.is_integer for c in coeffs if isinstance(c, Coeffs))
+    reads = [c for r in [stack.output] + [r for _, r in stack.probes] for c in (r.W, r.b)]
+    return all(c.is_integer for c in [*stack.stage_coeffs(), *reads])

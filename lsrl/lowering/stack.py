@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,14 +92,16 @@ class Stack:
     def widths(self) -> list[int]:
         return [self.input_dim] + [s.out.width for s in self.stages]
 
-    def parameter_count(self) -> int:
-        total = 0
+    def stage_coeffs(self) -> Iterator[Coeffs]:
+        """Every coefficient array of every stage (read-outs not included)."""
         for s in self.stages:
             for name in s.__dataclass_fields__:
                 v = getattr(s, name)
                 if isinstance(v, Coeffs):
-                    total += v.data.size
-        return total + self.output.W.data.size + self.output.b.data.size
+                    yield v
+
+    def parameter_count(self) -> int:
+        return sum(c.data.size for c in self.stage_coeffs()) + self.output.W.data.size + self.output.b.data.size
 
 
 def run_stack(stack: Stack, x: np.ndarray, exact: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:

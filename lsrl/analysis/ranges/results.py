@@ -26,8 +26,13 @@ class NodeRange:
     float_derived: tuple[bool, ...]
 
     @property
+    def magnitudes(self) -> list[float]:
+        """Per component, the bound on |value| (inf where there is none)."""
+        return [max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)]
+
+    @property
     def bound(self) -> float:
-        return max((max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)), default=0.0)
+        return max(self.magnitudes, default=0.0)
 
 
 @dataclass(frozen=True)
