@@ -515,3 +515,29 @@ def test_orbit_simulation_paths_agree():
         assert np.allclose(fast, _simulate_np(A[:n, :n], np.zeros(n), s0[:n], 60), rtol=0, atol=1e-12)
     orbit = _orbit_float([[Q(float(a)) for a in row] for row in A], [Q(0)] * 10, [Q(float(v)) for v in s0], 300)
     assert len(orbit) == 6 and all(period == 6 for _, _, (_, period) in orbit)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 3), st.integers(1, 12), st.data())
+def test_float_orbit_balls_hold_the_exact_orbit(n, period, data):
+    """Every exact state s_t lies in the ball of a cluster whose step lattice holds t (max norm)."""
+    from lsrl.analysis.ranges.arith import Q
+    from lsrl.analysis.ranges.states import _orbit_float
+
+    c, s = math.cos(2 * math.pi / period), math.sin(2 * math.pi / period)
+    A = np.eye(n)
+    A[:2, :2] = [[c, -s], [s, c]]  # a rotation (periodic up to rounding) beside decaying coordinates
+    for i in range(2, n):
+        A[i, i] = data.draw(st.sampled_from([0.5, -0.25, 0.0]))
+    Aq = [[Q(float(a)) for a in row] for row in A]
+    b = [Q(0), Q(0)] + [Q(data.draw(st.integers(-3, 3))) for _ in range(n - 2)]
+    s0 = [Q(data.draw(st.integers(-4, 4)), 2) for _ in range(n)]
+    L = data.draw(st.integers(1, 80))
+    balls = _orbit_float(Aq, b, s0, L)
+    assert balls is not None
+    x = list(s0)
+    for t in range(1, L + 1):
+        x = [sum((a * v for a, v in zip(row, x, strict=True)), bi) for row, bi in zip(Aq, b, strict=True)]
+        assert any(max(abs(p - v) for p, v in zip(rep, x, strict=True)) <= r
+                   and (t == first if step == 0 else t >= first and (t - first) % step == 0)
+                   for rep, r, (first, step) in balls), t

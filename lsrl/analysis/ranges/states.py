@@ -142,41 +142,26 @@ def _orbit_float(A, b, s0, L):
     P = pts[1:]
     scale = 1.0 + float(np.abs(P).max())
     tol = max(1e-9 * scale, 1e3 * float(errs.max()))
-    reps = np.empty((min(L, ORBIT_LIMIT + 1), n))
-    rad = np.zeros(len(reps))
-    nr = 0
-    reps_l: list[list[float]] = []
-    assign = np.empty(L, dtype=np.int64)
-    rows = P.tolist()
-    after: dict[int, int] = {}  # cluster -> the cluster the orbit went to next, last time
-    k_prev = -1
-    for t in range(L):
-        p = P[t]
-        # Reps are more than tol apart, so a rep within tol/2 is the nearest: the usual successor of the
-        # last cluster usually is, which spares the scan over all reps (orbits revisit their points)
-        k = after.get(k_prev, -1)
-        d = max(abs(a - b) for a, b in zip(rows[t], reps_l[k], strict=True)) if k >= 0 else math.inf
-        if d > tol / 2 and nr:
-            dist = np.abs(reps[:nr] - p).max(axis=1)
-            k = int(dist.argmin())
-            d = float(dist[k])
-        if d <= tol:
-            rad[k] = max(rad[k], d + errs[t])
-            assign[t] = k
-            after[k_prev], k_prev = k, k
-            continue
-        if nr > ORBIT_LIMIT - 1:
-            return None
-        reps[nr], rad[nr] = p, errs[t]
-        reps_l.append(rows[t])
-        assign[t] = nr
-        after[k_prev], k_prev = nr, nr
-        nr += 1
+    # Cluster in the max norm on a grid of cells of width tol centred on the first point: the points of
+    # one cell lie within tol of its first point, the cluster's representative. A point of a periodic
+    # orbit that happens to sit on a cell boundary splits into two clusters: sound, only less compact.
+    cells = np.floor((P - P[0]) / tol + 0.5).astype(np.int64)
+    _, first, assign = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+    assign = assign.reshape(-1)
+    if len(first) > ORBIT_LIMIT:
+        return None
+    order = np.argsort(first, kind="stable")  # clusters numbered by first visit, as the orbit runs
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    assign, first = rank[assign], first[order]
+    rad = np.zeros(len(first))
+    np.maximum.at(rad, assign, np.abs(P - P[first[assign]]).max(axis=1) + errs)
+    by = np.lexsort((np.arange(L), assign))  # steps grouped by cluster, in time order
+    bounds = np.flatnonzero(np.diff(assign[by])) + 1
     out = []
-    for k in range(nr):
-        taus = np.nonzero(assign == k)[0] + 1  # the steps at which the orbit is in this ball
+    for k, taus in enumerate(np.split(by + 1, bounds)):  # the steps at which the orbit is in ball k
         step = int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0
-        out.append((tuple(Q(float(x)) for x in reps[k]), _up(float(rad[k])), (int(taus[0]), step)))
+        out.append((tuple(Q(float(x)) for x in P[first[k]]), _up(float(rad[k])), (int(taus[0]), step)))
     return out
 
 
