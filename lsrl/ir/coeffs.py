@@ -24,9 +24,15 @@ def to_scalar(x) -> Scalar:
     return float(x)
 
 
+_NORMAL = {Fraction, float}  # entry types that to_scalar leaves as they are
+_ZERO, _ONE = Fraction(0), Fraction(1)
+
+
 def obj_array(data) -> np.ndarray:
     """An object array of normalised scalars (0-, 1- or 2-D)."""
     arr = np.array(data, dtype=object)
+    if _NORMAL.issuperset(map(type, arr.reshape(-1))):  # the usual case: Fractions from exact algebra
+        return arr
     flat = [to_scalar(v) for v in arr.reshape(-1)]
     out = np.empty(arr.shape, dtype=object)
     if flat:
@@ -73,15 +79,17 @@ class Coeffs:
     # construction helpers
     @classmethod
     def eye(cls, n: int) -> Coeffs:
-        return cls(np.eye(n, dtype=np.int64))
+        out = np.full((n, n), _ZERO, dtype=object)
+        np.fill_diagonal(out, _ONE)
+        return cls(out)
 
     @classmethod
     def zeros(cls, *shape: int) -> Coeffs:
-        return cls(np.zeros(shape, dtype=np.int64))
+        return cls(np.full(shape, _ZERO, dtype=object))
 
     @classmethod
     def ones(cls, *shape: int) -> Coeffs:
-        return cls(np.ones(shape, dtype=np.int64))
+        return cls(np.full(shape, _ONE, dtype=object))
 
     # properties
     @property

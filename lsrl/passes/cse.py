@@ -14,7 +14,7 @@ def sort_multi_operands(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Resul
     return None
 
 
-RULES = [Rule("sort_multi_operands", sort_multi_operands)]
+RULES = [Rule("sort_multi_operands", sort_multi_operands, ir.Multi)]
 
 # Operands are rewritten before their users, so one bottom-up sweep finds every shared subexpression;
 # a LinState is a deterministic function of its operand's history, so equal ones are equal values too.

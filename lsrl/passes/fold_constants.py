@@ -95,10 +95,11 @@ def fixed_point_state(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
     return None
 
 
-RULES = [Rule(f.__name__, f) for f in (
-    relu_of_constant, slice_of_constant, concat_of_constants, multi_of_constants, multi_by_constant,
-    constant_terms_into_bias, drop_zero_terms, constant_into_state, zero_input_state, memoryless_state,
-    fixed_point_state,
+RULES = [Rule(f.__name__, f, on) for f, on in (
+    (relu_of_constant, ir.ReLU), (slice_of_constant, ir.Slice), (concat_of_constants, ir.Concat),
+    (multi_of_constants, ir.Multi), (multi_by_constant, ir.Multi), (constant_terms_into_bias, ir.Linear),
+    (drop_zero_terms, ir.Linear), (constant_into_state, ir.LinState), (zero_input_state, ir.LinState),
+    (memoryless_state, ir.LinState), (fixed_point_state, ir.LinState),
 )]
 
 PASS = Pass("fold_constants", lambda g: rewrite(g, RULES),

@@ -176,18 +176,18 @@ def _concat_of_atoms(rw: Rewriter, nid: int) -> bool:
 
 
 RULES = [
-    Rule("linear_of_linear", _substitute(ir.Linear)),
-    Rule("slice_into_linear", _substitute(ir.Slice)),
-    Rule("concat_into_linear", _substitute(ir.Concat)),
-    Rule("canonical_terms", canonical_terms),
-    Rule("slice_of_slice", slice_of_slice),
-    Rule("slice_of_concat", slice_of_concat),
-    Rule("slice_of_linear", slice_of_linear),
-    Rule("concat_flatten", concat_flatten),
-    Rule("concat_of_slices", concat_of_slices),
-    Rule("linear_into_state", _into_state(ir.Linear)),
-    Rule("slice_into_state", _into_state(ir.Slice)),
-    Rule("concat_into_state", _into_state(ir.Concat)),
+    Rule("linear_of_linear", _substitute(ir.Linear), ir.Linear),
+    Rule("slice_into_linear", _substitute(ir.Slice), ir.Linear),
+    Rule("concat_into_linear", _substitute(ir.Concat), ir.Linear),
+    Rule("canonical_terms", canonical_terms, ir.Linear),
+    Rule("slice_of_slice", slice_of_slice, ir.Slice),
+    Rule("slice_of_concat", slice_of_concat, ir.Slice),
+    Rule("slice_of_linear", slice_of_linear, ir.Slice),
+    Rule("concat_flatten", concat_flatten, ir.Concat),
+    Rule("concat_of_slices", concat_of_slices, ir.Concat),
+    Rule("linear_into_state", _into_state(ir.Linear), ir.LinState),
+    Rule("slice_into_state", _into_state(ir.Slice), ir.LinState),
+    Rule("concat_into_state", _into_state(ir.Concat), ir.LinState),
 ]
 
 PASS = Pass("fuse_linear", lambda g: rewrite(g, RULES),

@@ -25,7 +25,8 @@ def single_concat(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
     return None
 
 
-RULES = [Rule(f.__name__, f) for f in (identity_linear, full_slice, single_concat)]
+RULES = [Rule(f.__name__, f, on) for f, on in ((identity_linear, ir.Linear), (full_slice, ir.Slice),
+                                              (single_concat, ir.Concat))]
 
 PASS = Pass("remove_identities", lambda g: rewrite(g, RULES),
             "replace identity Linears, full in-order Slices and one-operand Concats by their operand")

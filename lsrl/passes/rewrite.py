@@ -69,10 +69,14 @@ class GraphBuilder:
 
 @dataclass(frozen=True)
 class Rule:
-    """A named local rewrite: `apply(rw, op, args)` sees a node's op over already-rewritten operands."""
+    """A named local rewrite: `apply(rw, op, args)` sees a node's op over already-rewritten operands.
+
+    `on`: the op types it can match; the rewriter offers it only nodes of those types (a sweep tries
+    a few rules per node instead of all of them)."""
 
     name: str
     apply: Callable[[Rewriter, ir.Op, tuple[int, ...]], Result]
+    on: type[ir.Op] | tuple[type[ir.Op], ...] = ir.Op
 
 
 class Rewriter:
@@ -86,6 +90,7 @@ class Rewriter:
         self.b = GraphBuilder(share)
         self.remap: dict[int, int] = {}
         self.counts = {r.name: 0 for r in rules}
+        self._rules_for: dict[type, list[Rule]] = {}  # op type -> the rules that can match it
         self._uses: dict[int, int] = {}  # new id -> uses (users + roots) in the old graph of what maps to it
         self._span: Span | None = None
 
@@ -146,7 +151,10 @@ class Rewriter:
         return self.b.add(op, args, n.span, n.label)
 
     def _step(self, op: ir.Op, args: tuple[int, ...]) -> Result:
-        for rule in self.rules:
+        rules = self._rules_for.get(type(op))
+        if rules is None:
+            rules = self._rules_for[type(op)] = [r for r in self.rules if isinstance(op, r.on)]
+        for rule in rules:
             res = rule.apply(self, op, args)
             if res is not None:
                 self.counts[rule.name] += 1
