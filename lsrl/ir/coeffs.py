@@ -125,6 +125,8 @@ class Coeffs:
     def __matmul__(self, other: Coeffs) -> Coeffs:
         a, b = self.data, other.data
         m, k, n = (a.shape[0] if a.ndim == 2 else 1), a.shape[-1], (b.shape[1] if b.ndim == 2 else 1)
+        if m * k * n <= 8:  # a few scalar products: cheaper than converting to integers and back
+            return Coeffs(obj_array(a @ b))
         if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
