@@ -17,11 +17,11 @@ _PARAMS = {"state": ("A", "B", "bias", "init"), "mlp": ("C", "c", "D", "E", "e")
 
 
 class _Stage(nn.Module):
-    def __init__(self, kind: str, shapes: dict[str, list[int]]):
+    def __init__(self, kind: str, shapes: dict[str, list[int]], dtype: torch.dtype):
         super().__init__()
         self.kind = kind
         for name in _PARAMS[kind]:
-            self.register_parameter(name, nn.Parameter(torch.zeros(shapes[name]), requires_grad=False))
+            self.register_parameter(name, nn.Parameter(torch.zeros(shapes[name], dtype=dtype), requires_grad=False))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.kind == "state":
@@ -34,12 +34,13 @@ class _Stage(nn.Module):
 class LinearRNN(nn.Module):
     """forward(x[B, T, d_in]) -> y[B, T, d_out]; `probes=True` also returns the named probes."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
-        self.stages = nn.ModuleList(_Stage(s["kind"], s["shapes"]) for s in config["stages"])
-        self.readout = nn.Linear(config["readout_in"], config["output_dim"])
+        self.stages = nn.ModuleList(_Stage(s["kind"], s["shapes"], dtype) for s in config["stages"])
+        self.readout = nn.Linear(config["readout_in"], config["output_dim"], dtype=dtype)
         self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d) for d in config["probes"].values())
+        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d, dtype=dtype)
+                                         for d in config["probes"].values())
 
     def forward(self, x: torch.Tensor, probes: bool = False):
         h = x.to(self.readout.weight.dtype)
@@ -60,18 +61,19 @@ class LrnnBackend:
     exact_constructs = "all LSRL primitives, exactly (the model is the lowered stack itself)"
 
     def emit(self, graph: Graph, stack: Stack, facts=None) -> Emitted:
+        tensors = [_stage_tensors(st) for st in stack.stages]
         config = {
-            "stages": [{"kind": st.kind, "shapes": {k: list(v.shape) for k, v in _stage_tensors(st).items()}}
-                       for st in stack.stages],
+            "stages": [{"kind": st.kind, "shapes": {k: list(v.shape) for k, v in ts.items()}}
+                       for st, ts in zip(stack.stages, tensors, strict=True)],
             "input_dim": stack.input_dim, "output_dim": stack.output.b.shape[0],
             "readout_in": stack.output.W.shape[1],
             "probes": {name: r.b.shape[0] for name, r in stack.probes},
         }
         module = self.build_module(config)
         with torch.no_grad():
-            for i, st in enumerate(stack.stages):
-                for name, t in _stage_tensors(st).items():
-                    getattr(module.stages[i], name).copy_(t)
+            for stage, ts in zip(module.stages, tensors, strict=True):
+                for name, t in ts.items():
+                    getattr(stage, name).copy_(t)
             module.readout.weight.copy_(as_tensor(stack.output.W))
             module.readout.bias.copy_(as_tensor(stack.output.b))
             for head, (_, r) in zip(module.probe_heads, stack.probes, strict=True):
@@ -82,7 +84,7 @@ class LrnnBackend:
         return Emitted(module, config, placements)
 
     def build_module(self, config: dict) -> nn.Module:
-        return LinearRNN(config).double()
+        return LinearRNN(config)
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
         return Promise(True, rounding_tol(dtype, stack, 2**8), "exact in real arithmetic; float rounding only")

@@ -75,14 +75,15 @@ def _eye(n: int) -> RatArray:
 class ReLURNNStack(nn.Module):
     """forward(x[B, T, d_in]) -> y[B, T, d_out]; each layer is a vanilla single-layer nn.RNN."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.rnns = nn.ModuleList(
-            nn.RNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True)
+            nn.RNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
             for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self.readout = nn.Linear(config["readout_in"], config["output_dim"])
+        self.readout = nn.Linear(config["readout_in"], config["output_dim"], dtype=dtype)
         self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d) for d in config["probes"].values())
+        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d, dtype=dtype)
+                                         for d in config["probes"].values())
 
     def forward(self, x: torch.Tensor, probes: bool = False):
         h = x.to(self.readout.weight.dtype)
@@ -134,7 +135,7 @@ class RnnBackend:
         return Emitted(module, config, placements, columns)
 
     def build_module(self, config: dict) -> nn.Module:
-        return ReLURNNStack(config).double()
+        return ReLURNNStack(config)
 
     def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
         return Promise(True, rounding_tol(dtype, stack, 2**10),
