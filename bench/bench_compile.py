@@ -40,7 +40,7 @@ def _compile(path: str, params: dict, backend: str, repeat: int = 5):
 
 def compile_rows(backends=("lrnn", "rnn")) -> tuple[list[list[object]], list[str]]:
     """Table rows, and one line per target (compile >= 100x the reference, tok2tok parameters <= 1/1000)."""
-    rows, speedups, ratios = [], {b: [] for b in backends}, []
+    rows, speedups, ratios = [], {}, []
     cases = [("tok2tok", {"T": T, "gated": g}, (T, g)) for g in (1, 0) for T in (2, 3, 5, 8)]
     cases += [("vec2vec", {"gated": g}, (0, g)) for g in (1, 0)]
     for name, params, key in cases:
@@ -55,14 +55,14 @@ def compile_rows(backends=("lrnn", "rnn")) -> tuple[list[list[object]], list[str
             n = compiled.parameter_count()
             ours = total if REFERENCE_INCLUDES_SETUP[name] else from_ir  # like for like
             if ref:
-                speedups[backend].append((ref[0] / ours, label))
+                speedups.setdefault((backend, name), []).append((ref[0] / ours, label))
                 if name == "tok2tok":
                     ratios.append((ref[1] / n, f"{label} {backend}"))
             rows.append([label, backend, f"{total:.3f}", f"{from_ir:.3f}", f"{n:,}",
                          f"{ref[0]:.2f}" if ref else "-", f"{ref[0] / ours:,.0f}x" if ref else "-",
                          f"{ref[1]:,}" if ref else "-", f"1/{ref[1] / n:,.0f}" if ref else "-"])
-    lines = [f"- compile >= 100x the reference, `{b}`: " + _verdict(min(v), 100, "x") +
-             f" (all {len(v)} cases: {', '.join(f'{x:,.0f}x' for x, _ in v)})" for b, v in speedups.items() if v]
+    lines = [f"- compile >= 100x the reference, {name} on `{b}`: " + _verdict(min(v), 100, "x") +
+             f" (all {len(v)} cases: {', '.join(f'{x:,.0f}x' for x, _ in v)})" for (b, name), v in speedups.items()]
     worst = min(ratios)
     lines.append(f"- tok2tok parameters <= 1/1000 of the reference: worst 1/{worst[0]:,.0f} ({worst[1]}): "
                  + ("met" if worst[0] >= 1000 else "NOT met"))
@@ -135,8 +135,8 @@ def why_not(vec2vec_parse: float) -> str:
   source alone (about 330 tokens, with Lark, which the design fixes for the grammar) takes {vec2vec_parse * 1000:.1f} ms
   (best of 20), before elaboration, the passes, lowering and emission. What remains is fixed per-program
   cost in Python. We propose taking vec2vec out of the 100x target and reporting it as measured.
-- `lrnn` tok2tok at small T. Fixed per-program costs (passes, lowering, emission) also dominate at
-  T = 2 (about 45 ms from IR).
+- `lrnn` tok2tok at T = 2. Fixed per-program costs (passes, lowering, emission: about 45 ms from IR)
+  leave it close to 100x, so noise can put it on either side.
 - Noise. This is a shared 2-core VM whose speed drifts by tens of percent between runs (and within one),
   so ratios near a target land on either side of it from run to run (`rnn` float64 throughput has
   measured 830-1,300x across runs). Compile times are the best of 5 runs with the garbage collector

@@ -24,13 +24,15 @@ class GraphBuilder:
         self._table: dict[Form, int] = {}
 
     def add(self, op: ir.Op, args: Iterable[int] = (), span: Span | None = None,
-            label: str | None = None) -> int:
+            label: str | None = None, dim: int | None = None) -> int:
+        """`dim`: the output dimension when the caller knows it (an unchanged op over equal-dim operands)."""
         args = tuple(args)
         if self.share and (op, args) in self._table:
             self.shared += 1
             return self.adopt(self._table[(op, args)], span, label)
         nid = len(self.nodes)
-        dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
+        if dim is None:
+            dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
         self.nodes.append(ir.Node(nid, op, args, dim, span, label))
         if self.share:
             self._table.setdefault((op, args), nid)
@@ -60,9 +62,13 @@ class GraphBuilder:
             for n in self.nodes:
                 if n.id not in keep and n.label and isinstance(n.op, VIEWS) and keep.issuperset(n.args):
                     keep.add(n.id)
-        new_id = {old: k for k, old in enumerate(sorted(keep))}
-        nodes = tuple(ir.Node(new_id[n.id], n.op, tuple(new_id[a] for a in n.args), n.dim, n.span, n.label)
-                      for n in self.nodes if n.id in keep)
+        if len(keep) == len(self.nodes):  # nothing pruned: ids stay as they are
+            new_id = {k: k for k in range(len(self.nodes))}
+            nodes = tuple(self.nodes)
+        else:
+            new_id = {old: k for k, old in enumerate(sorted(keep))}
+            nodes = tuple(ir.Node(new_id[n.id], n.op, tuple(new_id[a] for a in n.args), n.dim, n.span, n.label)
+                          for n in self.nodes if n.id in keep)
         return ir.Graph(nodes, new_id[input], new_id[output], tuple((p, new_id[i]) for p, i in probes),
                         like.name, dict(like.meta), check=False)  # add() checked each node; order is kept
 
@@ -138,7 +144,8 @@ class Rewriter:
     def _rewrite(self, n: ir.Node) -> int:
         op, args = n.op, tuple(self.remap[a] for a in n.args)
         if isinstance(op, ir.Input):
-            return self.b.add(op, args, n.span, n.label)
+            return self.b.add(op, args, n.span, n.label, n.dim)
+        dim = n.dim  # no rule fired: the same op over operands of the same dims (rewrites keep dims)
         for _ in range(self.MAX_STEPS):
             res = self._step(op, args)
             if res is None:
@@ -146,9 +153,10 @@ class Rewriter:
             if isinstance(res, int):  # the node is an existing value: it lends that value its name
                 return self.b.adopt(res, n.span, n.label)
             op, args = res
+            dim = None
         else:
             raise ir.IRError(f"rules did not settle on %{n.id}")
-        return self.b.add(op, args, n.span, n.label)
+        return self.b.add(op, args, n.span, n.label, dim)
 
     def _step(self, op: ir.Op, args: tuple[int, ...]) -> Result:
         rules = self._rules_for.get(type(op))
