@@ -422,7 +422,8 @@ def prelude_programs(draw):
     for _ in range(draw(st.integers(3, 9))):
         k += 1
         name = f"v{k}"
-        kind = draw(st.sampled_from(["cmp", "cmp", "logic", "logic", "gate", "arith", "state", "orbit", "mul"]))
+        kind = draw(st.sampled_from(["cmp", "cmp", "logic", "logic", "gate", "arith", "state", "orbit", "mul",
+                                     "mix", "count"]))
         const = draw(st.sampled_from(["0", "1", "2", "5/2", "-1"]))
         scale = draw(st.sampled_from(["1000", "2", "1/2", "sqrt(2)"]))
         if kind == "cmp":
@@ -452,6 +453,16 @@ def prelude_programs(draw):
         elif kind == "orbit":
             expr = draw(st.sampled_from(["mod_counter(3)", "mod_onehot(4)[1]", "cyclic_onehot(3)[0]",
                                          "mod_counter(2) + t", "delay({a}, 2)[0]"])).format(a=pick())
+        elif kind == "mix":  # a test of one value and one of another, independent of it
+            expr = draw(st.sampled_from(["and(bump({a}, {c}, {c} + 1, {s}), larger(mod_counter(3), 1, 2))",
+                                         "bump({a}, 1, 2, {s}) - step(t - {c}, 2)",
+                                         "or(eq({a}, {c}, {s}), mod_onehot(4)[2])"]))
+            expr = expr.format(a=pick(), c=const, s=scale)
+            bools.append(name)
+        elif kind == "count" and bools:  # flags read only through their count
+            expr = draw(st.sampled_from(["larger(sum(delay({p}, 4)), 2, 2)", "sum(delay({p}, 3)) * {a}",
+                                         "step(sum(delay({p}, 5)) - 2, 2) - step(sum(delay({p}, 5)) - 4, 2)"]))
+            expr = expr.format(p=pick("bool"), a=pick())
         else:
             expr = f"{pick()} * {pick()}"
         lines.append(f"let {name} = {expr}")
@@ -541,3 +552,45 @@ def test_float_orbit_balls_hold_the_exact_orbit(n, period, data):
         assert any(max(abs(p - v) for p, v in zip(rep, x, strict=True)) <= r
                    and (t == first if step == 0 else t >= first and (t - first) % step == 0)
                    for rep, r, (first, step) in balls), t
+
+
+def _analyze_without_shortcuts(monkeypatch, *args):
+    """The analysis with every enumeration over the full product of its members' cases."""
+    from lsrl.analysis.ranges.support import _Enumeration
+
+    with monkeypatch.context() as m:
+        m.setattr(_Enumeration, "_split_sum", lambda self: None)
+        m.setattr(_Enumeration, "_lumps", lambda self, ms: [[x] for x in ms])
+        return analyze(*args)
+
+
+def _at_least_as_tight(r_new, r_old, g):
+    for n in g.nodes:
+        a, b = r_new[n.id], r_old[n.id]
+        for i in range(n.dim):
+            assert a.lo[i] >= b.lo[i] and a.hi[i] <= b.hi[i], (n.id, i)
+            assert (a.integer[i] or not b.integer[i]) and (a.boolean[i] or not b.boolean[i]), (n.id, i)
+
+
+def test_enumeration_shortcuts_lose_nothing(monkeypatch):
+    """Splitting a sum into independent parts, and lumping flags read only through their total, give the
+    same ranges (or tighter, where the full product would hit a work limit); here 8 flags are read through
+    their count (256 cases, lumped into 9) and `matching` sums a test of x with one of the step number."""
+    from lsrl.passes import optimize
+
+    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": 8, "gated": 1})
+    g, _ = optimize(prog.graph)
+    r = analyze(g, prog.input.domain, 512)
+    _at_least_as_tight(r, _analyze_without_shortcuts(monkeypatch, g, prog.input.domain, 512), g)
+    for label in ("matching", "all_matching"):
+        node = next(n.id for n in g.nodes if n.label == label)
+        assert r.is_boolean(node), r.describe(node)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(prelude_programs(), st.integers(1, 10))
+def test_enumeration_shortcuts_lose_nothing_on_random_programs(monkeypatch, text, max_len):
+    prog = compile_source("input x[1] in {0, 1, 2, 3}\n" + text, "rand.lsrl")
+    r = analyze(prog.graph, prog.input.domain, max_len)
+    _at_least_as_tight(r, _analyze_without_shortcuts(monkeypatch, prog.graph, prog.input.domain, max_len), prog.graph)

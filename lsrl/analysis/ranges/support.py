@@ -19,8 +19,8 @@ from lsrl.analysis.ranges.limits import (
     SPLIT_FANOUT,
     WORK_LIMIT,
 )
-from lsrl.analysis.ranges.values import Val, _sq_range, v_join
-from lsrl.analysis.ranges.wires import LIN, RELU, STATE
+from lsrl.analysis.ranges.values import Val, _sq_range, v_join, v_lin
+from lsrl.analysis.ranges.wires import LIN, RELU, STATE, _Wire
 
 if TYPE_CHECKING:
     from lsrl.analysis.ranges.analysis import _Analysis
@@ -120,7 +120,7 @@ class _Enumeration:
     def _rows(self) -> list[_Row]:
         an, W = self.an, self.an.wires
         groups: list[tuple[str, object, list[int]]] = []  # (kind, info, members)
-        time_ms, orbit_ms = [], {}
+        time_ms, orbit_ms, singles = [], {}, []
         for m in self.members:
             w = W[m]
             if w.kind == STATE and w.key == "time":
@@ -128,7 +128,12 @@ class _Enumeration:
             elif w.kind == STATE and w.key in an.orbits:
                 orbit_ms.setdefault(w.key, []).append(m)
             else:
-                groups.append(("single", W[m].val, [m]))
+                singles.append(m)
+        for ms in self._lumps(singles):
+            if len(ms) == 1:
+                groups.append(("single", W[ms[0]].val, ms))
+            else:
+                groups.append(("lump", v_lin([(ONE, W[m].val) for m in ms], ZERO), ms))
         self.tau = None
         if time_ms:
             k = self.tau = self._coord(True, (ONE, ONE), (ONE, Q(an.L)))
@@ -170,6 +175,9 @@ class _Enumeration:
                         self.symform[m] = (ZERO, {k: ONE})
                     options.append([({}, {k: (p[i] - r, p[i] + r) for i, k in enumerate(ks)}, tm)
                                     for (p, r), tm in info])
+            elif kind == "lump":  # the first member carries the sum, the others 0: every reader sees the sum
+                rest = {m: ZERO for m in ms[1:]}
+                options.append([({ms[0]: x, **rest}, {}, None) for x in info.values()])
             else:
                 v, m = info, ms[0]
                 if v.exact:
@@ -208,7 +216,28 @@ class _Enumeration:
                 rows.append(_Row(fixed, box, (), lat))
         return rows
 
+    def _lumps(self, ms: list[int]) -> list[list[int]]:
+        """Members (exact value sets) the cone reads only through sums, each with the same coefficient in every
+        sum that reads it, grouped: the cone sees only their total, whose values (a sumset) are enumerated
+        instead of every combination (8 flags read only through their count: 9 rows, not 256)."""
+        W = self.an.wires
+        readers: dict[int, list] = {m: [] for m in ms}
+        for x in self.order:
+            w = W[x]
+            for i, a in enumerate(w.args):
+                if a in readers:
+                    readers[a].append((x, w.coefs[i] if w.kind == LIN else None))
+        lumps: dict = {}
+        for m in ms:
+            sig = tuple(readers[m])
+            ok = W[m].val.exact and all(c is not None for _, c in sig)
+            lumps.setdefault(sig if ok else ("alone", m), []).append(m)
+        return list(lumps.values())
+
     def run(self) -> Val | None:
+        split = self._split_sum()
+        if split is not None:
+            return split
         rows = self._rows()
         work = max(1, len(self.order))
         if len(rows) * work > WORK_LIMIT:
@@ -224,17 +253,69 @@ class _Enumeration:
             raise _Empty
         return v_join(parts)
 
+    def _member_deps(self) -> dict[int, frozenset]:
+        """Per cone wire, the support members its value depends on."""
+        W, S = self.an.wires, set(self.members)
+        deps: dict[int, frozenset] = {}
+        for x in self.order:
+            deps[x] = frozenset().union(*(deps.get(a, frozenset([a]) if a in S else frozenset()) for a in W[x].args))
+        return deps
+
+    def _split_sum(self) -> Val | None:
+        """A sum whose terms fall into groups over disjoint support members is the sumset of the groups'
+        ranges: each group is enumerated on its own (its rows, not the product of all groups' rows).
+
+        Rows combine members freely, except that the components of one orbit take its points jointly, and
+        with the step number among the members every counter and orbit point is tied to it (one group). The
+        groups become temporary partial-sum wires."""
+        an, W = self.an, self.an.wires
+        t = W[self.target]
+        if t.kind != LIN or len(t.args) < 2:
+            return None
+        deps = self._member_deps()
+        clock = {m for m in self.members if W[m].kind == STATE and (W[m].key == "time" or W[m].key in an.orbits)}
+        tied = any(W[m].key == "time" for m in clock)
+        parent = list(range(len(t.args)))
+
+        def find(k):
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        owner: dict = {}
+        for k, a in enumerate(t.args):
+            for m in deps.get(a, frozenset([a]) if a in self.members else frozenset()):
+                # the components of one orbit take its points jointly
+                key = ("clock" if tied else W[m].key) if m in clock else m
+                parent[find(k)] = find(owner.setdefault(key, k))
+        groups: dict[int, list[int]] = {}
+        for k in range(len(t.args)):
+            groups.setdefault(find(k), []).append(k)
+        if len(groups) < 2:
+            return None
+        terms = []
+        for ks in groups.values():
+            args, coefs = tuple(t.args[k] for k in ks), tuple(t.coefs[k] for k in ks)
+            if len(ks) == 1 and args[0] in self.members:  # a free member: its own range
+                terms.append((coefs[0], W[args[0]].val))
+                continue
+            part = an._new(_Wire(LIN, t.node, t.comp, t.pos, args, coefs, ZERO, t.flt))
+            try:
+                S = set().union(*(deps.get(a, {a} if a in self.members else set()) for a in args))
+                val = _Enumeration(an, part, S).run() if S else None
+            finally:
+                W.pop()
+            if val is None:
+                return None
+            terms.append((ONE, val))
+        return v_lin(terms, t.bias)
+
     def _plan_memo(self):
         """Wires whose cone reaches no wide coordinate are memoised across rows, keyed by their members' values."""
-        W, S = self.an.wires, set(self.members)
         wide_m = {m for m, (_, g) in self.symform.items() if any(self.wide[k] for k in g)}
-        deps: dict[int, frozenset] = {}
-        self.memo_deps: dict[int, tuple] = {}
-        for x in self.order:
-            d = frozenset().union(*(deps.get(a, frozenset([a]) if a in S else frozenset()) for a in W[x].args))
-            deps[x] = d
-            if not (d & wide_m):
-                self.memo_deps[x] = tuple(sorted(d))
+        deps = self._member_deps()
+        self.memo_deps = {x: tuple(sorted(d)) for x, d in deps.items() if not (d & wide_m)}
         self.memo: dict = {}
 
     def _member_keys(self, row: _Row) -> dict:
