@@ -441,7 +441,7 @@ class _Enumeration:
             if w.kind == LIN:
                 c, g, rlo, rhi = w.bias, {}, ZERO, ZERO
                 for coef, a in zip(w.coefs, w.args, strict=True):
-                    ac, ag, alo, ahi = self._form(a, row, forms)
+                    ac, ag, alo, ahi = forms.get(a) or self._form(a, row, forms)
                     c += coef * ac
                     for k, v in ag.items():
                         g[k] = g.get(k, ZERO) + coef * v
@@ -460,7 +460,7 @@ class _Enumeration:
                 forms[x] = self._mul(fu, fv, w.args[0] == w.args[1], row)
                 if forms[x][3] != 0 and fu[3] == 0 and fv[3] == 0:
                     loose.add(x)
-            if any(a in loose for a in w.args):
+            if loose and not loose.isdisjoint(w.args):
                 loose.add(x)
             if key is not None:
                 self.memo[key] = forms[x]
