@@ -145,9 +145,7 @@ def _orbit_float(A, b, s0, L):
     # Cluster in the max norm on a grid of cells of width tol centred on the first point: the points of
     # one cell lie within tol of its first point, the cluster's representative. A point of a periodic
     # orbit that happens to sit on a cell boundary splits into two clusters: sound, only less compact.
-    cells = np.floor((P - P[0]) / tol + 0.5).astype(np.int64)
-    _, first, assign = np.unique(cells, axis=0, return_index=True, return_inverse=True)
-    assign = assign.reshape(-1)
+    first, assign = _group_rows(np.floor((P - P[0]) / tol + 0.5).astype(np.int64))
     if len(first) > ORBIT_LIMIT:
         return None
     order = np.argsort(first, kind="stable")  # clusters numbered by first visit, as the orbit runs
@@ -163,6 +161,18 @@ def _orbit_float(A, b, s0, L):
         step = int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0
         out.append((tuple(Q(float(x)) for x in P[first[k]]), _up(float(rad[k])), (int(taus[0]), step)))
     return out
+
+
+def _group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Equal rows grouped: each group's first row index, and each row's group (what np.unique(axis=0)
+    returns, by a lexicographic sort of the columns, which is several times faster)."""
+    order = np.lexsort(rows.T[::-1])
+    ranked = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    np.any(ranked[1:] != ranked[:-1], axis=1, out=new[1:])
+    group = np.empty(len(rows), dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return np.minimum.reduceat(order, np.flatnonzero(new)), group
 
 
 def _congruence(A, dv, s0):
