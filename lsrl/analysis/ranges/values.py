@@ -159,7 +159,8 @@ def v_lin(terms, bias: Q) -> Val:
     if all(v.vals is not None for _, v in rest) and math.prod(len(v.vals) for _, v in rest) <= SUMSET_LIMIT:
         acc = {c0}
         for c, v in rest:
-            acc = {a + c * x for a in acc for x in v.vals}
+            cx = [c * x for x in v.vals]
+            acc = {a + y for a in acc for y in cx}
             if len(acc) > SET_LIMIT:
                 break
         else:
