@@ -555,10 +555,13 @@ def test_float_orbit_balls_hold_the_exact_orbit(n, period, data):
 
 
 def _analyze_without_shortcuts(monkeypatch, *args):
-    """The analysis with every enumeration over the full product of its members' cases."""
+    """The analysis with every enumeration over the full product of its members' cases, and every sum
+    enumerated afresh."""
+    from lsrl.analysis.ranges.analysis import _Analysis
     from lsrl.analysis.ranges.support import _Enumeration
 
     with monkeypatch.context() as m:
+        m.setattr(_Analysis, "_rescaled_sum", lambda self, w: None)
         m.setattr(_Enumeration, "_split_sum", lambda self: None)
         m.setattr(_Enumeration, "_lumps", lambda self, ms: [[x] for x in ms])
         return analyze(*args)
@@ -573,9 +576,10 @@ def _at_least_as_tight(r_new, r_old, g):
 
 
 def test_enumeration_shortcuts_lose_nothing(monkeypatch):
-    """Splitting a sum into independent parts, and lumping flags read only through their total, give the
-    same ranges (or tighter, where the full product would hit a work limit); here 8 flags are read through
-    their count (256 cases, lumped into 9) and `matching` sums a test of x with one of the step number."""
+    """Splitting a sum into independent parts, lumping flags read only through their total, and rescaling
+    an earlier refined sum with proportional coefficients give the same ranges (or tighter, where the full
+    product would hit a work limit); here 8 flags are read through their count (256 cases, lumped into 9),
+    `matching` sums a test of x with one of the step number, and each step's two ramps share a direction."""
     from lsrl.passes import optimize
 
     prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": 8, "gated": 1})

@@ -39,6 +39,7 @@ class _Analysis:
         self.orbits: dict[tuple, list] = {}
         self.notes: dict[int, str] = {}
         self.sums: dict[int, list[int]] = {}  # wire -> refined linear wires (sums) having it as an operand
+        self.refined: dict[tuple, int] = {}  # a refined linear wire by its direction (see _direction)
 
     # -- driver
     def run(self) -> Ranges:
@@ -161,7 +162,11 @@ class _Analysis:
         w.val = val
         gate = w.kind == MUL and any(W[a].val.boolean() for a in w.args)  # {0} u the other: already tight
         if not val.is_const and not val.boolean() and not gate:
-            e = self._enumerate(idx)
+            e = self._rescaled_sum(w) if w.kind == LIN else None
+            if e is None:
+                e = self._enumerate(idx)
+                if e is not None and w.kind == LIN:
+                    self.refined[_direction(w)] = idx
             if e is not None:
                 w.val = val = v_meet(val, e)
                 if w.kind == LIN and len(w.args) > 1:
@@ -170,6 +175,17 @@ class _Analysis:
         if not val.is_const:
             w.src = frozenset().union(*(W[a].src for a in w.args if not W[a].val.is_const))
         return idx
+
+    def _rescaled_sum(self, w: _Wire) -> Val | None:
+        """An earlier refined sum over the same wires with proportional coefficients (another bias or scale,
+        e.g. the two ramps of a step) gives this one's range by the same affine map: the enumeration over
+        their common support would only repeat itself."""
+        j = self.refined.get(_direction(w))
+        if j is None:
+            return None
+        u = self.wires[j]
+        alpha = w.coefs[0] / u.coefs[0]
+        return v_lin([(alpha, u.val)], w.bias - alpha * u.bias)
 
     # -- states
     def _state(self, pos, node):
@@ -318,6 +334,12 @@ class _Analysis:
             if limits._DEBUG:
                 raise
             return None
+
+
+def _direction(w: _Wire) -> tuple:
+    """A linear wire's operands with its coefficients scaled to make the first 1 (equal for proportional sums)."""
+    c0 = w.coefs[0]
+    return w.args, tuple(c / c0 for c in w.coefs)
 
 
 def _independent(src1: frozenset, src2: frozenset) -> bool:
