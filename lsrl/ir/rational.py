@@ -125,7 +125,7 @@ class RatArray:
         """float64 entries, each the correctly rounded value of its rational."""
         if self.num.dtype == np.int64 and _max_abs(self.num) <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
             return self.num.astype(np.float64) / self.den  # both exact: IEEE division rounds correctly
-        flat = [float(Fraction(int(n), self.den)) for n in self.num.reshape(-1)]
+        flat = [int(n) / self.den for n in self.num.reshape(-1)]  # int / int is correctly rounded in Python
         return np.array(flat, dtype=np.float64).reshape(self.shape)
 
     def to_fractions(self) -> np.ndarray:
