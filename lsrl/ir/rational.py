@@ -40,8 +40,8 @@ class RatArray:
     @classmethod
     def of(cls, data) -> RatArray:
         """From Coeffs, an integer array, or an object array of Fraction/int/float entries."""
-        arr = getattr(data, "data", data)
-        arr = np.asarray(arr)
+        # a Coeffs' entries are its .data (a numpy array's .data is its raw buffer: not that)
+        arr = np.asarray(data if isinstance(data, np.ndarray) else getattr(data, "data", data))
         if arr.dtype.kind in "iub":
             return cls(_narrow(arr.astype(object)) if arr.dtype == np.uint64 else arr.astype(np.int64))
         nz = np.flatnonzero(arr)  # weight matrices are mostly zeros, which need no numerator
