@@ -297,13 +297,13 @@ class _Enumeration:
         terms = []
         for ks in groups.values():
             args, coefs = tuple(t.args[k] for k in ks), tuple(t.coefs[k] for k in ks)
-            if len(ks) == 1 and args[0] in self.members:  # a free member: its own range
-                terms.append((coefs[0], W[args[0]].val))
+            S = set().union(*(deps.get(a, {a} if a in self.members else set()) for a in args))
+            if not S or (len(ks) == 1 and args[0] in self.members):  # constants, or a free member: own range
+                terms += [(c, W[a].val) for a, c in zip(args, coefs, strict=True)]
                 continue
             part = an._new(_Wire(LIN, t.node, t.comp, t.pos, args, coefs, ZERO, t.flt))
             try:
-                S = set().union(*(deps.get(a, {a} if a in self.members else set()) for a in args))
-                val = _Enumeration(an, part, S).run() if S else None
+                val = _Enumeration(an, part, S).run()
             finally:
                 W.pop()
             if val is None:
