@@ -127,10 +127,11 @@ def why_not(vec2vec_parse: float) -> str:
 
 - `rnn` compile. Plain ReLU-RNN layers can only realise a product when one factor is provably 0/1 and
   the other bounded, and a value takes one unit instead of two only when it is provably non-negative, so
-  compiling to `rnn` runs the exact range analysis (`docs/ranges.md`) over every value; that is most of
-  an `rnn` compile (the rest is the `lrnn` path plus the exact RNN weight algebra). Without it tok2tok's
-  gates fail (E0701) and the model grows. The reference has no such step: its `simplify()` produces a
-  linear-RNN path graph, the counterpart of our `lrnn` output, which is the like-for-like comparison.
+  compiling to `rnn` also runs the exact range analysis (`docs/ranges.md`) over every value: about a
+  quarter of an `rnn` compile at T = 2 and half from T = 3 on (the rest is the `lrnn` path plus the exact
+  RNN weight algebra). Without it tok2tok's gates fail (E0701) and the model grows. The reference has
+  no such step: its `simplify()` produces a linear-RNN path graph, the counterpart of our `lrnn` output,
+  which is the like-for-like comparison.
 - `vec2vec` cannot meet 100x with this front end. The reference builds and simplifies this 17-token,
   ~20-node program in 0.46-0.63 s, so 100x allows {budget * 1000:.1f} ms from source to weights; parsing its
   source alone (about 330 tokens, with Lark, which the design fixes for the grammar) takes {vec2vec_parse * 1000:.1f} ms
