@@ -7,11 +7,20 @@ def linear_recurrence(drive, a_t, init):
     """s_t = s_{t-1} @ a_t + drive[:, t] for t = 1..T with s_0 = init (a_t = A transposed), all steps stacked.
 
     `drive` is (batch, time, dim); numpy (float or exact object arrays) and torch tensors alike, since only
-    `@`, `+`, `*` and slice assignment are used. A 1-D `init` broadcasts over the batch at the first step.
-    """
-    out = drive * 0
-    s = init
+    `@`, `+`, `*`, indexing and slice assignment are used. A 1-D `init` broadcasts over the batch at the
+    first step.
+
+    Components that A does not couple (their row and column of A are zero: the drive passes straight
+    through) are just their drive; the step loop runs over the coupled ones alone, which read nothing else.
+    Merged states are mostly such components, and the loop is the cost."""
+    nz = a_t != 0
+    coupled = [i for i, (r, c) in enumerate(zip(nz.any(1).tolist(), nz.any(0).tolist(), strict=True)) if r or c]
+    out = drive + 0
+    if not coupled:
+        return out
+    a_c = a_t[coupled][:, coupled]
+    s = init[..., coupled]
     for t in range(drive.shape[1]):
-        s = s @ a_t + drive[:, t]
-        out[:, t] = s
+        s = s @ a_c + drive[:, t, coupled]
+        out[:, t, coupled] = s
     return out
