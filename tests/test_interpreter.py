@@ -183,3 +183,25 @@ def test_wide_value_and_constant_vector_of_another_length_is_e0204():
         compile_source("input x[2]\noutput x * [1, 2, 3]\n", "t.lsrl")
     assert exc.value.diagnostics[0].code == "E0204"
     assert "dim 1 (which broadcasts)" in exc.value.diagnostics[0].hint
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 7), st.data())
+def test_linear_recurrence_equals_the_plain_loop(dim, steps, data):
+    """Components A leaves uncoupled are their drive; the loop over the coupled ones gives, exactly, what the
+    plain loop over all components gives (exact rationals, any mix of coupled and uncoupled components)."""
+    from lsrl.ir.recurrence import linear_recurrence
+
+    frac = st.builds(Fraction, st.integers(-3, 3), st.integers(1, 3))
+    coupled = data.draw(st.lists(st.booleans(), min_size=dim, max_size=dim))
+    a = np.array([[data.draw(frac) if coupled[i] and coupled[j] else Fraction(0) for j in range(dim)]
+                  for i in range(dim)], dtype=object)
+    drive = np.array(data.draw(st.lists(st.lists(st.lists(frac, min_size=dim, max_size=dim), min_size=steps,
+                                                 max_size=steps), min_size=2, max_size=2)), dtype=object)
+    drive = drive.reshape(2, steps, dim)
+    init = np.array(data.draw(st.lists(frac, min_size=dim, max_size=dim)), dtype=object)
+    want, s = np.empty_like(drive), init
+    for t in range(steps):
+        s = s @ a.T + drive[:, t]
+        want[:, t] = s
+    assert np.array_equal(linear_recurrence(drive, a.T, init), want)
