@@ -31,8 +31,16 @@ def _combine(parts: list[Form], bias: Coeffs) -> Form:
     for f in parts:
         for m, c in f.terms:
             acc[m] = acc[m] + c if m in acc else c
-        bias = bias + f.bias
+        if not f.bias.is_zero:
+            bias = bias + f.bias
     return Form(tuple(sorted((m, c) for m, c in acc.items() if not c.is_zero)), bias)
+
+
+def _read(out: dict[int, Form], graph: ir.Graph, a: int, M: Coeffs) -> Form:
+    """M @ value(a). Optimised Linears read materialized nodes only, whose form is the identity: M itself."""
+    if isinstance(graph[a].op, MATERIAL):
+        return Form(((a, M),), Coeffs.zeros(M.shape[0]))
+    return out[a].scaled(M)
 
 
 def forms(graph: ir.Graph) -> dict[int, Form]:
@@ -43,20 +51,20 @@ def forms(graph: ir.Graph) -> dict[int, Form]:
         if isinstance(op, MATERIAL):
             out[n.id] = Form(((n.id, Coeffs.eye(n.dim)),), Coeffs.zeros(n.dim))
         elif isinstance(op, ir.Linear):
-            out[n.id] = _combine([out[a].scaled(m) for m, a in zip(op.mats, n.args, strict=True)], op.bias)
+            out[n.id] = _combine([_read(out, graph, a, m) for m, a in zip(op.mats, n.args, strict=True)], op.bias)
         elif isinstance(op, ir.Concat):
             parts, off = [], 0
             for a in n.args:
                 k = graph[a].dim
                 place = np.zeros((n.dim, k), dtype=np.int64)
                 place[off:off + k] = np.eye(k, dtype=np.int64)
-                parts.append(out[a].scaled(Coeffs(place)))
+                parts.append(_read(out, graph, a, Coeffs(place)))
                 off += k
             out[n.id] = _combine(parts, Coeffs.zeros(n.dim))
         elif isinstance(op, ir.Slice):
             sel = np.zeros((n.dim, graph[n.args[0]].dim), dtype=np.int64)
             sel[np.arange(n.dim), list(op.indices)] = 1
-            out[n.id] = out[n.args[0]].scaled(Coeffs(sel))
+            out[n.id] = _read(out, graph, n.args[0], Coeffs(sel))
         else:
             raise TypeError(f"no linear form for {op!r}")
     return out
