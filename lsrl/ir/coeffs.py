@@ -125,6 +125,10 @@ class Coeffs:
     def __matmul__(self, other: Coeffs) -> Coeffs:
         a, b = self.data, other.data
         m, k, n = (a.shape[0] if a.ndim == 2 else 1), a.shape[-1], (b.shape[1] if b.ndim == 2 else 1)
+        if a.ndim == 2 and m == k and self.is_identity:  # common in rewrites (x = I @ y): nothing to multiply
+            return other
+        if b.ndim == 2 and k == n and other.is_identity:
+            return self
         if m * k * n <= 8:  # a few scalar products: cheaper than converting to integers and back
             return Coeffs(obj_array(a @ b))
         if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
