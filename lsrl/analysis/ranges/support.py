@@ -301,11 +301,14 @@ class _Enumeration:
             if not S or (len(ks) == 1 and args[0] in self.members):  # constants, or a free member: own range
                 terms += [(c, W[a].val) for a, c in zip(args, coefs, strict=True)]
                 continue
-            part = an._new(_Wire(LIN, t.node, t.comp, t.pos, args, coefs, ZERO, t.flt))
-            try:
-                val = _Enumeration(an, part, S).run()
-            finally:
-                W.pop()
+            wire = _Wire(LIN, t.node, t.comp, t.pos, args, coefs, ZERO, t.flt)
+            val = an._rescaled_sum(wire)  # the part may be an earlier refined sum (e.g. a switch itself)
+            if val is None:
+                part = an._new(wire)
+                try:
+                    val = _Enumeration(an, part, S).run()
+                finally:
+                    W.pop()
             if val is None:
                 return None
             terms.append((ONE, val))
