@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from math import gcd, lcm
 
 import numpy as np
@@ -66,6 +67,11 @@ class RatArray:
     def shape(self) -> tuple[int, ...]:
         return self.num.shape
 
+    @cached_property
+    def max_num(self) -> int:
+        """The largest |numerator| (kept: an array is often a factor of several products)."""
+        return _max_abs(self.num)
+
     def _reduced(self) -> RatArray:
         if self.den == 1:
             return self
@@ -80,14 +86,14 @@ class RatArray:
         k = den // self.den
         if k == 1:
             return self.num
-        if self.num.dtype == np.int64 and k < _SAFE and _max_abs(self.num) * k < _SAFE:
+        if self.num.dtype == np.int64 and k < _SAFE and self.max_num * k < _SAFE:
             return self.num * k
         return self.num.astype(object) * k
 
     def __matmul__(self, other: RatArray) -> RatArray:
         a, b = self.num, other.num
         k = max(a.shape[-1], 1) if a.ndim else 1
-        bound = _max_abs(a) * _max_abs(b) * k if a.dtype == b.dtype == np.int64 else _SAFE
+        bound = self.max_num * other.max_num * k if a.dtype == b.dtype == np.int64 else _SAFE
         if bound < _FLOAT_EXACT:  # every partial sum is an integer below 2^53: float64 BLAS is exact, and fast
             prod = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         elif bound < _SAFE:
@@ -123,7 +129,7 @@ class RatArray:
 
     def to_float(self) -> np.ndarray:
         """float64 entries, each the correctly rounded value of its rational."""
-        if self.num.dtype == np.int64 and _max_abs(self.num) <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
+        if self.num.dtype == np.int64 and self.max_num <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
             return self.num.astype(np.float64) / self.den  # both exact: IEEE division rounds correctly
         flat = [int(n) / self.den for n in self.num.reshape(-1)]  # int / int is correctly rounded in Python
         return np.array(flat, dtype=np.float64).reshape(self.shape)
