@@ -17,7 +17,7 @@ SCAN_HEADING = "## Scan kernels"  # that section comes from bench/bench_scan.py 
 HEADER = """# Benchmarks
 
 Measured by `python -m bench.run_all` on {machine} ({cores} cores), torch {torch}, {date}; compile times
-are the best of 5 runs, with the garbage collector paused.
+are the best of {repeat} runs, with the garbage collector paused.
 Reference figures are those recorded in `../shared/reference/reference_figures.md` for the reference
 LSRL implementation (github.com/AleksandarPetrov/LSRL @ 2675cd1) on a 2-core x86-64 machine; they were
 not re-measured here. "parameters" counts every tensor of the compiled model; the reference counts every
@@ -27,7 +27,7 @@ matrix of its simplified path graph.
 
 def main() -> None:
     parts = [HEADER.format(machine=platform.machine(), cores=torch.get_num_threads(), torch=torch.__version__,
-                           date=time.strftime("%Y-%m-%d"))]
+                           date=time.strftime("%Y-%m-%d"), repeat=bench_compile.COMPILE_REPEAT)]
     parts += ["## Interpreter", "", bench_interpreter.run(), ""]
     parts += ["## Compile time and model size (tok2tok: paper Lst. 2, vec2vec: Lst. 1)", "",
               bench_compile.run(), ""]
