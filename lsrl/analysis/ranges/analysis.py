@@ -40,6 +40,7 @@ class _Analysis:
         self.notes: dict[int, str] = {}
         self.sums: dict[int, list[int]] = {}  # wire -> refined linear wires (sums) having it as an operand
         self.refined: dict[tuple, int] = {}  # a refined linear wire by its direction (see _direction)
+        self.memos: dict[tuple, dict] = {}  # support members -> memoised forms (see _Enumeration._plan_memo)
 
     # -- driver
     def run(self) -> Ranges:

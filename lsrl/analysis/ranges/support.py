@@ -315,11 +315,16 @@ class _Enumeration:
         return v_lin(terms, t.bias)
 
     def _plan_memo(self):
-        """Wires whose cone reaches no wide coordinate are memoised across rows, keyed by their members' values."""
+        """Wires whose cone reaches no wide coordinate are memoised across rows, keyed by their members' values.
+
+        The memo is shared by every enumeration over the same support: those build the same rows and
+        coordinates, and a wire's form depends only on its cone up to the support (e.g. each switch built on
+        one counter's orbit re-reads the same one-hot wires). The target is left out: a split sum's
+        temporary part wire gives its index back afterwards."""
         wide_m = {m for m, (_, g) in self.symform.items() if any(self.wide[k] for k in g)}
         deps = self._member_deps()
-        self.memo_deps = {x: tuple(sorted(d)) for x, d in deps.items() if not (d & wide_m)}
-        self.memo: dict = {}
+        self.memo_deps = {x: tuple(sorted(d)) for x, d in deps.items() if not (d & wide_m) and x != self.target}
+        self.memo: dict = self.an.memos.setdefault(tuple(self.members), {})
 
     def _member_keys(self, row: _Row) -> dict:
         """Per support member, what a memoised form depends on in this row: its value, or its box."""
