@@ -139,11 +139,10 @@ def why_not(vec2vec_parse: float) -> str:
   source alone (about 330 tokens, with Lark, which the design fixes for the grammar) takes {vec2vec_parse * 1000:.1f} ms
   (best of 20), before elaboration, the passes, lowering and emission. What remains is fixed per-program
   cost in Python. We propose taking vec2vec out of the 100x target and reporting it as measured.
-- `lrnn` tok2tok at T = 2. Fixed per-program costs (passes, lowering, emission: about 40 ms from IR)
-  leave it close to 100x, so noise can put it on either side.
 - Noise. This is a shared 2-core VM whose speed drifts by tens of percent between runs (and within one),
-  so ratios near a target land on either side of it from run to run (`rnn` float64 throughput has
-  measured 830-1,300x across runs). Compile times are the best of {COMPILE_REPEAT} runs with the garbage
+  so ratios near a target land on either side of it from run to run (across this session's runs, `rnn`
+  tok2tok compiles measured 52-113x at T = 3-8, and compiled float64 throughput 1,100-1,450x since the
+  forward runs uncoupled units in one matmul). Compile times are the best of {COMPILE_REPEAT} runs with the garbage
   collector paused; throughput is the best of {THROUGHPUT_REPEAT}."""
 
 
