@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from lsrl.analysis.ranges import limits
 from lsrl.analysis.ranges.arith import ZERO, Q, _add, _Empty, _ext, _fmt, _frac, _fractions, _gcd, _mul, to_fraction
-from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, MAX_EXPANSIONS, MAX_SUPPORT, VALUES_LIMIT
+from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, EAGER_SUMSET, MAX_EXPANSIONS, MAX_SUPPORT, VALUES_LIMIT
 from lsrl.analysis.ranges.results import NodeRange, Ranges
 from lsrl.analysis.ranges.states import (
     _blocks,
@@ -153,8 +153,8 @@ class _Analysis:
     def _stateless(self, w: _Wire) -> int:
         idx = self._new(w)
         W = self.wires
-        if w.kind == LIN:
-            val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias)
+        if w.kind == LIN:  # a large sumset only if no enumeration refines the sum (below)
+            val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias, EAGER_SUMSET)
         elif w.kind == RELU:
             val = v_relu(W[w.args[0]].val)
         else:
@@ -173,6 +173,8 @@ class _Analysis:
                 if w.kind == LIN and len(w.args) > 1:
                     for a in w.args:
                         self.sums.setdefault(a, []).append(idx)
+            elif w.kind == LIN:
+                w.val = val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias)
         if not val.is_const:
             w.src = frozenset().union(*(W[a].src for a in w.args if not W[a].val.is_const))
         return idx

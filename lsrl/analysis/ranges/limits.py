@@ -9,6 +9,7 @@ DEFAULT_MAX_LEN = 4096
 SET_LIMIT = 4096  # explicit value sets up to this many values
 SMALL_SET = 16  # lattices with at most this many points are kept as explicit sets
 SUMSET_LIMIT = 1 << 16  # transfer functions build explicit sums/products up to this many pairs
+EAGER_SUMSET = 64  # ... a sum to be refined by enumeration first: the full sumset only if that fails
 ENUM_MAX = 64  # a support member with at most this many values is enumerated (else symbolic)
 ORBIT_ENUM_MAX = 512  # an orbit with at most this many points is enumerated jointly
 ROW_LIMIT = 2048  # rows (points of the enumerated support members) of one enumeration

@@ -144,8 +144,8 @@ class Val:
     __repr__ = __str__
 
 
-def v_lin(terms, bias: Q) -> Val:
-    """sum c_i * v_i + bias."""
+def v_lin(terms, bias: Q, limit: int = SUMSET_LIMIT) -> Val:
+    """sum c_i * v_i + bias; an explicit sumset when the sets' product is at most `limit` pairs."""
     c0, rest = bias, []
     for c, v in terms:
         if c == 0:
@@ -156,7 +156,7 @@ def v_lin(terms, bias: Q) -> Val:
             rest.append((c, v))
     if not rest:
         return Val.const(c0)
-    if all(v.vals is not None for _, v in rest) and math.prod(len(v.vals) for _, v in rest) <= SUMSET_LIMIT:
+    if all(v.vals is not None for _, v in rest) and math.prod(len(v.vals) for _, v in rest) <= limit:
         acc = {c0}
         for c, v in rest:
             cx = [c * x for x in v.vals]
