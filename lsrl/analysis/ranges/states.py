@@ -84,23 +84,24 @@ def _rho(A) -> float:
     return math.sqrt(best) * (1 + 1e-12) + 1e-300
 
 
-def _simulate(A: list, b: list, s0: list, L: int) -> list:
-    """s_0 .. s_L of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
+def _simulate(A: list, b: list, s0: list, L: int) -> np.ndarray:
+    """s_0 .. s_L (rows) of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
     dominates at these sizes); the error bound below holds for any summation order."""
     if len(s0) == 2:  # rotations (mod counters): unrolled, several times faster
         (a, b_), (c, d) = A
         (e, f), (x, y) = b, s0
-        out = [s0]
+        xs, ys = [x], [y]
         for _ in range(L):
             x, y = a * x + b_ * y + e, c * x + d * y + f
-            out.append([x, y])
-        return out
+            xs.append(x)
+            ys.append(y)
+        return np.column_stack([np.array(xs), np.array(ys)])
     rows = list(zip(A, b, strict=True))
     s, out = s0, [s0]
     for _ in range(L):
         s = [sum(a * x for a, x in zip(r, s, strict=True)) + c for r, c in rows]
         out.append(s)
-    return out
+    return np.array(out)
 
 
 def _simulate_np(A: np.ndarray, b: np.ndarray, s0: np.ndarray, L: int) -> np.ndarray:
@@ -124,7 +125,7 @@ def _orbit_float(A, b, s0, L):
     db = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in b), ZERO)))
     e0 = math.sqrt(float(sum(((x - Q(float(x))) ** 2 for x in s0), ZERO)))
     with np.errstate(all="ignore"):
-        pts = np.array(_simulate(Af.tolist(), bf.tolist(), sf.tolist(), L)) if n <= 8 else _simulate_np(Af, bf, sf, L)
+        pts = _simulate(Af.tolist(), bf.tolist(), sf.tolist(), L) if n <= 8 else _simulate_np(Af, bf, sf, L)
         if not np.all(np.isfinite(pts)):
             return None
         gam = 1.01 * (n + 2) * 2.0 ** -53
@@ -132,11 +133,11 @@ def _orbit_float(A, b, s0, L):
         eta = gam * np.linalg.norm(prev @ np.abs(Af).T + np.abs(bf), axis=1) \
             + dA * np.linalg.norm(pts[:-1], axis=1) + db
     rho = _rho(A)
-    errs = np.empty(L)
-    e = e0
-    for t in range(L):
-        e = rho * e + float(eta[t]) * (1 + 1e-12)
-        errs[t] = e
+    errs_l, e = [], e0
+    for step in eta.tolist():
+        e = rho * e + step * (1 + 1e-12)
+        errs_l.append(e)
+    errs = np.array(errs_l)
     if not math.isfinite(e):
         return None
     P = pts[1:]
