@@ -131,8 +131,8 @@ def why_not(vec2vec_parse: float) -> str:
 
 - `rnn` compile. Plain ReLU-RNN layers can only realise a product when one factor is provably 0/1 and
   the other bounded, and a value takes one unit instead of two only when it is provably non-negative, so
-  compiling to `rnn` also runs the exact range analysis (`docs/ranges.md`) over every value: about a
-  third of an `rnn` compile (the rest is the `lrnn` path plus the exact RNN weight algebra). Without it
+  compiling to `rnn` also runs the exact range analysis (`docs/ranges.md`) over every value: a third
+  to a half of an `rnn` compile (the rest is the `lrnn` path plus the exact RNN weight algebra). Without it
   tok2tok's gates fail (E0701) and the model grows. It is a fixed cost the small programs feel most:
   `rnn` tok2tok passes 100x from T = 5 on and stays below it at T = 2 (T = 3 lands either side). The
   reference has no such step: its `simplify()` produces a linear-RNN path graph, the counterpart of our
