@@ -153,8 +153,9 @@ class _Analysis:
     def _stateless(self, w: _Wire) -> int:
         idx = self._new(w)
         W = self.wires
+        terms = [(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)] if w.kind == LIN else []
         if w.kind == LIN:  # a large sumset only if no enumeration refines the sum (below)
-            val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias, EAGER_SUMSET)
+            val = v_lin(terms, w.bias, EAGER_SUMSET)
         elif w.kind == RELU:
             val = v_relu(W[w.args[0]].val)
         else:
@@ -174,7 +175,7 @@ class _Analysis:
                     for a in w.args:
                         self.sums.setdefault(a, []).append(idx)
             elif w.kind == LIN:
-                w.val = val = v_lin([(c, W[a].val) for c, a in zip(w.coefs, w.args, strict=True)], w.bias)
+                w.val = val = v_lin(terms, w.bias)
         if not val.is_const:
             w.src = frozenset().union(*(W[a].src for a in w.args if not W[a].val.is_const))
         return idx
