@@ -111,7 +111,7 @@ def _layer(rnn: nn.RNN, h: torch.Tensor) -> torch.Tensor:
         return pre.relu_()
     out = pre.relu()
     w_c, pre_c = rnn.weight_hh_l0[coupled][:, coupled].T, pre[:, :, coupled]
-    h_c = torch.zeros(h.shape[0], len(coupled), dtype=pre.dtype)
+    h_c = pre.new_zeros(h.shape[0], len(coupled))
     steps = []
     for t in range(h.shape[1]):
         h_c = torch.addmm(pre_c[:, t], h_c, w_c).relu_()
