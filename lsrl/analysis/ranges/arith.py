@@ -107,3 +107,24 @@ def _fmt(x) -> str:
 def _up(x: float) -> Q:
     """An exact rational >= the float x (x finite, >= 0), with a little slack for our own rounding."""
     return Q(float(np.nextafter(x * (1 + 1e-9) + 1e-300, np.inf)))
+
+
+def _connected(keys) -> list[list[int]]:
+    """Items grouped so that two items sharing a key are in one group (connected components, by union-find):
+    per group its item indices in increasing order, groups in the order of their first item."""
+    parent = list(range(len(keys)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict = {}
+    for i, ks in enumerate(keys):
+        for k in ks:
+            parent[find(i)] = find(owner.setdefault(k, i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(keys)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())

@@ -6,29 +6,14 @@ import math
 
 import numpy as np
 
-from lsrl.analysis.ranges.arith import INF, ZERO, Q, _gcd, _up
+from lsrl.analysis.ranges.arith import INF, ZERO, Q, _connected, _gcd, _up
 from lsrl.analysis.ranges.limits import EXACT_BITS, ORBIT_LIMIT, SIM_LIMIT
 
 
 def _blocks(A) -> list[list[int]]:
     """Components coupled through A (connected components of its sparsity pattern), each sorted."""
     n = len(A)
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(n):
-            if A[i][j] != 0:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return sorted(groups.values())
+    return _connected([[i, *(j for j in range(n) if A[i][j] != 0)] for i in range(n)])
 
 
 def _orbit_exact(A, b, s0, L):

@@ -7,7 +7,19 @@ import math
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from lsrl.analysis.ranges.arith import ONE, ZERO, Q, _add, _ceil_to, _Empty, _floor_to, _gcd, _imul, _mul
+from lsrl.analysis.ranges.arith import (
+    ONE,
+    ZERO,
+    Q,
+    _add,
+    _ceil_to,
+    _connected,
+    _Empty,
+    _floor_to,
+    _gcd,
+    _imul,
+    _mul,
+)
 from lsrl.analysis.ranges.limits import (
     BALL_REL,
     ENUM_MAX,
@@ -254,11 +266,11 @@ class _Enumeration:
         return v_join(parts)
 
     def _member_deps(self) -> dict[int, frozenset]:
-        """Per cone wire, the support members its value depends on."""
-        W, S = self.an.wires, set(self.members)
-        deps: dict[int, frozenset] = {}
+        """Per cone wire and support member, the support members its value depends on (constants: none)."""
+        W = self.an.wires
+        deps = {m: frozenset([m]) for m in self.members}
         for x in self.order:
-            deps[x] = frozenset().union(*(deps.get(a, frozenset([a]) if a in S else frozenset()) for a in W[x].args))
+            deps[x] = frozenset().union(*(deps.get(a, frozenset()) for a in W[x].args))
         return deps
 
     def _split_sum(self) -> Val | None:
@@ -275,29 +287,16 @@ class _Enumeration:
         deps = self._member_deps()
         clock = {m for m in self.members if W[m].kind == STATE and (W[m].key == "time" or W[m].key in an.orbits)}
         tied = any(W[m].key == "time" for m in clock)
-        parent = list(range(len(t.args)))
-
-        def find(k):
-            while parent[k] != k:
-                parent[k] = parent[parent[k]]
-                k = parent[k]
-            return k
-
-        owner: dict = {}
-        for k, a in enumerate(t.args):
-            for m in deps.get(a, frozenset([a]) if a in self.members else frozenset()):
-                # the components of one orbit take its points jointly
-                key = ("clock" if tied else W[m].key) if m in clock else m
-                parent[find(k)] = find(owner.setdefault(key, k))
-        groups: dict[int, list[int]] = {}
-        for k in range(len(t.args)):
-            groups.setdefault(find(k), []).append(k)
+        # the components of one orbit take its points jointly; with the step number, every clocked member
+        groups = _connected([[("clock" if tied else W[m].key) if m in clock else m
+                              for m in deps.get(a, frozenset())]
+                             for a in t.args])
         if len(groups) < 2:
             return None
         terms = []
-        for ks in groups.values():
+        for ks in groups:
             args, coefs = tuple(t.args[k] for k in ks), tuple(t.coefs[k] for k in ks)
-            S = set().union(*(deps.get(a, {a} if a in self.members else set()) for a in args))
+            S = set().union(*(deps.get(a, frozenset()) for a in args))
             if not S or (len(ks) == 1 and args[0] in self.members):  # constants, or a free member: own range
                 terms += [(c, W[a].val) for a, c in zip(args, coefs, strict=True)]
                 continue
@@ -323,7 +322,7 @@ class _Enumeration:
         temporary part wire gives its index back afterwards."""
         wide_m = {m for m, (_, g) in self.symform.items() if any(self.wide[k] for k in g)}
         deps = self._member_deps()
-        self.memo_deps = {x: tuple(sorted(d)) for x, d in deps.items() if not (d & wide_m) and x != self.target}
+        self.memo_deps = {x: tuple(sorted(deps[x])) for x in self.order if not (deps[x] & wide_m) and x != self.target}
         self.memo: dict = self.an.memos.setdefault(tuple(self.members), {})
 
     def _member_keys(self, row: _Row) -> dict:
