@@ -40,17 +40,6 @@ def obj_array(data) -> np.ndarray:
     return out
 
 
-def _fractions(ints) -> np.ndarray:
-    """An object array of Python ints (or a 0-d result) as Fractions, each distinct value built once."""
-    arr = np.asarray(ints, dtype=object)
-    flat = arr.reshape(-1)
-    table = {v: Fraction(v) for v in set(flat)}
-    out = np.empty(arr.shape, dtype=object)
-    if flat.size:
-        out.reshape(-1)[:] = [table[v] for v in flat]
-    return out
-
-
 def format_scalar(v: Scalar) -> str:
     if isinstance(v, Fraction | int):
         return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
@@ -135,8 +124,8 @@ class Coeffs:
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
             return Coeffs((self.rat @ other.rat).to_fractions())
-        if self._ints is not None and other._ints is not None:  # the common case: Python-int products are ~30x
-            return Coeffs(_fractions(self._ints @ other._ints))  # cheaper than Fraction ones
+        if self._ints is not None and other._ints is not None:  # Python-int products: ~30x cheaper than Fractions
+            return Coeffs(RatArray(np.asarray(self._ints @ other._ints, dtype=object)).to_fractions())
         return Coeffs(obj_array(a @ b))
 
     @cached_property
