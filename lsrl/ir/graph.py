@@ -145,7 +145,7 @@ class Graph:
     probes: tuple[tuple[str, int], ...] = ()
     name: str = "program"
     meta: dict = field(default_factory=dict, compare=False, hash=False)
-    check: InitVar[bool] = True  # False only for graphs a GraphBuilder made (it checks every node it adds)
+    check: InitVar[bool] = True  # False only for graphs a GraphBuilder made (it checks the nodes it builds)
 
     def __post_init__(self, check: bool):
         if check:

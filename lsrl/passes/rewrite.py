@@ -69,8 +69,10 @@ class GraphBuilder:
             new_id = {old: k for k, old in enumerate(sorted(keep))}
             nodes = tuple(ir.Node(new_id[n.id], n.op, tuple(new_id[a] for a in n.args), n.dim, n.span, n.label)
                           for n in self.nodes if n.id in keep)
+        # no re-validation: add() checked each new node's dims, a node no rule touched keeps those of the
+        # (checked) graph it came from, and the order is kept
         return ir.Graph(nodes, new_id[input], new_id[output], tuple((p, new_id[i]) for p, i in probes),
-                        like.name, dict(like.meta), check=False)  # add() checked each node; order is kept
+                        like.name, dict(like.meta), check=False)
 
 
 @dataclass(frozen=True)
