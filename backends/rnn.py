@@ -72,13 +72,21 @@ def _eye(n: int) -> RatArray:
     return RatArray.of(np.eye(n, dtype=np.int64))
 
 
+class PresetRNN(nn.RNN):
+    """A vanilla nn.RNN that skips the random initialisation: emit or a checkpoint sets every weight, and the
+    init alone costs about as much as building the rest of a small model."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 class ReLURNNStack(nn.Module):
     """forward(x[B, T, d_in]) -> y[B, T, d_out]; each layer is a vanilla single-layer nn.RNN."""
 
     def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.rnns = nn.ModuleList(
-            nn.RNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
+            PresetRNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
             for i, h in zip(config["inputs"], config["hiddens"], strict=True))
         self.readout = nn.Linear(config["readout_in"], config["output_dim"], dtype=dtype)
         self.probe_names = list(config["probes"])
@@ -267,4 +275,4 @@ def _inexact_gate(graph: Graph, node: int):
 
 _STAGE = {"state": _state_layer, "mlp": _mlp_layer, "gate": _gate_layer}
 BACKEND = RnnBackend()
-__all__ = ["BACKEND", "ReLURNNStack", "Layout"]
+__all__ = ["BACKEND", "PresetRNN", "ReLURNNStack", "Layout"]
