@@ -213,7 +213,7 @@ def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
     for seg in st.out.segments:
         rows = slice(seg.start, seg.start + seg.dim)
         if not layer.src.num[rows].any() and not layer.src_bias.num[rows].any():  # purely hidden: read there
-            cols = [k for k in range(n_hidden) if st.D.data[rows, k].any()]
+            cols = [k for k in range(n_hidden) if st.D.rat.num[rows, k].any()]
             places.append((seg.node, hidden[cols[0]], hidden[cols[-1]] + 1, "relu"))
         else:
             places.append(_values(layer, seg, facts))

@@ -48,9 +48,8 @@ def format_scalar(v: Scalar) -> str:
 
 class Coeffs:
     """A read-only 1-D or 2-D array of exact (Fraction; int in lowered stage matrices) or float entries,
-    hashable by value."""
-
-    __slots__ = ("data", "__dict__")
+    hashable by value. `data` is the object array of entries; one built `from_entries` keeps its exact
+    RatArray and makes `data` only when something asks for it."""
 
     def __init__(self, data):
         arr = data if isinstance(data, np.ndarray) and data.dtype == object else obj_array(data)
@@ -59,6 +58,30 @@ class Coeffs:
         arr = arr.copy()
         arr.flags.writeable = False
         self.data = arr
+
+    @classmethod
+    def from_entries(cls, shape: tuple[int, ...], entries: dict[tuple[int, ...], Scalar | int]) -> Coeffs:
+        """The array with these entries ({index: value}), zero elsewhere. Lowering writes its mostly-zero
+        stage matrices this way: an exact one becomes a RatArray from its few entries, with no pass over the
+        zeros (a per-entry Python conversion of the dense array costs more than everything after it)."""
+        if len(shape) not in (1, 2):
+            raise ValueError(f"coefficients must be 1-D or 2-D, got shape {shape}")
+        vals = list(entries.values())
+        if not set(map(type, vals)) <= {Fraction, int}:  # float entries: inexact constants keep float arithmetic
+            arr = np.zeros(shape, dtype=object)
+            for k, v in entries.items():
+                arr[k] = v
+            return cls(arr)
+        c = cls.__new__(cls)
+        c.rat = RatArray.from_entries(shape, entries)
+        c.exact = True
+        return c
+
+    @cached_property
+    def data(self) -> np.ndarray:  # only reached by a Coeffs made from_entries (__init__ sets it)
+        arr = self.rat.to_fractions()
+        arr.flags.writeable = False
+        return arr
 
     @cached_property
     def _key(self) -> tuple:
@@ -83,7 +106,7 @@ class Coeffs:
     # properties
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self.data.shape if "data" in self.__dict__ else self.rat.shape
 
     @cached_property
     def exact(self) -> bool:
@@ -91,6 +114,10 @@ class Coeffs:
 
     @cached_property
     def f64(self) -> np.ndarray:
+        if "data" not in self.__dict__:  # from_entries: the same correctly rounded values, from the RatArray
+            out = self.rat.to_float()
+            out.flags.writeable = False
+            return out
         # n / d is correctly rounded, as float(Fraction) is, without its generic numbers.Rational dispatch
         flat = self.data.reshape(-1)
         out = np.fromiter((v.numerator / v.denominator if type(v) is Fraction else v for v in flat), np.float64,
@@ -100,6 +127,8 @@ class Coeffs:
 
     @cached_property
     def is_zero(self) -> bool:
+        if "data" not in self.__dict__:
+            return not self.rat.num.any()
         return all(v == 0 for v in self.data.reshape(-1))
 
     @cached_property

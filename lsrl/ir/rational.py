@@ -21,7 +21,10 @@ def _ratio(v) -> tuple[int, int]:
 
 
 def _max_abs(num: np.ndarray) -> int:
-    return max((abs(int(v)) for v in (num.min(), num.max())), default=0) if num.size else 0
+    # the ufuncs' reduce directly: ndarray.max/min add a Python wrapper that costs more than the reduction
+    if not num.size:
+        return 0
+    return max(int(np.maximum.reduce(num, axis=None)), -int(np.minimum.reduce(num, axis=None)))
 
 
 def _narrow(num: np.ndarray) -> np.ndarray:
@@ -57,6 +60,18 @@ class RatArray:
             nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
         num = np.zeros(arr.shape, dtype=object if any(abs(n) >= _SAFE for n in nums) else np.int64)
         num.reshape(-1)[nz] = nums
+        return cls(num, den)._reduced()
+
+    @classmethod
+    def from_entries(cls, shape: tuple[int, ...], entries: dict) -> RatArray:
+        """The array with these exact entries ({index tuple: Fraction or int}), zero elsewhere."""
+        if not entries:
+            return cls(np.zeros(shape, dtype=np.int64))
+        vals = list(entries.values())
+        den = lcm(*{v.denominator for v in vals})
+        nums = [v.numerator * (den // v.denominator) for v in vals] if den != 1 else [v.numerator for v in vals]
+        num = np.zeros(shape, dtype=object if max(map(abs, nums)) >= _SAFE else np.int64)
+        num[tuple(zip(*entries, strict=True))] = nums
         return cls(num, den)._reduced()
 
     @classmethod

@@ -11,25 +11,43 @@ from lsrl.lowering.schedule import GATE, MLP, STATE, Schedule
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Readout, StateStage
 
 
-def _zeros(*shape: int) -> np.ndarray:
-    # Python int zeros (exact, like the Fractions written over them) keep the many untouched entries cheap
-    # to skip later: bool(0) is native, Fraction.__bool__ is not
-    return np.zeros(shape, dtype=object)
+class _Matrix:
+    """A stage matrix (or vector) under construction: its nonzero entries, summed per index. Stage matrices
+    are mostly zeros (pass-throughs, a few forms), so only what is written is ever touched."""
+
+    def __init__(self, *shape: int):
+        self.shape, self.entries = shape, {}
+
+    def add(self, index: tuple[int, ...], v) -> None:
+        old = self.entries.get(index)
+        self.entries[index] = v if old is None else old + v  # most entries are written once: no addition
+
+    def add_block(self, row0: int, col0: int | None, block: np.ndarray) -> None:
+        """Add a dense block (its nonzero entries) with its corner at (row0, col0); a vector: col0 None."""
+        nz = np.nonzero(block)
+        idx = [(nz[0] + row0).tolist()] + ([] if col0 is None else [(nz[1] + col0).tolist()])
+        keys = zip(*idx, strict=True)
+        for k, v in zip(keys, block[nz].tolist(), strict=True):  # tolist: numpy ints become Python ints
+            self.add(k, v)
+
+    def add_identity(self, row0: int, col0: int, n: int) -> None:
+        for i in range(n):
+            self.add((row0 + i, col0 + i), 1)
+
+    def coeffs(self) -> Coeffs:
+        return Coeffs.from_entries(self.shape, self.entries)
 
 
-def _put_form(mat: np.ndarray, bias: np.ndarray, rows: slice, form: Form, src: Layout) -> None:
+def _put_form(mat: _Matrix, bias: _Matrix, rows: slice, form: Form, src: Layout) -> None:
     """Write a linear form over the values in `src` into rows of (mat, bias)."""
     for dep, c in form.terms:
-        seg = src.find(dep)
-        for i, j in zip(*np.nonzero(c.data), strict=True):  # sparse: Fraction additions cost microseconds
-            mat[rows.start + i, seg.start + j] += c.data[i, j]
-    bias[rows] += form.bias.data
+        mat.add_block(rows.start, src.find(dep).start, c.data)
+    bias.add_block(rows.start, None, form.bias.data)
 
 
-def _pass_through(mat: np.ndarray, rows: slice, node: int, src: Layout) -> None:
+def _pass_through(mat: _Matrix, rows: slice, node: int, src: Layout) -> None:
     seg = src.find(node)
-    for i in range(seg.dim):
-        mat[rows.start + i, seg.start + i] += 1
+    mat.add_identity(rows.start, seg.start, seg.dim)
 
 
 def _rows(seg) -> slice:
@@ -39,27 +57,27 @@ def _rows(seg) -> slice:
 def state_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> StateStage:
     src, out = sched.layouts[sched.reads(pos)], sched.layouts[pos]
     w, v = out.width, src.width
-    A, B, bias, init = _zeros(w, w), _zeros(w, v), _zeros(w), _zeros(w)
+    A, B, bias, init = _Matrix(w, w), _Matrix(w, v), _Matrix(w), _Matrix(w)
     for seg in out.segments:
         r, node = _rows(seg), g[seg.node]
         if sched.avail[seg.node] != pos:  # rule: carry a live value through (A = 0)
             _pass_through(B, r, seg.node, src)
             continue
         op = node.op  # rule: a LinState's own rows
-        A[r, r] = op.A.data
-        init[r] = op.init.data
-        bias[r] += op.bias.data
+        A.add_block(r.start, r.start, op.A.data)
+        init.add_block(r.start, None, op.init.data)
+        bias.add_block(r.start, None, op.bias.data)
         if node.args:
             _put_form(B, bias, r, fs[node.args[0]].scaled(op.B), src)
-    return StateStage(Coeffs(A), Coeffs(B), Coeffs(bias), Coeffs(init), out)
+    return StateStage(A.coeffs(), B.coeffs(), bias.coeffs(), init.coeffs(), out)
 
 
 def mlp_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> MLPStage:
     src, out = sched.layouts[sched.reads(pos)], sched.layouts[pos]
     relus = [s for s in out.segments if sched.avail[s.node] == pos]
     hidden = sum(s.dim for s in relus)
-    C, c, D = _zeros(out.width, src.width), _zeros(out.width), _zeros(out.width, hidden)
-    E, e = _zeros(hidden, src.width), _zeros(hidden)
+    C, c, D = _Matrix(out.width, src.width), _Matrix(out.width), _Matrix(out.width, hidden)
+    E, e = _Matrix(hidden, src.width), _Matrix(hidden)
     h = 0
     for seg in out.segments:
         if sched.avail[seg.node] != pos:  # rule: carry a live value through
@@ -67,17 +85,17 @@ def mlp_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> ML
             continue
         units = slice(h, h + seg.dim)  # rule: one hidden ReLU unit per component
         _put_form(E, e, units, fs[g[seg.node].args[0]], src)
-        D[_rows(seg), units] = np.eye(seg.dim, dtype=np.int64)
+        D.add_identity(seg.start, units.start, seg.dim)
         h += seg.dim
-    return MLPStage(Coeffs(C), Coeffs(c), Coeffs(D), Coeffs(E), Coeffs(e), out)
+    return MLPStage(C.coeffs(), c.coeffs(), D.coeffs(), E.coeffs(), e.coeffs(), out)
 
 
 def gate_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> GateStage:
     src, out = sched.layouts[sched.reads(pos)], sched.layouts[pos]
     gates = [s for s in out.segments if sched.avail[s.node] == pos]
     k = sum(s.dim for s in gates)
-    P, Q = _zeros(out.width, src.width), _zeros(out.width, k)
-    U, u, V, v = _zeros(k, src.width), _zeros(k), _zeros(k, src.width), _zeros(k)
+    P, Q = _Matrix(out.width, src.width), _Matrix(out.width, k)
+    U, u, V, v = _Matrix(k, src.width), _Matrix(k), _Matrix(k, src.width), _Matrix(k)
     j, owners = 0, []
     for seg in out.segments:
         if sched.avail[seg.node] != pos:
@@ -87,17 +105,17 @@ def gate_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> G
         a, b = g[seg.node].args
         _put_form(U, u, rows, fs[a], src)
         _put_form(V, v, rows, fs[b], src)
-        Q[_rows(seg), rows] = np.eye(seg.dim, dtype=np.int64)
+        Q.add_identity(seg.start, rows.start, seg.dim)
         owners += [seg.node] * seg.dim
         j += seg.dim
-    return GateStage(Coeffs(P), Coeffs(U), Coeffs(u), Coeffs(V), Coeffs(v), Coeffs(Q), out, tuple(owners))
+    return GateStage(P.coeffs(), U.coeffs(), u.coeffs(), V.coeffs(), v.coeffs(), Q.coeffs(), out, tuple(owners))
 
 
 def readout(form: Form, src: Layout) -> Readout:
     d = form.bias.shape[0]
-    W, b = _zeros(d, src.width), _zeros(d)
+    W, b = _Matrix(d, src.width), _Matrix(d)
     _put_form(W, b, slice(0, d), form, src)
-    return Readout(Coeffs(W), Coeffs(b))
+    return Readout(W.coeffs(), b.coeffs())
 
 
 STAGE_RULES = {STATE: state_stage, MLP: mlp_stage, GATE: gate_stage}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ class Stack:
                     yield v
 
     def parameter_count(self) -> int:
-        return sum(c.data.size for c in self.stage_coeffs()) + self.output.W.data.size + self.output.b.data.size
+        return sum(math.prod(c.shape) for c in (*self.stage_coeffs(), self.output.W, self.output.b))
 
 
 def run_stack(stack: Stack, x: np.ndarray, exact: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from lsrl.analysis.ranges.arith import _fractions
@@ -30,9 +31,13 @@ class NodeRange:
         """Per component, the bound on |value| (inf where there is none)."""
         return [max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)]
 
-    @property
+    @cached_property  # backends ask per unit, once for every layer a value is carried through
     def bound(self) -> float:
         return max(self.magnitudes, default=0.0)
+
+    @cached_property
+    def nonnegative(self) -> bool:
+        return all(lo >= 0 for lo in self.lo)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Ranges:
         return all(self.nodes[node_id].integer)
 
     def nonnegative(self, node_id: int) -> bool:
-        return all(lo >= 0 for lo in self.nodes[node_id].lo)
+        return self.nodes[node_id].nonnegative
 
     def values(self, node_id: int, comp: int = 0, limit: int = SET_LIMIT):
         """The exact value set of one component if it has at most `limit` values, else None."""

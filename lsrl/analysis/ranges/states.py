@@ -285,10 +285,9 @@ def _norm_bound(A, dv, s0, L):
     rho = _rho(A)
     dn = math.sqrt(sum(float(max(abs(v.lo), abs(v.hi))) ** 2 for v in dv)) * (1 + 1e-12)
     R = math.sqrt(sum(float(x) ** 2 for x in s0)) * (1 + 1e-12)
-    best = 0.0
-    for _ in range(L):
+    # x -> rho x + dn is increasing, and so is its float rounding: R_1, R_2, .. is monotone, its max an end
+    R1 = R = rho * R + dn
+    for _ in range(L - 1):
         R = rho * R + dn
-        best = max(best, R)
-        if not math.isfinite(R):
-            return None
-    return _up(best)
+    best = max(R1, R) if L > 0 else 0.0
+    return _up(best) if math.isfinite(best) else None
