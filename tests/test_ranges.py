@@ -554,6 +554,27 @@ def test_float_orbit_balls_hold_the_exact_orbit(n, period, data):
                    for rep, r, (first, step) in balls), t
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 12), st.integers(30, 400), st.integers(-4, 4), st.integers(1, 4))
+def test_periodic_float_orbit_stops_after_one_period_and_stays_sound(period, L, x0, y0):
+    """A rotation's float orbit comes back to s_1 after `period` steps: the simulation stops there, and the
+    drift bound keeps every exact state s_1..s_L inside the ball of its step's residue."""
+    from lsrl.analysis.ranges.arith import Q
+    from lsrl.analysis.ranges.states import _orbit_float, _simulate
+
+    c, s = math.cos(2 * math.pi / period), math.sin(2 * math.pi / period)
+    Aq = [[Q(c), Q(-s)], [Q(s), Q(c)]]
+    s0 = [Q(x0), Q(y0)]
+    assert len(_simulate([[c, -s], [s, c]], [0.0, 0.0], [float(x0), float(y0)], L)) == min(period + 2, L + 1)
+    balls = _orbit_float(Aq, [Q(0), Q(0)], s0, L)
+    assert balls is not None and len(balls) <= period
+    x = s0
+    for t in range(1, L + 1):
+        x = [Aq[0][0] * x[0] + Aq[0][1] * x[1], Aq[1][0] * x[0] + Aq[1][1] * x[1]]
+        assert any(max(abs(p - v) for p, v in zip(rep, x, strict=True)) <= r and t >= first
+                   and (t - first) % step == 0 for rep, r, (first, step) in balls), t
+
+
 def _analyze_without_shortcuts(monkeypatch, *args):
     """The analysis with every enumeration over the full product of its members' cases, and every sum
     enumerated afresh."""

@@ -69,23 +69,37 @@ def _rho(A) -> float:
     return math.sqrt(best) * (1 + 1e-12) + 1e-300
 
 
+RETURN_REL = 1e-12  # a float orbit back within this (relative) of s_1 is treated as periodic from there
+
+
 def _simulate(A: list, b: list, s0: list, L: int) -> np.ndarray:
-    """s_0 .. s_L (rows) of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
-    dominates at these sizes); the error bound below holds for any summation order."""
+    """s_0 .. s_m (rows) of s_t = A s_{t-1} + b in float64, in plain Python floats (numpy's per-call overhead
+    dominates at these sizes): m = L, or the first m > 1 with s_m back at s_1 (within RETURN_REL), where a
+    periodic orbit can stop. The error bound below holds for any summation order."""
     if len(s0) == 2:  # rotations (mod counters): unrolled, several times faster
         (a, b_), (c, d) = A
         (e, f), (x, y) = b, s0
         xs, ys = [x], [y]
-        for _ in range(L):
+        x1, y1 = x, y = a * x + b_ * y + e, c * x + d * y + f
+        xs.append(x)
+        ys.append(y)
+        tol = RETURN_REL * (1.0 + abs(x1) + abs(y1))
+        for _ in range(L - 1):
             x, y = a * x + b_ * y + e, c * x + d * y + f
             xs.append(x)
             ys.append(y)
-        return np.column_stack([np.array(xs), np.array(ys)])
+            if abs(x - x1) + abs(y - y1) <= tol:
+                break
+        return np.column_stack([np.array(xs[:L + 1]), np.array(ys[:L + 1])])
     rows = list(zip(A, b, strict=True))
     s, out = s0, [s0]
-    for _ in range(L):
+    for t in range(L):
         s = [sum(a * x for a, x in zip(r, s, strict=True)) + c for r, c in rows]
         out.append(s)
+        if t == 0:
+            s1, tol = s, RETURN_REL * (1.0 + sum(map(abs, s)))
+        elif sum(abs(x - y) for x, y in zip(s, s1, strict=True)) <= tol:
+            break
     return np.array(out)
 
 
@@ -95,11 +109,18 @@ def _simulate_np(A: np.ndarray, b: np.ndarray, s0: np.ndarray, L: int) -> np.nda
     for t in range(1, L + 1):
         s = A @ s + b
         pts[t] = s
+        if t > 1 and np.abs(s - pts[1]).sum() <= RETURN_REL * (1.0 + np.abs(pts[1]).sum()):
+            return pts[:t + 1]
     return pts
 
 
 def _orbit_float(A, b, s0, L):
-    """Float-simulated orbit with a rigorous 2-norm error bound per step, clustered into balls; or None."""
+    """Float-simulated orbit with a rigorous 2-norm error bound per step, clustered into balls; or None.
+
+    A simulation that comes back to s_1 after p steps stops there: the true orbit's differences
+    d_t = s_t - s_{t-p} obey d_t = A d_{t-1}, so ||s_t - s_{r}|| <= (t // p) rho^L ||s_{p+1} - s_1|| for the r in
+    1..p with r = t mod p, and the p points, their balls widened by that drift, stand for all L steps (point
+    r at the steps r + p Z)."""
     if L > SIM_LIMIT:
         return None
     n = len(A)
@@ -125,7 +146,14 @@ def _orbit_float(A, b, s0, L):
     errs = np.array(errs_l)
     if not math.isfinite(e):
         return None
-    P = pts[1:]
+    P, period = pts[1:], 0
+    if len(P) < L:  # came back to s_1 after p = len(P) - 1 steps
+        period = len(P) - 1
+        delta = (float(np.linalg.norm(P[-1] - P[0])) * (1 + 1e-12) + errs[-1] + errs[0])
+        drift = (L // period) * max(1.0, rho) ** L * delta * (1 + 1e-9)
+        if not math.isfinite(drift):
+            return None
+        P, errs = P[:-1], errs[:-1] + drift
     scale = 1.0 + float(np.abs(P).max())
     tol = max(1e-9 * scale, 1e3 * float(errs.max()))
     # Cluster in the max norm on a grid of cells of width tol centred on the first point: the points of
@@ -140,11 +168,11 @@ def _orbit_float(A, b, s0, L):
     assign, first = rank[assign], first[order]
     rad = np.zeros(len(first))
     np.maximum.at(rad, assign, np.abs(P - P[first[assign]]).max(axis=1) + errs)
-    by = np.lexsort((np.arange(L), assign))  # steps grouped by cluster, in time order
+    by = np.lexsort((np.arange(len(P)), assign))  # steps grouped by cluster, in time order
     bounds = np.flatnonzero(np.diff(assign[by])) + 1
     out = []
     for k, taus in enumerate(np.split(by + 1, bounds)):  # the steps at which the orbit is in ball k
-        step = int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0
+        step = math.gcd(int(np.gcd.reduce(np.diff(taus))) if len(taus) > 1 else 0, period)
         out.append((tuple(Q(float(x)) for x in P[first[k]]), _up(float(rad[k])), (int(taus[0]), step)))
     return out
 
