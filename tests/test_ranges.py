@@ -71,7 +71,8 @@ def check_sound(graph: ir.Graph, ranges, x: np.ndarray) -> int:
     values = interpret(rational(graph), as_fractions(x), exact=True, trace=True).values
     checked = 0
     for n in graph.nodes:
-        nr, vals = ranges[n.id], ranges._vals[n.id]
+        nr = ranges[n.id]
+        vals = nr.vals
         arr = values[n.id]
         for i in range(n.dim):
             seen = set(arr[..., i].reshape(-1).tolist())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from lsrl.analysis.ranges import limits
-from lsrl.analysis.ranges.arith import ZERO, Q, _add, _Empty, _ext, _fmt, _frac, _fractions, _gcd, _mul, to_fraction
-from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, EAGER_SUMSET, MAX_EXPANSIONS, MAX_SUPPORT, VALUES_LIMIT
+from lsrl.analysis.ranges.arith import ZERO, Q, _add, _Empty, _ext, _fmt, _frac, _gcd, _mul
+from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, EAGER_SUMSET, MAX_EXPANSIONS, MAX_SUPPORT
 from lsrl.analysis.ranges.results import NodeRange, Ranges
 from lsrl.analysis.ranges.states import (
     _blocks,
@@ -78,19 +78,14 @@ class _Analysis:
         return self._result()
 
     def _result(self) -> Ranges:
-        nodes, vals, orbits = {}, {}, {}
+        nodes, orbits = {}, {}
         for n in self.g.nodes:
             ws = [self.wires[self.alias[(n.id, i)]] for i in range(n.dim)]
-            vs = tuple(w.val for w in ws)
-            vals[n.id] = vs
-            nodes[n.id] = NodeRange(
-                n.id, tuple(to_fraction(v.lo) for v in vs), tuple(to_fraction(v.hi) for v in vs),
-                tuple(v.integer() for v in vs), tuple(v.boolean() for v in vs),
-                tuple(_fractions(v.values(VALUES_LIMIT)) for v in vs), tuple(w.flt for w in ws))
+            nodes[n.id] = NodeRange(n.id, tuple(w.val for w in ws), tuple(w.flt for w in ws))
         for key, pts in self.orbits.items():
             orbits.setdefault(key[1], []).append((key[2], pts))
         return Ranges(self.g, self.L, self.domain, MappingProxyType(nodes), MappingProxyType(dict(self.notes)),
-                      MappingProxyType(vals), MappingProxyType({k: tuple(v) for k, v in orbits.items()}))
+                      MappingProxyType({k: tuple(v) for k, v in orbits.items()}))
 
     # -- node kinds
     def _new(self, w: _Wire) -> int:

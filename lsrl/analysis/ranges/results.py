@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 
-from lsrl.analysis.ranges.arith import _fractions
-from lsrl.analysis.ranges.limits import SET_LIMIT
+from lsrl.analysis.ranges.arith import _fractions, to_fraction
+from lsrl.analysis.ranges.limits import SET_LIMIT, VALUES_LIMIT
 from lsrl.diagnostics import error
 from lsrl.ir import graph as ir
 from lsrl.program import Domain
@@ -16,15 +16,32 @@ from lsrl.program import Domain
 
 @dataclass(frozen=True)
 class NodeRange:
-    """Per component of one node: bounds, integrality, booleanity, value set (None: not finite/small)."""
+    """Per component of one node: bounds, integrality, booleanity, value set (None: not finite/small). Each is
+    derived from the analysis's values when first asked for (most are never asked for in a compile)."""
 
     node: int
-    lo: tuple
-    hi: tuple
-    integer: tuple[bool, ...]
-    boolean: tuple[bool, ...]
-    values: tuple
+    vals: tuple = field(repr=False)  # the analysis's Val per component
     float_derived: tuple[bool, ...]
+
+    @cached_property
+    def lo(self) -> tuple:
+        return tuple(to_fraction(v.lo) for v in self.vals)
+
+    @cached_property
+    def hi(self) -> tuple:
+        return tuple(to_fraction(v.hi) for v in self.vals)
+
+    @cached_property
+    def integer(self) -> tuple[bool, ...]:
+        return tuple(v.integer() for v in self.vals)
+
+    @cached_property
+    def boolean(self) -> tuple[bool, ...]:
+        return tuple(v.boolean() for v in self.vals)
+
+    @cached_property
+    def values(self) -> tuple:
+        return tuple(_fractions(v.values(VALUES_LIMIT)) for v in self.vals)
 
     @property
     def magnitudes(self) -> list[float]:
@@ -49,7 +66,6 @@ class Ranges:
     domain: Domain | None
     nodes: MappingProxyType
     notes: MappingProxyType  # node id -> how its state was analysed (states only)
-    _vals: MappingProxyType = field(repr=False)  # node id -> tuple of Val per component
     orbits: MappingProxyType = field(repr=False)  # node id -> joint orbit points per block
 
     def __getitem__(self, node_id: int) -> NodeRange:
@@ -70,7 +86,7 @@ class Ranges:
 
     def values(self, node_id: int, comp: int = 0, limit: int = SET_LIMIT):
         """The exact value set of one component if it has at most `limit` values, else None."""
-        return _fractions(self._vals[node_id][comp].values(limit))
+        return _fractions(self.nodes[node_id].vals[comp].values(limit))
 
     def require_bound(self, node_id: int, why: str) -> float:
         """The bound of a node, or an E0601 error naming it when it has none."""
@@ -89,7 +105,7 @@ class Ranges:
     def describe(self, node_id: int) -> str:
         node = self.graph[node_id]
         head = f"%{node_id}" + (f" `{node.label}`" if node.label else "") + (f" ({node.span})" if node.span else "")
-        vals = self._vals[node_id]
+        vals = self.nodes[node_id].vals
         nr = self.nodes[node_id]
         comps = []
         for i, v in enumerate(vals):
