@@ -75,10 +75,9 @@ def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     """Exact coefficients become floats only here, when weights are emitted."""
     import numpy as np
 
-    if hasattr(c, "to_float"):  # RatArray
-        arr = c.to_float()
-    else:
-        arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
+    if hasattr(c, "to_float"):  # RatArray: a fresh array, which the tensor may share
+        return torch.from_numpy(c.to_float()).to(dtype)
+    arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
     return torch.tensor(arr, dtype=dtype)
 
 

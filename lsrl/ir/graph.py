@@ -200,6 +200,10 @@ class Graph:
 
     def stats(self) -> dict[str, int]:
         """Node count, summed output dims, and counts per op kind."""
+        return dict(self._stats)
+
+    @cached_property
+    def _stats(self) -> dict[str, int]:  # a pass pipeline asks each intermediate graph twice
         out = {"nodes": len(self.nodes), "dims": sum(n.dim for n in self.nodes)}
         for n in self.nodes:
             out[n.op.mnemonic] = out.get(n.op.mnemonic, 0) + 1

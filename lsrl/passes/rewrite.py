@@ -24,16 +24,20 @@ class GraphBuilder:
         self._table: dict[Form, int] = {}
 
     def add(self, op: ir.Op, args: Iterable[int] = (), span: Span | None = None,
-            label: str | None = None, dim: int | None = None) -> int:
-        """`dim`: the output dimension when the caller knows it (an unchanged op over equal-dim operands)."""
+            label: str | None = None, dim: int | None = None, like: ir.Node | None = None) -> int:
+        """`dim`: the output dimension when the caller knows it (an unchanged op over equal-dim operands);
+        `like`: a node with this op, span, label and dim, reused when its id and operands come out the same."""
         args = tuple(args)
         if self.share and (op, args) in self._table:
             self.shared += 1
             return self.adopt(self._table[(op, args)], span, label)
         nid = len(self.nodes)
-        if dim is None:
-            dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
-        self.nodes.append(ir.Node(nid, op, args, dim, span, label))
+        if like is not None and like.id == nid and like.args == args:
+            self.nodes.append(like)
+        else:
+            if dim is None:
+                dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
+            self.nodes.append(ir.Node(nid, op, args, dim, span, label))
         if self.share:
             self._table.setdefault((op, args), nid)
         return nid
@@ -146,8 +150,8 @@ class Rewriter:
     def _rewrite(self, n: ir.Node) -> int:
         op, args = n.op, tuple(self.remap[a] for a in n.args)
         if isinstance(op, ir.Input):
-            return self.b.add(op, args, n.span, n.label, n.dim)
-        dim = n.dim  # no rule fired: the same op over operands of the same dims (rewrites keep dims)
+            return self.b.add(op, args, n.span, n.label, n.dim, like=n)
+        fired = False
         for _ in range(self.MAX_STEPS):
             res = self._step(op, args)
             if res is None:
@@ -155,10 +159,13 @@ class Rewriter:
             if isinstance(res, int):  # the node is an existing value: it lends that value its name
                 return self.b.adopt(res, n.span, n.label)
             op, args = res
-            dim = None
+            fired = True
         else:
             raise ir.IRError(f"rules did not settle on %{n.id}")
-        return self.b.add(op, args, n.span, n.label, dim)
+        if fired:  # a rule's output gets its dims checked
+            return self.b.add(op, args, n.span, n.label)
+        # the same op over operands of the same dims (rewrites keep dims): the node itself where ids agree
+        return self.b.add(op, args, n.span, n.label, n.dim, like=n)
 
     def _step(self, op: ir.Op, args: tuple[int, ...]) -> Result:
         rules = self._rules_for.get(type(op))
