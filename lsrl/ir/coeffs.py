@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from numbers import Rational
 
 import numpy as np
@@ -90,12 +90,14 @@ class Coeffs:
 
     # construction helpers
     @classmethod
+    @lru_cache(maxsize=128)  # immutable, and asked for over and over (each materialized value's form)
     def eye(cls, n: int) -> Coeffs:
         out = np.full((n, n), _ZERO, dtype=object)
         np.fill_diagonal(out, _ONE)
         return cls(out)
 
     @classmethod
+    @lru_cache(maxsize=128)
     def zeros(cls, *shape: int) -> Coeffs:
         return cls(np.full(shape, _ZERO, dtype=object))
 
