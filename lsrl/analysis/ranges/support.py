@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import reduce
+from functools import cached_property, reduce
 from typing import TYPE_CHECKING
 
 from lsrl.analysis.ranges.arith import (
@@ -265,6 +265,7 @@ class _Enumeration:
             raise _Empty
         return v_join(parts)
 
+    @cached_property  # both the split and the memo plan ask
     def _member_deps(self) -> dict[int, frozenset]:
         """Per cone wire and support member, the support members its value depends on (constants: none)."""
         W = self.an.wires
@@ -284,7 +285,7 @@ class _Enumeration:
         t = W[self.target]
         if t.kind != LIN or len(t.args) < 2:
             return None
-        deps = self._member_deps()
+        deps = self._member_deps
         clock = {m for m in self.members if W[m].kind == STATE and (W[m].key == "time" or W[m].key in an.orbits)}
         tied = any(W[m].key == "time" for m in clock)
         # the components of one orbit take its points jointly; with the step number, every clocked member
@@ -321,7 +322,7 @@ class _Enumeration:
         one counter's orbit re-reads the same one-hot wires). The target is left out: a split sum's
         temporary part wire gives its index back afterwards."""
         wide_m = {m for m, (_, g) in self.symform.items() if any(self.wide[k] for k in g)}
-        deps = self._member_deps()
+        deps = self._member_deps
         self.memo_deps = {x: tuple(sorted(deps[x])) for x in self.order if not (deps[x] & wide_m) and x != self.target}
         self.memo: dict = self.an.memos.setdefault(tuple(self.members), {})
 
