@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bench.bench_interpreter import tok2tok_batch
-from bench.common import best_of, table
+from bench.common import best_of, table, time_once
 from lsrl import LsrlError, interpret, load_program
 from lsrl.compile import CompileOptions, compile_program
 from lsrl.frontend.parser import parse
@@ -30,14 +30,26 @@ REFERENCE_INCLUDES_SETUP = {"tok2tok": False, "vec2vec": True}
 COMPILE_REPEAT, THROUGHPUT_REPEAT = 9, 5
 
 
-def _compile(path: str, params: dict, backend: str, repeat: int = COMPILE_REPEAT):
-    """Best-of-`repeat` seconds from source (parse, elaborate, then as below) and from the elaborated IR
-    (optimise, range analysis, lower, emit weights), and the compiled program."""
-    out = []
-    from_source = best_of(lambda: load_program(path, params), repeat)
-    prog = load_program(path, params)
-    from_ir = best_of(lambda: out.append(compile_program(prog, CompileOptions(backend))), repeat)
-    return out[-1], from_source + from_ir, from_ir
+def _interleaved(cases: list[tuple[str, dict, str]], repeat: int) -> list:
+    """Per (path, params, backend): (compiled program, best-of-`repeat` seconds from source (parse,
+    elaborate), best-of seconds from the elaborated IR (optimise, range analysis, lower, emit)), or the
+    LsrlError it gives. The runs go in rounds over all cases rather than case by case, so that a slow spell
+    of the VM (seconds long) costs a case one of its runs rather than all of them."""
+    progs, out = {}, []
+    for i, (path, params, backend) in enumerate(cases):
+        prog = load_program(path, params)
+        try:
+            out.append([compile_program(prog, CompileOptions(backend)), float("inf"), float("inf")])  # warm-up
+        except LsrlError as exc:  # e.g. vec2vec gated=1 on rnn: E0701, by design
+            out.append(exc)
+            continue
+        progs[i] = prog
+    for _ in range(repeat):
+        for i, prog in progs.items():
+            path, params, backend = cases[i]
+            out[i][1] = min(out[i][1], time_once(lambda: load_program(path, params)))  # noqa: B023 - runs now
+            out[i][2] = min(out[i][2], time_once(lambda: compile_program(prog, CompileOptions(backend))))  # noqa: B023
+    return out
 
 
 def compile_rows(backends=("lrnn", "rnn")) -> tuple[list[list[object]], list[str]]:
@@ -45,17 +57,18 @@ def compile_rows(backends=("lrnn", "rnn")) -> tuple[list[list[object]], list[str
     rows, speedups, ratios = [], {}, []
     cases = [("tok2tok", {"T": T, "gated": g}, (T, g)) for g in (1, 0) for T in (2, 3, 5, 8)]
     cases += [("vec2vec", {"gated": g}, (0, g)) for g in (1, 0)]
-    for backend in backends:  # warm-up: first-use costs (imports, the prelude, torch) are not the first row's
-        _compile(str(ROOT / "programs/tok2tok.lsrl"), {"T": 2}, backend, repeat=1)
+    runs = [(str(ROOT / f"programs/{name}.lsrl"), params, b) for name, params, _ in cases for b in backends]
+    results = iter(_interleaved(runs, COMPILE_REPEAT))
     for name, params, key in cases:
         ref = REFERENCE.get((name, *key))
         for backend in backends:
             label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items())
-            try:
-                compiled, total, from_ir = _compile(str(ROOT / f"programs/{name}.lsrl"), params, backend)
-            except LsrlError as exc:  # e.g. vec2vec gated=1 on rnn: E0701, by design
-                rows.append([label, backend, f"does not compile ({exc.diagnostics[0].code})"] + ["-"] * 6)
+            res = next(results)
+            if isinstance(res, LsrlError):
+                rows.append([label, backend, f"does not compile ({res.diagnostics[0].code})"] + ["-"] * 6)
                 continue
+            compiled, source, from_ir = res
+            total = source + from_ir
             n = compiled.parameter_count()
             ours = total if REFERENCE_INCLUDES_SETUP[name] else from_ir  # like for like
             if ref:

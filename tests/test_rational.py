@@ -79,3 +79,45 @@ def test_coeffs_matmul_keeps_floats_inexact_and_rationals_exact():
     assert (exact_m @ exact_m).exact and (exact_m @ exact_m).data[0, 0] == Fraction(4, 9)
     with_float = Coeffs([[0.5] + [Fraction(1, 3)] * 3] * 4)
     assert not (with_float @ exact_m).exact
+
+
+exact_scalars = st.one_of(st.fractions(min_value=-50, max_value=50, max_denominator=12),
+                          st.integers(-(2**70), 2**70).map(Fraction))
+
+
+def exact_matrices(rows, cols):
+    return st.lists(exact_scalars, min_size=rows * cols, max_size=rows * cols).map(
+        lambda v: obj_array(v).reshape(rows, cols) if v else np.empty((rows, cols), dtype=object))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(dims, dims, dims).flatmap(lambda s: st.tuples(exact_matrices(s[0], s[1]),
+                                                               exact_matrices(s[1], s[2]))),
+       st.booleans(), st.booleans())
+def test_coeffs_matmul_is_the_exact_product_on_every_path(ab, vec_a, vec_b):
+    """Identity shortcuts, the few-products path, integer and RatArray paths all give numpy's product."""
+    a, b = ab
+    if vec_a and a.shape[0]:
+        a = a[0]
+    if vec_b and b.shape[1] and not (a.ndim == 1):
+        b = b[:, 0]
+    product = np.asarray(a @ b, dtype=object) if a.shape[-1] else np.zeros((a @ b).shape, dtype=object)
+    got = Coeffs(a) @ Coeffs(b)
+    assert got.shape == product.shape
+    assert [Fraction(v) for v in got.data.reshape(-1)] == [Fraction(v) for v in product.reshape(-1)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.tuples(st.integers(1, 4), st.integers(1, 4)).flatmap(
+    lambda s: st.tuples(st.just(s), st.dictionaries(st.tuples(st.integers(0, s[0] - 1), st.integers(0, s[1] - 1)),
+                                                    scalars, max_size=6))))
+def test_coeffs_from_entries_is_the_dense_array(case):
+    shape, entries = case
+    dense = np.zeros(shape, dtype=object)
+    for k, v in entries.items():
+        dense[k] = v
+    c, ref = Coeffs.from_entries(shape, entries), Coeffs(dense)
+    assert c.shape == ref.shape and c.exact == ref.exact and c.is_zero == ref.is_zero
+    assert c.f64.tolist() == ref.f64.tolist()
+    assert [Fraction(v) for v in c.data.reshape(-1)] == [Fraction(v) for v in ref.data.reshape(-1)]
+    same(c.rat, dense)

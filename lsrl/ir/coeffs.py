@@ -46,6 +46,18 @@ def format_scalar(v: Scalar) -> str:
     return repr(float(v))
 
 
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> list:
+    """a @ b (1-D or 2-D object arrays, as numpy would shape it) as nested lists, for a few products."""
+    if not (a.size and b.size):  # empty: numpy's shape (and zeros for empty sums)
+        return a @ b
+    A = a.tolist() if a.ndim == 2 else [a.tolist()]
+    B = b.tolist() if b.ndim == 2 else [[x] for x in b.tolist()]
+    out = [[sum((r[t] * B[t][j] for t in range(1, len(r))), r[0] * B[0][j]) for j in range(len(B[0]))] for r in A]
+    if b.ndim == 1:
+        out = [row[0] for row in out]
+    return out[0] if a.ndim == 1 else out
+
+
 class Coeffs:
     """A read-only 1-D or 2-D array of exact (Fraction; int in lowered stage matrices) or float entries,
     hashable by value. `data` is the object array of entries; one built `from_entries` keeps its exact
@@ -149,8 +161,8 @@ class Coeffs:
             return other
         if b.ndim == 2 and k == n and other.is_identity:
             return self
-        if m * k * n <= 8:  # a few scalar products: cheaper than converting to integers and back
-            return Coeffs(obj_array(a @ b))
+        if m * k * n <= 8:  # a few scalar products: plain Python beats numpy's object matmul and conversions
+            return Coeffs(obj_array(_small_matmul(a, b)))
         if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
