@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def time_once(fn: Callable[[], object]) -> float:
@@ -23,6 +23,16 @@ def time_once(fn: Callable[[], object]) -> float:
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     """Minimum wall time of `repeat` calls, in seconds (the least-disturbed run)."""
     return min(time_once(fn) for _ in range(repeat))
+
+
+def best_of_rounds(fns: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """best_of for each function, timed in rounds over all of them rather than one after another: a slow
+    spell of a shared machine (seconds long) then costs each function one of its runs, not all of them."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], time_once(fn))
+    return best
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:
