@@ -46,7 +46,7 @@ def format_scalar(v: Scalar) -> str:
     return repr(float(v))
 
 
-def _small_matmul(a: np.ndarray, b: np.ndarray) -> list:
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> list | np.ndarray:
     """a @ b (1-D or 2-D object arrays, as numpy would shape it) as nested lists, for a few products."""
     if not (a.size and b.size):  # empty: numpy's shape (and zeros for empty sums)
         return a @ b
