@@ -158,7 +158,8 @@ PRELUDE_BOOLEANS = {
 def test_prelude_comparisons_are_boolean(name):
     g, dom = compile_text(f"output {PRELUDE_BOOLEANS[name]}", "input x[1] in {0..9}")
     r = analyze(g, dom, 64)
-    assert r.is_boolean(g.output), r.describe(g.output)
+    out = r[g.output]
+    assert out.boolean[0] and (out.lo[1], out.hi[1]) == (0, 9 * 64), r.describe(g.output)  # |x - q|
     check_sound(g, r, domain_inputs(dom, np.random.default_rng(0), 8, 12, 1))
 
 
@@ -492,7 +493,8 @@ output ones + [2 * (-1) ** k for k in ks] @ relu(repeat(ones, 16) - ks)
 """
     g, dom = compile_text(src)
     r = analyze(g, dom, 16)
-    assert r.is_boolean(g.output), r.describe(g.output)
+    out = r[g.output]
+    assert out.boolean[0] and (out.lo[1], out.hi[1]) == (0, 9 * 64), r.describe(g.output)  # |x - q|
     out = analyze(g, dom, 40)[g.output]
     assert (out.lo[0], out.hi[0]) == (0, 24)  # beyond 16 ones the ramps run out: ones - 16
     xs = np.array(list(itertools.product([0, 1], repeat=8)), dtype=object)[..., None]
@@ -580,12 +582,13 @@ def _analyze_without_shortcuts(monkeypatch, *args):
     """The analysis with every enumeration over the full product of its members' cases, and every sum
     enumerated afresh."""
     from lsrl.analysis.ranges.analysis import _Analysis
+    from lsrl.analysis.ranges.arith import ONE
     from lsrl.analysis.ranges.support import _Enumeration
 
     with monkeypatch.context() as m:
         m.setattr(_Analysis, "_rescaled_sum", lambda self, w: None)
         m.setattr(_Enumeration, "_split_sum", lambda self: None)
-        m.setattr(_Enumeration, "_lumps", lambda self, ms: [[x] for x in ms])
+        m.setattr(_Enumeration, "_lumps", lambda self, ms: [[(x, ONE)] for x in ms])
         return analyze(*args)
 
 
@@ -611,6 +614,28 @@ def test_enumeration_shortcuts_lose_nothing(monkeypatch):
     for label in ("matching", "all_matching"):
         node = next(n.id for n in g.nodes if n.label == label)
         assert r.is_boolean(node), r.describe(node)
+
+
+def test_members_read_through_proportional_sums_are_one_coordinate(monkeypatch):
+    """bump(x - q) and |x - q| read x and the accumulator q only through x - q and q - x: they are lumped
+    with scales 1 and -1 into one symbolic coordinate (no row per value of x), with the ranges of the full
+    product."""
+    from lsrl.analysis.ranges.support import _Enumeration
+    from lsrl.passes import optimize
+
+    prog = compile_source("input x[1] in {0..9}\nstate q = 0\nq <- q + x\n"
+                          "output cat(bump(x - q, -1 / 2, 1 / 2), relu(x - q) + relu(q - x))\n",
+                          "lump.lsrl")
+    g, _ = optimize(prog.graph)  # fusion makes x - q and q - x the sums the ReLUs read
+    seen = []
+    lumps = _Enumeration._lumps
+    monkeypatch.setattr(_Enumeration, "_lumps", lambda self, ms: seen.append(lumps(self, ms)) or seen[-1])
+    r = analyze(g, prog.input.domain, 64)
+    monkeypatch.undo()
+    assert any(sorted(s for _, s in group) == [-1, 1] for groups in seen for group in groups)
+    _at_least_as_tight(r, _analyze_without_shortcuts(monkeypatch, g, prog.input.domain, 64), g)
+    out = r[g.output]
+    assert out.boolean[0] and (out.lo[1], out.hi[1]) == (0, 9 * 64), r.describe(g.output)  # |x - q|
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -141,11 +141,12 @@ class _Enumeration:
                 orbit_ms.setdefault(w.key, []).append(m)
             else:
                 singles.append(m)
-        for ms in self._lumps(singles):
+        for lump in self._lumps(singles):
+            ms = [m for m, _ in lump]
             if len(ms) == 1:
                 groups.append(("single", W[ms[0]].val, ms))
             else:
-                groups.append(("lump", v_lin([(ONE, W[m].val) for m in ms], ZERO), ms))
+                groups.append(("lump", v_lin([(s, W[m].val) for m, s in lump], ZERO), ms))
         self.tau = None
         if time_ms:
             k = self.tau = self._coord(True, (ONE, ONE), (ONE, Q(an.L)))
@@ -175,8 +176,12 @@ class _Enumeration:
         options: list[list[tuple[dict, dict]]] = []
         for (kind, info, ms), sz in zip(groups, sizes, strict=True):
             if sz is None:  # symbolic
-                for m in ms:
-                    self._wide(m, W[m].val)
+                if kind == "lump":  # one coordinate for the combination, carried by the first member
+                    self._wide(ms[0], info)
+                    self.symform.update((m, (ZERO, {})) for m in ms[1:])
+                else:
+                    for m in ms:
+                        self._wide(m, W[m].val)
                 continue
             if kind == "orbit":
                 if all(r == 0 for (_, r), _ in info):
@@ -187,7 +192,7 @@ class _Enumeration:
                         self.symform[m] = (ZERO, {k: ONE})
                     options.append([({}, {k: (p[i] - r, p[i] + r) for i, k in enumerate(ks)}, tm)
                                     for (p, r), tm in info])
-            elif kind == "lump":  # the first member carries the sum, the others 0: every reader sees the sum
+            elif kind == "lump":  # the first member carries the combination, the others 0: readers see it
                 rest = {m: ZERO for m in ms[1:]}
                 options.append([({ms[0]: x, **rest}, {}, None) for x in info.values()])
             else:
@@ -228,10 +233,12 @@ class _Enumeration:
                 rows.append(_Row(fixed, box, (), lat))
         return rows
 
-    def _lumps(self, ms: list[int]) -> list[list[int]]:
-        """Members (exact value sets) the cone reads only through sums, each with the same coefficient in every
-        sum that reads it, grouped: the cone sees only their total, whose values (a sumset) are enumerated
-        instead of every combination (8 flags read only through their count: 9 rows, not 256)."""
+    def _lumps(self, ms: list[int]) -> list[list[tuple[int, Q]]]:
+        """Members (exact value sets or lattices) the cone reads only through sums, with coefficients in a fixed
+        ratio across those sums, grouped as [(member, scale)]: the cone sees only their combination
+        z = sum scale_m * m (first scale 1), whose values (a sumset) are enumerated, or kept as one symbolic
+        coordinate, instead of every combination (8 flags read only through their count: 9 rows, not 256;
+        x - q inside a bump: one coordinate with 4 kinks, not 10 rows of them)."""
         W = self.an.wires
         readers: dict[int, list] = {m: [] for m in ms}
         for x in self.order:
@@ -241,10 +248,13 @@ class _Enumeration:
                     readers[a].append((x, w.coefs[i] if w.kind == LIN else None))
         lumps: dict = {}
         for m in ms:
-            sig = tuple(readers[m])
-            ok = W[m].val.exact and all(c is not None for _, c in sig)
-            lumps.setdefault(sig if ok else ("alone", m), []).append(m)
-        return list(lumps.values())
+            sig = readers[m]
+            if W[m].val.exact and sig and all(c is not None for _, c in sig):
+                s = sig[0][1]  # reader x sees c_x * m = (c_x / s) * (s * m): the key, and this member's scale
+                lumps.setdefault(tuple((x, c / s) for x, c in sig), []).append((m, s))
+            else:
+                lumps[("alone", m)] = [(m, ONE)]
+        return [[(m, s / g[0][1]) for m, s in g] for g in lumps.values()]
 
     def run(self) -> Val | None:
         split = self._split_sum()
