@@ -68,10 +68,6 @@ class _Layer:
         return m @ self.src, m @ self.src_bias + RatArray.of(np.array(self.extra, dtype=object))
 
 
-def _eye(n: int) -> RatArray:
-    return RatArray.of(np.eye(n, dtype=np.int64))
-
-
 class PresetRNN(nn.RNN):
     """A vanilla nn.RNN that skips the random initialisation: emit or a checkpoint sets every weight, and the
     init alone costs about as much as building the rest of a small model."""
@@ -136,7 +132,7 @@ class RnnBackend:
     def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted:
         if facts is None:
             raise ValueError("the rnn backend needs range facts")
-        dec = _eye(stack.input_dim)  # layer 0 reads raw x
+        dec = RatArray.eye(stack.input_dim)  # layer 0 reads raw x
         weights, placements, columns = [], [], []
         for i, st in enumerate(stack.stages):
             layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
@@ -189,7 +185,7 @@ def _abs(t: torch.Tensor) -> np.ndarray:
 def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFacts):
     n_vals = st.out.width
     A, a_init = st.A.rat, st.A.rat @ st.init.rat
-    layer = _Layer(st.B.rat @ dec_in, st.bias.rat + a_init, _eye(n_vals))
+    layer = _Layer(st.B.rat @ dec_in, st.bias.rat + a_init, RatArray.eye(n_vals))
     # nn.RNN starts from h = 0, so s_0 = init is injected as A @ init at t = 1 through a constant unit k
     # (k_0 = 0, k_t = 1): pre_t = B h_t + bias + A init (1 - k_{t-1}) + A s_{t-1}.
     const = layer.unit({}, None, extra=1) if a_init.num.any() else None
@@ -207,7 +203,7 @@ def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
     n_vals, n_hidden = st.out.width, st.E.shape[0]
     layer = _Layer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in,
                    RatArray.concat([st.c.rat, st.e.rat]),
-                   RatArray.concat([_eye(n_vals), st.D.rat], axis=1))
+                   RatArray.concat([RatArray.eye(n_vals), st.D.rat], axis=1))
     hidden = [layer.unit({n_vals + k: 1}, (n_vals + k, 1)) for k in range(n_hidden)]  # decode through D
     places = []
     for seg in st.out.segments:
@@ -224,7 +220,7 @@ def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts
     n_vals, n_gates = st.out.width, len(st.gates)
     layer = _Layer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ dec_in,
                    RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]),
-                   RatArray.concat([_eye(n_vals), st.Q.rat], axis=1))
+                   RatArray.concat([RatArray.eye(n_vals), st.Q.rat], axis=1))
     gate_units: dict[int, list[int]] = {}  # a Multi node of dim k owns k product rows
     for j, node in enumerate(st.gates):
         a, b = graph[node].args

@@ -121,3 +121,12 @@ def test_coeffs_from_entries_is_the_dense_array(case):
     assert c.f64.tolist() == ref.f64.tolist()
     assert [Fraction(v) for v in c.data.reshape(-1)] == [Fraction(v) for v in ref.data.reshape(-1)]
     same(c.rat, dense)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.tuples(dims, dims).flatmap(lambda s: matrices(*s)))
+def test_products_with_eye_are_the_other_factor(a):
+    ra = RatArray.of(a)
+    same(RatArray.eye(a.shape[0]) @ ra, exact(a))
+    same(ra @ RatArray.eye(a.shape[1]), exact(a))
+    same(RatArray.eye(3) @ RatArray.of(np.arange(3)), np.arange(3))

@@ -40,6 +40,11 @@ class RatArray:
 
     num: np.ndarray
     den: int = 1
+    identity: bool = False  # made by `eye`: products with it return the other factor
+
+    @classmethod
+    def eye(cls, n: int) -> RatArray:
+        return cls(np.eye(n, dtype=np.int64), 1, True)
 
     @classmethod
     def of(cls, data) -> RatArray:
@@ -106,6 +111,10 @@ class RatArray:
         return self.num.astype(object) * k
 
     def __matmul__(self, other: RatArray) -> RatArray:
+        if self.identity and other.num.ndim and other.shape[0] == self.shape[1]:
+            return other
+        if other.identity and self.num.ndim and self.shape[-1] == other.shape[0]:
+            return self
         a, b = self.num, other.num
         k = max(a.shape[-1], 1) if a.ndim else 1
         bound = self.max_num * other.max_num * k if a.dtype == b.dtype == np.int64 else _SAFE
