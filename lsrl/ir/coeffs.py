@@ -118,7 +118,7 @@ class Coeffs:
         return cls(np.full(shape, _ONE, dtype=object))
 
     # properties
-    @property
+    @cached_property  # asked for constantly by rewrite rules; once cached, a plain attribute lookup
     def shape(self) -> tuple[int, ...]:
         return self.data.shape if "data" in self.__dict__ else self.rat.shape
 
