@@ -60,23 +60,24 @@ class RatArray:
         else:
             pairs = [_ratio(v) for v in vals]
             nums, dens = [n for n, _ in pairs], [d for _, d in pairs]
-        den = lcm(*set(dens)) if dens else 1
-        if den != 1:
-            nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
-        num = np.zeros(arr.shape, dtype=object if any(abs(n) >= _SAFE for n in nums) else np.int64)
-        num.reshape(-1)[nz] = nums
-        return cls(num, den)._reduced()
+        return cls._placed(arr.shape, nz, nums, dens)
 
     @classmethod
     def from_entries(cls, shape: tuple[int, ...], entries: dict) -> RatArray:
         """The array with these exact entries ({index tuple: Fraction or int}), zero elsewhere."""
-        if not entries:
-            return cls(np.zeros(shape, dtype=np.int64))
-        vals = list(entries.values())
-        den = lcm(*{v.denominator for v in vals})
-        nums = [v.numerator * (den // v.denominator) for v in vals] if den != 1 else [v.numerator for v in vals]
-        num = np.zeros(shape, dtype=object if max(map(abs, nums)) >= _SAFE else np.int64)
-        num[tuple(zip(*entries, strict=True))] = nums
+        index = np.array(list(entries), dtype=np.intp).reshape(-1, len(shape))
+        flat = np.ravel_multi_index(tuple(index.T), shape)
+        vals = entries.values()
+        return cls._placed(shape, flat, [v.numerator for v in vals], [v.denominator for v in vals])
+
+    @classmethod
+    def _placed(cls, shape: tuple[int, ...], flat: np.ndarray, nums: list, dens: list) -> RatArray:
+        """Zeros of `shape` with nums[i] / dens[i] at flat index flat[i], over one common denominator."""
+        den = lcm(*set(dens)) if dens else 1
+        if den != 1:
+            nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
+        num = np.zeros(shape, dtype=object if any(abs(n) >= _SAFE for n in nums) else np.int64)
+        num.reshape(-1)[flat] = nums
         return cls(num, den)._reduced()
 
     @classmethod
