@@ -138,7 +138,7 @@ def merge_states(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
     for u in _order(graph, unit):
         if u not in members:
             n = graph[u]
-            remap[u] = b.add(n.op, (remap[a] for a in n.args), n.span, n.label)
+            remap[u] = b.keep(n, tuple(remap[a] for a in n.args))
             continue
         states = [graph[s] for s in members[u]]
         operands = list(dict.fromkeys(remap[s.args[0]] for s in states if s.args))

@@ -24,23 +24,35 @@ class GraphBuilder:
         self._table: dict[Form, int] = {}
 
     def add(self, op: ir.Op, args: Iterable[int] = (), span: Span | None = None,
-            label: str | None = None, dim: int | None = None, like: ir.Node | None = None) -> int:
-        """`dim`: the output dimension when the caller knows it (an unchanged op over equal-dim operands);
-        `like`: a node with this op, span, label and dim, reused when its id and operands come out the same."""
+            label: str | None = None) -> int:
         args = tuple(args)
+        hit = self._shared(op, args, span, label)
+        if hit is not None:
+            return hit
+        dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
+        return self._append(ir.Node(len(self.nodes), op, args, dim, span, label))
+
+    def keep(self, n: ir.Node, args: tuple[int, ...]) -> int:
+        """`n` unchanged but for its operands' new ids, which stand for values of the same dims: `n` itself
+        when its id and operands come out the same (a sweep that changes little allocates little), else a
+        copy; its dims were checked when it was made."""
+        hit = self._shared(n.op, args, n.span, n.label)
+        if hit is not None:
+            return hit
+        nid = len(self.nodes)
+        return self._append(n if n.id == nid and n.args == args else ir.Node(nid, n.op, args, n.dim, n.span, n.label))
+
+    def _shared(self, op: ir.Op, args: tuple[int, ...], span: Span | None, label: str | None) -> int | None:
         if self.share and (op, args) in self._table:
             self.shared += 1
             return self.adopt(self._table[(op, args)], span, label)
-        nid = len(self.nodes)
-        if like is not None and like.id == nid and like.args == args:
-            self.nodes.append(like)
-        else:
-            if dim is None:
-                dim = op.out_dim(tuple(self.nodes[a].dim for a in args))
-            self.nodes.append(ir.Node(nid, op, args, dim, span, label))
+        return None
+
+    def _append(self, node: ir.Node) -> int:
+        self.nodes.append(node)
         if self.share:
-            self._table.setdefault((op, args), nid)
-        return nid
+            self._table.setdefault((node.op, node.args), node.id)
+        return node.id
 
     def adopt(self, nid: int, span: Span | None, label: str | None) -> int:
         """`nid` also stands for a value that had this span/label: keep its own, fill in what it lacks."""
@@ -150,7 +162,7 @@ class Rewriter:
     def _rewrite(self, n: ir.Node) -> int:
         op, args = n.op, tuple(self.remap[a] for a in n.args)
         if isinstance(op, ir.Input):
-            return self.b.add(op, args, n.span, n.label, n.dim, like=n)
+            return self.b.keep(n, args)
         fired = False
         for _ in range(self.MAX_STEPS):
             res = self._step(op, args)
@@ -164,8 +176,7 @@ class Rewriter:
             raise ir.IRError(f"rules did not settle on %{n.id}")
         if fired:  # a rule's output gets its dims checked
             return self.b.add(op, args, n.span, n.label)
-        # the same op over operands of the same dims (rewrites keep dims): the node itself where ids agree
-        return self.b.add(op, args, n.span, n.label, n.dim, like=n)
+        return self.b.keep(n, args)  # the same op over operands of the same dims (rewrites keep dims)
 
     def _step(self, op: ir.Op, args: tuple[int, ...]) -> Result:
         rules = self._rules_for.get(type(op))
