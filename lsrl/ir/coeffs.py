@@ -193,7 +193,12 @@ class Coeffs:
         return out
 
     def __add__(self, other: Coeffs) -> Coeffs:
-        return Coeffs(self.data + other.data)
+        if self.shape == other.shape:  # most sums in fusion and lowering add a zero bias: no Fraction additions
+            if other.is_zero:
+                return self
+            if self.is_zero:
+                return other
+        return Coeffs(obj_array(self.data + other.data))
 
     def __neg__(self) -> Coeffs:
         return Coeffs(-self.data)

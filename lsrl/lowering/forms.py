@@ -31,8 +31,7 @@ def _combine(parts: list[Form], bias: Coeffs) -> Form:
     for f in parts:
         for m, c in f.terms:
             acc[m] = acc[m] + c if m in acc else c
-        if not f.bias.is_zero:
-            bias = bias + f.bias
+        bias = bias + f.bias
     return Form(tuple(sorted((m, c) for m, c in acc.items() if not c.is_zero)), bias)
 
 
