@@ -17,6 +17,7 @@ from torch import nn
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
+from lsrl.ir.recurrence import coupled_components
 from lsrl.lowering.bounds import stack_bounds
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Stack, StateStage
 
@@ -106,8 +107,7 @@ def _layer(rnn: nn.RNN, h: torch.Tensor) -> torch.Tensor:
     by their definition). The terms left out are exact zeros, so this differs from the vanilla module only by
     the input matmul's summation order over a different memory layout (a few ulp, and not at all where the
     arithmetic is certified exact); a densely coupled layer runs the vanilla loop."""
-    w = rnn.weight_hh_l0 != 0
-    coupled = torch.nonzero(w.any(0) | w.any(1)).flatten()
+    coupled = coupled_components(rnn.weight_hh_l0)
     if 2 * len(coupled) > rnn.hidden_size:
         return rnn(h)[0]
     pre = nn.functional.linear(h, rnn.weight_ih_l0, rnn.bias_ih_l0 + rnn.bias_hh_l0)
