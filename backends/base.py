@@ -59,7 +59,9 @@ class Backend(Protocol):
     name: str
     exact_constructs: str  # one line for docs and `lsrl verify`
 
-    def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted: ...
+    def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted:
+        """The weights as a float64 module (the driver casts it to the requested dtype)."""
+        ...
 
     def build_module(self, config: dict) -> torch.nn.Module: ...
 

@@ -29,39 +29,54 @@ class _Layer:
 
     def __init__(self, src: RatArray, src_bias: RatArray, basis: RatArray):
         self.src, self.src_bias, self.basis = src, src_bias, basis
-        self.combos: list[dict[int, int]] = []  # per unit: {src row: integer coefficient}
+        self._mix: tuple[list[int], list[int], list[int]] = ([], [], [])  # (unit, src row, integer coefficient)
         self.extra: list[int] = []  # per unit: bias added to the combination's
-        self.dec: list[tuple[int, int] | None] = []  # per unit: (basis column, sign), or None (reads as 0)
+        self.columns: list[int] = []  # per unit: the basis column it decodes through, -1 if it reads as 0
+        self._signs: list[int] = []  # per unit: the sign of that column
 
-    def unit(self, combo: dict[int, int], dec: tuple[int, int] | None, extra: int = 0) -> int:
-        self.combos.append(combo)
+    def unit(self, combo: dict[int, int], column: int = -1, sign: int = 1, extra: int = 0) -> int:
+        u = len(self.columns)
+        for r, c in combo.items():
+            self._add(u, r, c)
         self.extra.append(extra)
-        self.dec.append(dec)
-        return len(self.combos) - 1
+        self.columns.append(column)
+        self._signs.append(sign)
+        return u
 
-    def value_units(self, row: int, nonneg: bool) -> list[int]:
-        """Units carrying value `row` (= src row `row`): one if it is never negative, else a +/- pair."""
-        return [self.unit({row: s}, (row, s)) for s in ((1,) if nonneg else (1, -1))]
+    def values(self, start: int, dim: int, nonneg: bool) -> None:
+        """Units carrying values `start..start+dim` (= those src rows): one per value never negative, else a
+        +/- pair."""
+        signs = (1,) if nonneg else (1, -1)
+        for r in range(start, start + dim):
+            for s in signs:
+                self._add(len(self.columns), r, s)
+                self.extra.append(0)
+                self.columns.append(r)
+                self._signs.append(s)
+
+    def _add(self, unit: int, row: int, coef: int) -> None:
+        us, rs, cs = self._mix
+        us.append(unit)
+        rs.append(row)
+        cs.append(coef)
 
     def __len__(self) -> int:
-        return len(self.combos)
+        return len(self.columns)
 
     def mix(self) -> RatArray:
         """M (units x src rows): W_ih = M @ src."""
-        big = max((abs(c) for combo in self.combos for c in combo.values()), default=0) >= 2**62
+        us, rs, cs = self._mix
+        big = max(map(abs, cs), default=0) >= 2**62
         m = np.zeros((len(self), self.src.shape[0]), dtype=object if big else np.int64)
-        for u, combo in enumerate(self.combos):
-            for r, c in combo.items():
-                m[u, r] = c
+        m[us, rs] = cs  # a unit's combination names each row once
         return RatArray.of(m)
 
     @cached_property
     def decoder(self) -> RatArray:
         """Dec (values x units): the layer's values = Dec @ units."""
         sel = np.zeros((self.basis.shape[1], len(self)), dtype=np.int64)
-        for u, d in enumerate(self.dec):
-            if d is not None:
-                sel[d[0], u] = d[1]
+        units = [u for u, c in enumerate(self.columns) if c >= 0]
+        sel[[self.columns[u] for u in units], units] = [self._signs[u] for u in units]
         return self.basis @ RatArray.of(sel)
 
     def input_weights(self) -> tuple[RatArray, RatArray]:
@@ -72,6 +87,11 @@ class _Layer:
 class PresetRNN(nn.RNN):
     """A vanilla nn.RNN that skips the random initialisation: emit or a checkpoint sets every weight, and the
     init alone costs about as much as building the rest of a small model."""
+
+    # nn.RNN.__setattr__ asks hasattr(self, "_flat_weights_names") on every attribute __init__ sets, which
+    # raises and catches an AttributeError until __init__ assigns the list; this empty default answers at
+    # once and is shadowed by that list (construction ~20% faster, nothing else changes)
+    _flat_weights_names = ()
 
     def reset_parameters(self) -> None:
         pass
@@ -136,7 +156,7 @@ class RnnBackend:
         weights, placements, columns = [], [], []
         for i, st in enumerate(stack.stages):
             layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
-            columns.append([-1 if d is None else d[0] for d in layer.dec])
+            columns.append(layer.columns)
             weights.append((*layer.input_weights(), RatArray.zeros(len(layer), len(layer)) if w_hh is None else w_hh))
             placements += [Placement(n, f"rnns.{i}", a, b, enc) for n, a, b, enc in places]
             dec = layer.decoder
@@ -188,7 +208,7 @@ def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFac
     layer = _Layer(st.B.rat @ dec_in, st.bias.rat + a_init, RatArray.eye(n_vals))
     # nn.RNN starts from h = 0, so s_0 = init is injected as A @ init at t = 1 through a constant unit k
     # (k_0 = 0, k_t = 1): pre_t = B h_t + bias + A init (1 - k_{t-1}) + A s_{t-1}.
-    const = layer.unit({}, None, extra=1) if a_init.num.any() else None
+    const = layer.unit({}, extra=1) if a_init.num.any() else None
     places = [_values(layer, seg, facts) for seg in st.out.segments]
     # A unit holding sign * value r feeds back sign * (A[r] @ values - a_init[r] k): W_hh = Dec^T (A Dec - a_init e_k^T)
     feedback = A @ layer.decoder
@@ -204,12 +224,12 @@ def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
     layer = _Layer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in,
                    RatArray.concat([st.c.rat, st.e.rat]),
                    RatArray.concat([RatArray.eye(n_vals), st.D.rat], axis=1))
-    hidden = [layer.unit({n_vals + k: 1}, (n_vals + k, 1)) for k in range(n_hidden)]  # decode through D
+    hidden = [layer.unit({n_vals + k: 1}, n_vals + k) for k in range(n_hidden)]  # decode through D
+    direct = ((layer.src.num[:n_vals] != 0).any(axis=1) | (layer.src_bias.num[:n_vals] != 0)).tolist()
     places = []
     for seg in st.out.segments:
-        rows = slice(seg.start, seg.start + seg.dim)
-        if not layer.src.num[rows].any() and not layer.src_bias.num[rows].any():  # purely hidden: read there
-            cols = [k for k in range(n_hidden) if st.D.rat.num[rows, k].any()]
+        if not any(direct[seg.start:seg.start + seg.dim]):  # purely hidden: read there
+            cols = np.flatnonzero((st.D.rat.num[seg.start:seg.start + seg.dim] != 0).any(axis=0))
             places.append((seg.node, hidden[cols[0]], hidden[cols[-1]] + 1, "relu"))
         else:
             places.append(_values(layer, seg, facts))
@@ -234,7 +254,7 @@ def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts
         L = _safe_big(facts.bound(other))
         # b*v = relu(v - L(1-b)) - relu(-v - L(1-b)): exact when b is 0/1 and |v| <= L
         gate_units.setdefault(node, []).extend(
-            layer.unit({val: s, flag: L}, (n_vals + j, s), extra=-L) for s in (1, -1))
+            layer.unit({val: s, flag: L}, n_vals + j, s, extra=-L) for s in (1, -1))
     places = [(seg.node, min(gate_units[seg.node]), max(gate_units[seg.node]) + 1, "gate")
               if seg.node in gate_units else _values(layer, seg, facts) for seg in st.out.segments]
     return layer, places, None
@@ -243,8 +263,7 @@ def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts
 def _values(layer: _Layer, seg, facts: ValueFacts) -> tuple[int, int, int, str]:
     """Units for a segment's values (src rows seg.start..) and its placement."""
     first, nonneg = len(layer), facts.nonnegative(seg.node)
-    for r in range(seg.start, seg.start + seg.dim):
-        layer.value_units(r, nonneg)
+    layer.values(seg.start, seg.dim, nonneg)
     return seg.node, first, len(layer), "relu" if nonneg else "pair"
 
 

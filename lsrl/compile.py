@@ -104,5 +104,6 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
     facts = range_facts(graph, program, options.max_len) if options.backend != "lrnn" else None
     stack, sched = lower(graph)
     emitted = backend.emit(graph, stack, facts)
-    emitted.module.to(DTYPES[options.dtype])
+    if DTYPES[options.dtype] != torch.float64:  # emit gives float64; a no-op .to() still costs ~2 ms
+        emitted.module.to(DTYPES[options.dtype])
     return Compiled(program, options, graph, stack, sched, emitted, reports, facts)
