@@ -73,6 +73,14 @@ class Backend(Protocol):
         ...
 
 
+class PresetLinear(torch.nn.Linear):
+    """A vanilla nn.Linear (read-out heads) that skips the random init: emit or a checkpoint sets every
+    weight, and the init is half of what building the layer costs."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     """Exact coefficients become floats only here, when weights are emitted."""
     import numpy as np

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lsrl.backends.base import Emitted, Placement, Promise, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, Placement, PresetLinear, Promise, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.ir.graph import Graph
@@ -44,9 +44,9 @@ class LinearRNN(nn.Module):
     def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.stages = nn.ModuleList(_Stage(s["kind"], s["shapes"], dtype) for s in config["stages"])
-        self.readout = nn.Linear(config["readout_in"], config["output_dim"], dtype=dtype)
+        self.readout = PresetLinear(config["readout_in"], config["output_dim"], dtype=dtype)
         self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d, dtype=dtype)
+        self.probe_heads = nn.ModuleList(PresetLinear(config["readout_in"], d, dtype=dtype)
                                          for d in config["probes"].values())
 
     def forward(self, x: torch.Tensor, probes: bool = False):

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, Placement, Promise, ValueFacts, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, Placement, PresetLinear, Promise, ValueFacts, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.diagnostics import Note, error
@@ -47,12 +47,14 @@ class _Layer:
         """Units carrying values `start..start+dim` (= those src rows): one per value never negative, else a
         +/- pair."""
         signs = (1,) if nonneg else (1, -1)
-        for r in range(start, start + dim):
-            for s in signs:
-                self._add(len(self.columns), r, s)
-                self.extra.append(0)
-                self.columns.append(r)
-                self._signs.append(s)
+        rows = [r for r in range(start, start + dim) for _ in signs]
+        us, rs, cs = self._mix
+        us.extend(range(len(self.columns), len(self.columns) + len(rows)))
+        rs.extend(rows)
+        cs.extend(signs * dim)
+        self.extra.extend([0] * len(rows))
+        self.columns.extend(rows)
+        self._signs.extend(signs * dim)
 
     def _add(self, unit: int, row: int, coef: int) -> None:
         us, rs, cs = self._mix
@@ -66,8 +68,7 @@ class _Layer:
     def mix(self) -> RatArray:
         """M (units x src rows): W_ih = M @ src."""
         us, rs, cs = self._mix
-        big = max(map(abs, cs), default=0) >= 2**62
-        m = np.zeros((len(self), self.src.shape[0]), dtype=object if big else np.int64)
+        m = np.zeros((len(self), self.src.shape[0]), dtype=_int_dtype(cs))
         m[us, rs] = cs  # a unit's combination names each row once
         return RatArray.of(m)
 
@@ -75,13 +76,20 @@ class _Layer:
     def decoder(self) -> RatArray:
         """Dec (values x units): the layer's values = Dec @ units."""
         sel = np.zeros((self.basis.shape[1], len(self)), dtype=np.int64)
-        units = [u for u, c in enumerate(self.columns) if c >= 0]
-        sel[[self.columns[u] for u in units], units] = [self._signs[u] for u in units]
+        cols = np.array(self.columns, dtype=np.intp)
+        units = np.flatnonzero(cols >= 0)
+        sel[cols[units], units] = np.array(self._signs)[units]
         return self.basis @ RatArray.of(sel)
 
     def input_weights(self) -> tuple[RatArray, RatArray]:
         m = self.mix()
-        return m @ self.src, m @ self.src_bias + RatArray.of(np.array(self.extra, dtype=object))
+        return m @ self.src, m @ self.src_bias + RatArray.of(np.array(self.extra, dtype=_int_dtype(self.extra)))
+
+
+def _int_dtype(values: list[int]) -> type:
+    """int64 when every integer fits with room to spare, else object (Python ints; np.array would pick
+    uint64 or even float64 for some mixes)."""
+    return object if max(map(abs, values), default=0) >= 2**62 else np.int64
 
 
 class PresetRNN(nn.RNN):
@@ -105,9 +113,9 @@ class ReLURNNStack(nn.Module):
         self.rnns = nn.ModuleList(
             PresetRNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
             for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self.readout = nn.Linear(config["readout_in"], config["output_dim"], dtype=dtype)
+        self.readout = PresetLinear(config["readout_in"], config["output_dim"], dtype=dtype)
         self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(nn.Linear(config["readout_in"], d, dtype=dtype)
+        self.probe_heads = nn.ModuleList(PresetLinear(config["readout_in"], d, dtype=dtype)
                                          for d in config["probes"].values())
 
     def forward(self, x: torch.Tensor, probes: bool = False):

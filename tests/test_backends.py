@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from lsrl.backends import get_backend
+from lsrl.backends.base import PresetLinear
 from lsrl.backends.rnn import PresetRNN
 
 from lsrl import compile_source, interpret, load_program
@@ -75,9 +76,11 @@ def test_rnn_units_are_plain_torch_rnn_layers():
     stack, _ = lower(prog.graph)
     em = get_backend("rnn").emit(prog.graph, stack, StubFacts(prog.graph, np.ones((1, 8, 1))))
     kinds = {type(m).__name__ for m in em.module.modules()}
-    assert kinds <= {"ReLURNNStack", "ModuleList", "PresetRNN", "Linear"}
-    # the layers differ from torch.nn.RNN only in skipping its random init (every weight is set)
-    assert {k for k, v in vars(PresetRNN).items() if callable(v)} == {"reset_parameters"}
+    assert kinds <= {"ReLURNNStack", "ModuleList", "PresetRNN", "PresetLinear"}
+    # the layers differ from torch.nn.RNN / nn.Linear only in skipping the random init (every weight is set)
+    for cls in (PresetRNN, PresetLinear):
+        assert {k for k, v in vars(cls).items() if callable(v)} == {"reset_parameters"}
+    assert isinstance(em.module.readout, torch.nn.Linear)
     for rnn in em.module.rnns:
         assert isinstance(rnn, torch.nn.RNN) and all(torch.isfinite(p).all() for p in rnn.parameters())
         assert rnn.nonlinearity == "relu" and rnn.num_layers == 1
