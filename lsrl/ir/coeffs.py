@@ -114,6 +114,13 @@ class Coeffs:
         return cls(np.full(shape, _ZERO, dtype=object))
 
     @classmethod
+    def ones_at(cls, shape: tuple[int, int], rows, cols) -> Coeffs:
+        """Zeros with a 1 at each (rows[i], cols[i]): a placement or selection matrix."""
+        out = np.full(shape, _ZERO, dtype=object)
+        out[rows, cols] = _ONE
+        return cls(out)
+
+    @classmethod
     def ones(cls, *shape: int) -> Coeffs:
         return cls(np.full(shape, _ONE, dtype=object))
 

@@ -65,18 +65,21 @@ class RatArray:
     @classmethod
     def from_entries(cls, shape: tuple[int, ...], entries: dict) -> RatArray:
         """The array with these exact entries ({index tuple: Fraction or int}), zero elsewhere."""
-        index = np.array(list(entries), dtype=np.intp).reshape(-1, len(shape))
-        flat = np.ravel_multi_index(tuple(index.T), shape)
+        if len(shape) == 2:  # row-major flat positions; plain Python beats numpy's call overhead on a few entries
+            n = shape[1]
+            flat = [i * n + j for i, j in entries]
+        else:
+            flat = [i for (i,) in entries]
         vals = entries.values()
         return cls._placed(shape, flat, [v.numerator for v in vals], [v.denominator for v in vals])
 
     @classmethod
-    def _placed(cls, shape: tuple[int, ...], flat: np.ndarray, nums: list, dens: list) -> RatArray:
+    def _placed(cls, shape: tuple[int, ...], flat: np.ndarray | list[int], nums: list, dens: list) -> RatArray:
         """Zeros of `shape` with nums[i] / dens[i] at flat index flat[i], over one common denominator."""
         den = lcm(*set(dens)) if dens else 1
         if den != 1:
             nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
-        num = np.zeros(shape, dtype=object if any(abs(n) >= _SAFE for n in nums) else np.int64)
+        num = np.zeros(shape, dtype=object if max(map(abs, nums), default=0) >= _SAFE else np.int64)
         num.reshape(-1)[flat] = nums
         return cls(num, den)._reduced()
 

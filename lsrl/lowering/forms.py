@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
 
@@ -55,15 +53,12 @@ def forms(graph: ir.Graph) -> dict[int, Form]:
             parts, off = [], 0
             for a in n.args:
                 k = graph[a].dim
-                place = np.zeros((n.dim, k), dtype=np.int64)
-                place[off:off + k] = np.eye(k, dtype=np.int64)
-                parts.append(_read(out, graph, a, Coeffs(place)))
+                parts.append(_read(out, graph, a, Coeffs.ones_at((n.dim, k), range(off, off + k), range(k))))
                 off += k
             out[n.id] = _combine(parts, Coeffs.zeros(n.dim))
         elif isinstance(op, ir.Slice):
-            sel = np.zeros((n.dim, graph[n.args[0]].dim), dtype=np.int64)
-            sel[np.arange(n.dim), list(op.indices)] = 1
-            out[n.id] = _read(out, graph, n.args[0], Coeffs(sel))
+            sel = Coeffs.ones_at((n.dim, graph[n.args[0]].dim), range(n.dim), list(op.indices))
+            out[n.id] = _read(out, graph, n.args[0], sel)
         else:
             raise TypeError(f"no linear form for {op!r}")
     return out

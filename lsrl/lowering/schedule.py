@@ -70,13 +70,17 @@ def schedule(graph: ir.Graph, fs: dict[int, Form]) -> Schedule:
     for r in graph.roots():
         for d in fs[r].deps:
             need_until[d] = max(need_until[d], sched.last)
-    layouts = {}
+    layouts, made = {}, {}  # made: a value carried at the same offset reuses its Segment
     for p in (INPUT_POS, *positions):
         live = sorted((avail[m], m) for m in avail if avail[m] <= p <= need_until[m])
         segs, off = [], 0
         for _, m in live:
-            segs.append(Segment(m, off, graph[m].dim))
-            off += graph[m].dim
+            d = graph[m].dim
+            seg = made.get((m, off))
+            if seg is None:
+                seg = made[(m, off)] = Segment(m, off, d)
+            segs.append(seg)
+            off += d
         layouts[p] = Layout(tuple(segs))
     return Schedule(avail, positions, layouts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -25,12 +26,16 @@ class Segment:
 class Layout:
     segments: tuple[Segment, ...]
 
-    @property
+    @cached_property  # lowering and the backends ask for these per segment they write
     def width(self) -> int:
         return sum(s.dim for s in self.segments)
 
+    @cached_property
+    def _by_node(self) -> dict[int, Segment]:
+        return {s.node: s for s in self.segments}
+
     def find(self, node: int) -> Segment:
-        return next(s for s in self.segments if s.node == node)
+        return self._by_node[node]
 
 
 @dataclass(frozen=True)
