@@ -137,6 +137,13 @@ class RatArray:
             return RatArray(a + b, den)._reduced()
         return RatArray(_narrow(a.astype(object) + b.astype(object)), den)._reduced()
 
+    def equals(self, other: RatArray) -> bool:
+        """The same shape and exactly the same values, whatever the two denominators."""
+        if self.shape != other.shape:
+            return False
+        den = lcm(self.den, other.den)
+        return bool((self._rescaled(den) == other._rescaled(den)).all())
+
     def __neg__(self) -> RatArray:
         return RatArray(-self.num, self.den)
 

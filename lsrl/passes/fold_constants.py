@@ -90,7 +90,8 @@ def fixed_point_state(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
     Only for exact coefficients: with floats the interpreter's rounding could move it off the point."""
     if not isinstance(op, ir.LinState) or args or not all(c.exact for c in (op.A, op.bias, op.init)):
         return None
-    if mx.add(mx.matmul(op.A, op.init), op.bias) == op.init:
+    # in exact integer arithmetic: each sweep asks again, and the operands' RatArrays are cached on them
+    if (op.A.rat @ op.init.rat + op.bias.rat).equals(op.init.rat):
         return ir.Linear((), op.init), ()
     return None
 

@@ -154,6 +154,8 @@ def _into_state(kind: type[ir.Op]):
     def apply(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
         if not isinstance(op, ir.LinState) or not args or not isinstance(rw.op(args[0]), kind):
             return None
+        if _concat_of_atoms(rw, args[0]) and sum(rw.dim(p) > 0 for p in rw.args(args[0])) > 1:
+            return None  # already the Concat of several atoms this would read (the check below), without the algebra
         form, b = affine_form(rw, args[0])
         atoms = list(form)
         bias = mx.add(op.bias, mx.matmul(op.B, b))
