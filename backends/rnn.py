@@ -74,12 +74,13 @@ class _Layer:
 
     @cached_property
     def decoder(self) -> RatArray:
-        """Dec (values x units): the layer's values = Dec @ units."""
-        sel = np.zeros((self.basis.shape[1], len(self)), dtype=np.int64)
+        """Dec (values x units): the layer's values = Dec @ units; unit u's column is its sign x its basis
+        column (0 for a unit that reads as 0)."""
+        if not self.basis.shape[1]:
+            return RatArray.zeros(self.basis.shape[0], len(self))
         cols = np.array(self.columns, dtype=np.intp)
-        units = np.flatnonzero(cols >= 0)
-        sel[cols[units], units] = np.array(self._signs)[units]
-        return self.basis @ RatArray.of(sel)
+        signs = np.where(cols >= 0, np.array(self._signs, dtype=np.int64), 0)
+        return RatArray(self.basis.num[:, np.maximum(cols, 0)] * signs, self.basis.den)._reduced()
 
     def input_weights(self) -> tuple[RatArray, RatArray]:
         m = self.mix()
