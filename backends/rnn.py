@@ -84,7 +84,10 @@ class _Layer:
 
     def input_weights(self) -> tuple[RatArray, RatArray]:
         m = self.mix()
-        return m @ self.src, m @ self.src_bias + RatArray.of(np.array(self.extra, dtype=_int_dtype(self.extra)))
+        bias = m @ self.src_bias
+        if any(self.extra):  # gate units and a state layer's constant unit
+            bias = bias + RatArray.of(np.array(self.extra, dtype=_int_dtype(self.extra)))
+        return m @ self.src, bias
 
 
 def _int_dtype(values: list[int]) -> type:
@@ -166,7 +169,7 @@ class RnnBackend:
         for i, st in enumerate(stack.stages):
             layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
             columns.append(layer.columns)
-            weights.append((*layer.input_weights(), RatArray.zeros(len(layer), len(layer)) if w_hh is None else w_hh))
+            weights.append((*layer.input_weights(), w_hh))  # w_hh None: no recurrence (MLP and gate layers)
             placements += [Placement(n, f"rnns.{i}", a, b, enc) for n, a, b, enc in places]
             dec = layer.decoder
         hiddens = [w_ih.shape[0] for w_ih, _, _ in weights]
@@ -178,7 +181,10 @@ class RnnBackend:
                 rnn.weight_ih_l0.copy_(as_tensor(w_ih))
                 rnn.bias_ih_l0.copy_(as_tensor(b))
                 rnn.bias_hh_l0.zero_()
-                rnn.weight_hh_l0.copy_(as_tensor(w_hh))
+                if w_hh is None:
+                    rnn.weight_hh_l0.zero_()
+                else:
+                    rnn.weight_hh_l0.copy_(as_tensor(w_hh))
             for head, r in [(module.readout, stack.output)] + [
                     (h, r) for h, (_, r) in zip(module.probe_heads, stack.probes, strict=True)]:
                 head.weight.copy_(as_tensor(r.W.rat @ dec))
