@@ -7,13 +7,12 @@ read through a decoding matrix Dec (values = Dec @ units) that folds into the ne
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 import torch
 from lsrl.backends.base import Emitted, Placement, PresetLinear, Promise, ValueFacts, as_tensor, rounding_tol
 from torch import nn
 
+from lsrl.cached import cached
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
@@ -72,7 +71,7 @@ class _Layer:
         m[us, rs] = cs  # a unit's combination names each row once
         return RatArray.of(m)
 
-    @cached_property
+    @cached
     def decoder(self) -> RatArray:
         """Dec (values x units): the layer's values = Dec @ units; unit u's column is its sign x its basis
         column (0 for a unit that reads as 0)."""

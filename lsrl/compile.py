@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 
 import torch
 
+from lsrl.analysis.ranges import DEFAULT_MAX_LEN, analyze
 from lsrl.backends import Emitted, get_backend
 from lsrl.backends.base import Promise
+from lsrl.cached import cached
 from lsrl.certify import Certificate, certify
 from lsrl.diagnostics import error
 from lsrl.ir.graph import Graph
 from lsrl.ir.passes import PassReport
 from lsrl.lowering import Schedule, Stack, lower
+from lsrl.passes import optimize
 from lsrl.program import Program
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -45,7 +47,7 @@ class Compiled:
     def parameter_count(self) -> int:
         return sum(t.numel() for t in self.module.state_dict().values())
 
-    @cached_property
+    @cached
     def certificate(self) -> Certificate:
         """When float arithmetic provably computes this model exactly (lsrl.certify)."""
         return certify(self)
@@ -86,8 +88,6 @@ class _Facts:
 
 def range_facts(graph: Graph, program: Program, max_len: int | None) -> _Facts:
     """Range analysis of `graph` (an optimised program graph) for the program's input domain."""
-    from lsrl.analysis.ranges import DEFAULT_MAX_LEN, analyze
-
     return _Facts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN))
 
 
@@ -98,8 +98,6 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
     backend = get_backend(options.backend)
     graph, reports = program.graph, []
     if options.optimize:
-        from lsrl.passes import optimize
-
         graph, reports = optimize(graph)
     facts = range_facts(graph, program, options.max_len) if options.backend != "lrnn" else None
     stack, sched = lower(graph)

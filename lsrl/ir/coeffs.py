@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from numbers import Rational
 
 import numpy as np
 
+from lsrl.cached import cached
 from lsrl.ir.rational import RatArray
 
 Scalar = Fraction | float
@@ -89,13 +90,13 @@ class Coeffs:
         c.exact = True
         return c
 
-    @cached_property
+    @cached
     def data(self) -> np.ndarray:  # only reached by a Coeffs made from_entries (__init__ sets it)
         arr = self.rat.to_fractions()
         arr.flags.writeable = False
         return arr
 
-    @cached_property
+    @cached
     def _key(self) -> tuple:
         """The value identity; built on first comparison or hash only (hashing Fractions is slow)."""
         return self.data.shape, tuple(self.data.reshape(-1))
@@ -125,15 +126,15 @@ class Coeffs:
         return cls(np.full(shape, _ONE, dtype=object))
 
     # properties
-    @cached_property  # asked for constantly by rewrite rules; once cached, a plain attribute lookup
+    @cached  # asked for constantly by rewrite rules; once cached, a plain attribute lookup
     def shape(self) -> tuple[int, ...]:
         return self.data.shape if "data" in self.__dict__ else self.rat.shape
 
-    @cached_property
+    @cached
     def exact(self) -> bool:
         return float not in set(map(type, self.data.reshape(-1)))  # entries: Fraction, int or float
 
-    @cached_property
+    @cached
     def f64(self) -> np.ndarray:
         if "data" not in self.__dict__:  # from_entries: the same correctly rounded values, from the RatArray
             out = self.rat.to_float()
@@ -146,13 +147,13 @@ class Coeffs:
         out.flags.writeable = False
         return out
 
-    @cached_property
+    @cached
     def is_zero(self) -> bool:
         if "data" not in self.__dict__:
             return not self.rat.num.any()
         return all(v == 0 for v in self.data.reshape(-1))
 
-    @cached_property
+    @cached
     def is_identity(self) -> bool:
         r = self.shape
         return len(r) == 2 and r[0] == r[1] and self == Coeffs.eye(r[0])
@@ -178,7 +179,7 @@ class Coeffs:
             return Coeffs(RatArray(np.asarray(self._ints @ other._ints, dtype=object)).to_fractions())
         return Coeffs(obj_array(a @ b))
 
-    @cached_property
+    @cached
     def rat(self) -> RatArray:
         """The exact entries as a RatArray (integer numerators over one denominator), for fast algebra."""
         return RatArray.of(self.data)
@@ -188,7 +189,7 @@ class Coeffs:
         """Every entry is an exact integer."""
         return self._ints is not None
 
-    @cached_property
+    @cached
     def _ints(self) -> np.ndarray | None:
         """The entries as an object array of Python ints when every entry is an exact integer, else None."""
         flat = self.data.reshape(-1)
@@ -221,7 +222,7 @@ class Coeffs:
     def __hash__(self) -> int:
         return self._hash
 
-    @cached_property
+    @cached
     def _hash(self) -> int:  # hash-consing hashes the same coefficients many times; tuples do not cache theirs
         return hash(self._key)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import InitVar, dataclass, field
-from functools import cached_property
 
+from lsrl.cached import cached
 from lsrl.diagnostics import Span
 from lsrl.ir.coeffs import Coeffs
 
@@ -151,7 +151,7 @@ class Graph:
         if check:
             self.validate()
 
-    @cached_property
+    @cached
     def by_id(self) -> dict[int, Node]:
         return {n.id: n for n in self.nodes}
 
@@ -172,7 +172,7 @@ class Graph:
     def output_dim(self) -> int:
         return self[self.output].dim
 
-    @cached_property
+    @cached
     def users(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {n.id: [] for n in self.nodes}
         for n in self.nodes:
@@ -202,7 +202,7 @@ class Graph:
         """Node count, summed output dims, and counts per op kind."""
         return dict(self._stats)
 
-    @cached_property
+    @cached
     def _stats(self) -> dict[str, int]:  # a pass pipeline asks each intermediate graph twice
         out = {"nodes": len(self.nodes), "dims": sum(n.dim for n in self.nodes)}
         for n in self.nodes:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
 from math import gcd, lcm
 
 import numpy as np
+
+from lsrl.cached import cached
 
 _SAFE = 2**62  # int64 arithmetic on values below this (times the checked factors) cannot overflow
 _FLOAT_EXACT = 2**53  # integers of at most this size are exact float64 values
@@ -91,7 +92,7 @@ class RatArray:
     def shape(self) -> tuple[int, ...]:
         return self.num.shape
 
-    @cached_property
+    @cached
     def max_num(self) -> int:
         """The largest |numerator| (kept: an array is often a factor of several products)."""
         return _max_abs(self.num)

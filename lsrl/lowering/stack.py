@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
+from lsrl.cached import cached
 from lsrl.ir.coeffs import Coeffs
 from lsrl.ir.recurrence import linear_recurrence
 
@@ -26,11 +26,11 @@ class Segment:
 class Layout:
     segments: tuple[Segment, ...]
 
-    @cached_property  # lowering and the backends ask for these per segment they write
+    @cached  # lowering and the backends ask for these per segment they write
     def width(self) -> int:
         return sum(s.dim for s in self.segments)
 
-    @cached_property
+    @cached
     def _by_node(self) -> dict[int, Segment]:
         return {s.node: s for s in self.segments}
 

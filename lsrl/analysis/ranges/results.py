@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
 
 from lsrl.analysis.ranges.arith import _fractions, to_fraction
 from lsrl.analysis.ranges.limits import SET_LIMIT, VALUES_LIMIT
+from lsrl.cached import cached
 from lsrl.diagnostics import error
 from lsrl.ir import graph as ir
 from lsrl.program import Domain
@@ -23,23 +23,23 @@ class NodeRange:
     vals: tuple = field(repr=False)  # the analysis's Val per component
     float_derived: tuple[bool, ...]
 
-    @cached_property
+    @cached
     def lo(self) -> tuple:
         return tuple(to_fraction(v.lo) for v in self.vals)
 
-    @cached_property
+    @cached
     def hi(self) -> tuple:
         return tuple(to_fraction(v.hi) for v in self.vals)
 
-    @cached_property
+    @cached
     def integer(self) -> tuple[bool, ...]:
         return tuple(v.integer() for v in self.vals)
 
-    @cached_property
+    @cached
     def boolean(self) -> tuple[bool, ...]:
         return tuple(v.boolean() for v in self.vals)
 
-    @cached_property
+    @cached
     def values(self) -> tuple:
         return tuple(_fractions(v.values(VALUES_LIMIT)) for v in self.vals)
 
@@ -48,11 +48,11 @@ class NodeRange:
         """Per component, the bound on |value| (inf where there is none)."""
         return [max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)]
 
-    @cached_property  # backends ask per unit, once for every layer a value is carried through
+    @cached  # backends ask per unit, once for every layer a value is carried through
     def bound(self) -> float:
         return max(self.magnitudes, default=0.0)
 
-    @cached_property
+    @cached
     def nonnegative(self) -> bool:
         return all(lo >= 0 for lo in self.lo)
 

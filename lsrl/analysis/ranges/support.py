@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import cached_property, reduce
+from functools import reduce
 from typing import TYPE_CHECKING
 
 from lsrl.analysis.ranges.arith import (
@@ -33,6 +33,7 @@ from lsrl.analysis.ranges.limits import (
 )
 from lsrl.analysis.ranges.values import Val, _sq_range, v_join, v_lin
 from lsrl.analysis.ranges.wires import LIN, RELU, STATE, _Wire
+from lsrl.cached import cached
 
 if TYPE_CHECKING:
     from lsrl.analysis.ranges.analysis import _Analysis
@@ -275,7 +276,7 @@ class _Enumeration:
             raise _Empty
         return v_join(parts)
 
-    @cached_property  # both the split and the memo plan ask
+    @cached  # both the split and the memo plan ask
     def _member_deps(self) -> dict[int, frozenset]:
         """Per cone wire and support member, the support members its value depends on (constants: none)."""
         W = self.an.wires
