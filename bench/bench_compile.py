@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lsrl.backends import get_backend
 
 from bench.bench_interpreter import tok2tok_batch
 from bench.common import best_of, best_of_rounds, table
 from lsrl import LsrlError, interpret, load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compile import CompileOptions, compile_program, range_facts
 from lsrl.frontend.parser import parse
+from lsrl.lowering import lower
+from lsrl.passes import optimize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +130,7 @@ def run() -> str:
     rows, more = throughput_rows()
     t = table(["program", "runs on", "dtype", "tokens/s (batch 256 x 123)", "vs reference ~100 tok/s"], rows)
     return "\n\n".join([c, t, "Targets (computed from the tables above):\n\n" + "\n".join(targets + more),
-                        why_not(parse_seconds("vec2vec"))])
+                        why_not(parse_seconds("vec2vec"), rnn_phases())])
 
 
 def parse_seconds(name: str, repeat: int = 20) -> float:
@@ -137,18 +140,34 @@ def parse_seconds(name: str, repeat: int = 20) -> float:
     return best_of(lambda: parse(text, str(path)), repeat)
 
 
-def why_not(vec2vec_parse: float) -> str:
-    budget = REFERENCE[("vec2vec", 0, 1)][0] / 100
-    return f"""Where a target is missed, and why:
+def rnn_phases(T: int = 2, repeat: int = COMPILE_REPEAT) -> dict[str, float]:
+    """Best-of seconds of each phase of a tok2tok `rnn` compile from the IR, and of building its torch module."""
+    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T, "gated": 1})
+    backend = get_backend("rnn")
+    graph, _ = optimize(prog.graph)
+    facts = range_facts(graph, prog, None)
+    stack, _ = lower(graph)
+    config = backend.emit(graph, stack, facts).config
+    names = ["passes", "range analysis", "lowering", "emission", "torch modules"]
+    fns = [lambda: optimize(prog.graph), lambda: range_facts(graph, prog, None), lambda: lower(graph),
+           lambda: backend.emit(graph, stack, facts), lambda: backend.build_module(config)]
+    return dict(zip(names, best_of_rounds(fns, repeat), strict=True))
 
-- `rnn` compile. Plain ReLU-RNN layers can only realise a product when one factor is provably 0/1 and
-  the other bounded, and a value takes one unit instead of two only when it is provably non-negative, so
-  compiling to `rnn` also runs the exact range analysis (`docs/ranges.md`) over every value: about a
-  third of an `rnn` compile (the rest is the `lrnn` path plus the exact RNN weight algebra and building
-  one `torch.nn.RNN` per stage). Without it tok2tok's gates fail (E0701) and the model grows. It is a
-  fixed cost the small programs feel most, so the smallest tok2tok sits closest to the target, and at
-  T = 2 below it: 100x allows 48 ms, and a T = 2 compile spends roughly 13 ms in the passes, 16 ms in
-  range analysis, 7 ms lowering and 14 ms emitting 20 layers, with no single part left that dominates.
+
+def why_not(vec2vec_parse: float, phases: dict[str, float]) -> str:
+    budget = REFERENCE[("vec2vec", 0, 1)][0] / 100
+    ms = {k: f"{v * 1000:.0f} ms" for k, v in phases.items()}
+    return f"""Where a target is missed or tight, and why:
+
+- `rnn` compile is the tightest. Plain ReLU-RNN layers can only realise a product when one factor is
+  provably 0/1 and the other bounded, and a value takes one unit instead of two only when it is provably
+  non-negative, so compiling to `rnn` also runs the exact range analysis (`docs/ranges.md`) over every
+  value, and then the exact RNN weight algebra and one `torch.nn.RNN` per stage. Without the analysis
+  tok2tok's gates fail (E0701) and the model grows. It is a fixed cost the small programs feel most, so
+  the smallest tok2tok sits closest to the target: 100x allows 48 ms at T = 2, and a T = 2 compile
+  spends {ms["passes"]} in the passes, {ms["range analysis"]} in range analysis, {ms["lowering"]} lowering and \
+{ms["emission"]} emitting
+  20 layers (of which {ms["torch modules"]} is torch constructing the modules), each the best of {COMPILE_REPEAT} runs.
   The reference has no such step: its `simplify()` produces a linear-RNN path graph, the counterpart of
   our `lrnn` output, which is the like-for-like comparison.
 - `vec2vec` cannot meet 100x with this front end. The reference builds and simplifies this 17-token,
