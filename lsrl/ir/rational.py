@@ -22,9 +22,9 @@ def _ratio(v) -> tuple[int, int]:
 
 
 def _max_abs(num: np.ndarray) -> int:
+    if num.size <= 16:  # most weight-algebra operands are tiny: Python ints beat two numpy calls there
+        return max(map(abs, num.ravel().tolist()), default=0)
     # the ufuncs' reduce directly: ndarray.max/min add a Python wrapper that costs more than the reduction
-    if not num.size:
-        return 0
     return max(int(np.maximum.reduce(num, axis=None)), -int(np.minimum.reduce(num, axis=None)))
 
 
