@@ -15,7 +15,7 @@ from torch import nn
 from lsrl.cached import cached
 from lsrl.diagnostics import Note, error
 from lsrl.ir.graph import Graph
-from lsrl.ir.rational import RatArray
+from lsrl.ir.rational import RatArray, int_dtype
 from lsrl.ir.recurrence import coupled_components
 from lsrl.lowering.bounds import stack_bounds
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Stack, StateStage
@@ -67,7 +67,7 @@ class _Layer:
     def mix(self) -> RatArray:
         """M (units x src rows): W_ih = M @ src."""
         us, rs, cs = self._mix
-        m = np.zeros((len(self), self.src.shape[0]), dtype=_int_dtype(cs))
+        m = np.zeros((len(self), self.src.shape[0]), dtype=int_dtype(cs))
         m[us, rs] = cs  # a unit's combination names each row once
         return RatArray.of(m)
 
@@ -85,14 +85,9 @@ class _Layer:
         m = self.mix()
         bias = m @ self.src_bias
         if any(self.extra):  # gate units and a state layer's constant unit
-            bias = bias + RatArray.of(np.array(self.extra, dtype=_int_dtype(self.extra)))
+            bias = bias + RatArray.of(np.array(self.extra, dtype=int_dtype(self.extra)))
         return m @ self.src, bias
 
-
-def _int_dtype(values: list[int]) -> type:
-    """int64 when every integer fits with room to spare, else object (Python ints; np.array would pick
-    uint64 or even float64 for some mixes)."""
-    return object if max(map(abs, values), default=0) >= 2**62 else np.int64
 
 
 class PresetRNN(nn.RNN):

@@ -165,9 +165,9 @@ def why_not(vec2vec_parse: float, phases: dict[str, float]) -> str:
   value, and then the exact RNN weight algebra and one `torch.nn.RNN` per stage. Without the analysis
   tok2tok's gates fail (E0701) and the model grows. It is a fixed cost the small programs feel most, so
   the smallest tok2tok sits closest to the target: 100x allows 48 ms at T = 2, and a T = 2 compile
-  spends {ms["passes"]} in the passes, {ms["range analysis"]} in range analysis, {ms["lowering"]} lowering and \
-{ms["emission"]} emitting
-  20 layers (of which {ms["torch modules"]} is torch constructing the modules), each the best of {COMPILE_REPEAT} runs.
+  spends {ms["passes"]} in the passes, {ms["range analysis"]} in range analysis, {ms["lowering"]} lowering
+  and {ms["emission"]} emitting 20 layers (of which {ms["torch modules"]} is torch constructing the
+  modules), each the best of {COMPILE_REPEAT} runs.
   The reference has no such step: its `simplify()` produces a linear-RNN path graph, the counterpart of
   our `lrnn` output, which is the like-for-like comparison.
 - `vec2vec` cannot meet 100x with this front end. The reference builds and simplifies this 17-token,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsrl.ir.coeffs import Coeffs, obj_array
-from lsrl.ir.rational import RatArray
+from lsrl.ir.rational import RatArray, int_dtype
 
 # small rationals, huge ones (beyond int64 once scaled), and floats (exact dyadic rationals)
 scalars = st.one_of(
@@ -130,3 +130,23 @@ def test_products_with_eye_are_the_other_factor(a):
     same(RatArray.eye(a.shape[0]) @ ra, exact(a))
     same(ra @ RatArray.eye(a.shape[1]), exact(a))
     same(RatArray.eye(3) @ RatArray.of(np.arange(3)), np.arange(3))
+
+
+@given(st.integers(0, 3).flatmap(lambda n: st.tuples(matrices(n, 2), st.integers(1, 7))))
+def test_equals_compares_values_across_denominators(case):
+    a, k = case
+    r = RatArray.of(a)
+    scaled = RatArray(r.num.astype(object) * k, r.den * k)  # the same values over a k-times larger denominator
+    assert r.equals(scaled) and scaled.equals(r)
+    if r.num.size:
+        bumped = exact(a)
+        bumped.reshape(-1)[0] += Fraction(1, 3)
+        assert not r.equals(RatArray.of(bumped))
+    assert not r.equals(RatArray.zeros(r.shape[0] + 1, 2))
+
+
+def test_int_dtype_never_lets_numpy_pick_a_lossy_type():
+    assert int_dtype([]) is np.int64 and int_dtype([3, -(2**61)]) is np.int64
+    for big in ([2**63, -1], [-(2**63) - 1, 1], [2**62]):  # np.array would make the first float64 (lossy)
+        assert int_dtype(big) is object
+        assert np.array(big, dtype=int_dtype(big)).tolist() == big

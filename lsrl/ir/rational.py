@@ -28,6 +28,12 @@ def _max_abs(num: np.ndarray) -> int:
     return max(int(np.maximum.reduce(num, axis=None)), -int(np.minimum.reduce(num, axis=None)))
 
 
+def int_dtype(values) -> type:
+    """np.int64 for integers that all fit with room to spare, else object (Python ints); np.array would pick
+    uint64 or even float64 for some mixes of large and negative values."""
+    return object if max(map(abs, values), default=0) >= _SAFE else np.int64
+
+
 def _narrow(num: np.ndarray) -> np.ndarray:
     """int64 when every numerator fits with room to spare, else an object array of Python ints."""
     if num.dtype == np.int64:
@@ -80,7 +86,7 @@ class RatArray:
         den = lcm(*set(dens)) if dens else 1
         if den != 1:
             nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
-        num = np.zeros(shape, dtype=object if max(map(abs, nums), default=0) >= _SAFE else np.int64)
+        num = np.zeros(shape, dtype=int_dtype(nums))
         num.reshape(-1)[flat] = nums
         return cls(num, den)._reduced()
 
