@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from lsrl.ir import graph as ir
 from lsrl.ir.passes import Pass
-from lsrl.passes.rewrite import rewrite
+from lsrl.passes.rewrite import live, rewrite
 
 
 def dce(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
-    new, _ = rewrite(graph, [], prune=True)  # the rebuild itself drops unreachable nodes
+    if len(live(graph.nodes, (graph.input, *graph.roots()))) == len(graph):  # nothing dead: the graph as it is
+        return graph, {"removed": 0}
+    new, _ = rewrite(graph, [], prune=True)  # the rebuild drops what live() leaves out
     return new, {"removed": len(graph) - len(new)}
 
 

@@ -67,17 +67,7 @@ class GraphBuilder:
     def build(self, input: int, output: int, probes: Sequence[tuple[str, int]], like: ir.Graph,
               prune: bool = True) -> ir.Graph:
         """The finished graph; `prune` drops nodes that neither a root nor the input needs, renumbering."""
-        keep = set(range(len(self.nodes)))
-        if prune:
-            keep = {input, output, *(i for _, i in probes)}
-            for n in reversed(self.nodes):
-                if n.id in keep:
-                    keep.update(n.args)
-            # A named affine view of live values costs no units, and keeps the program's variable names
-            # (e.g. a state merged into a block-diagonal one) visible to IR dumps and checkpoint manifests.
-            for n in self.nodes:
-                if n.id not in keep and n.label and isinstance(n.op, VIEWS) and keep.issuperset(n.args):
-                    keep.add(n.id)
+        keep = live(self.nodes, (input, output, *(i for _, i in probes))) if prune else set(range(len(self.nodes)))
         if len(keep) == len(self.nodes):  # nothing pruned: ids stay as they are
             new_id = {k: k for k in range(len(self.nodes))}
             nodes = tuple(self.nodes)
@@ -89,6 +79,20 @@ class GraphBuilder:
         # (checked) graph it came from, and the order is kept
         return ir.Graph(nodes, new_id[input], new_id[output], tuple((p, new_id[i]) for p, i in probes),
                         like.name, dict(like.meta), check=False)
+
+
+def live(nodes: Sequence[ir.Node], roots: Iterable[int]) -> set[int]:
+    """Ids of the nodes (in topological order, ids = positions) that the roots need, plus named views of
+    those: a named affine view of live values costs no units, and keeps the program's variable names (e.g.
+    a state merged into a block-diagonal one) visible to IR dumps and checkpoint manifests."""
+    keep = set(roots)
+    for n in reversed(nodes):
+        if n.id in keep:
+            keep.update(n.args)
+    for n in nodes:
+        if n.id not in keep and n.label and isinstance(n.op, VIEWS) and keep.issuperset(n.args):
+            keep.add(n.id)
+    return keep
 
 
 @dataclass(frozen=True)
