@@ -81,6 +81,28 @@ class PresetLinear(torch.nn.Linear):
         pass
 
 
+class HeadedStack(torch.nn.Module):
+    """forward(x[B, T, d_in]) -> y[B, T, d_out] through a backend's layers (`body`) and a linear read-out;
+    `probes=True` also returns the named probes, each a linear head on the same last layer."""
+
+    def _add_heads(self, config: dict, dtype: torch.dtype) -> None:
+        """The read-out and probe heads (registered after the layers, so parameter names come in stack order)."""
+        self.readout = PresetLinear(config["readout_in"], config["output_dim"], dtype=dtype)
+        self.probe_names = list(config["probes"])
+        self.probe_heads = torch.nn.ModuleList(PresetLinear(config["readout_in"], d, dtype=dtype)
+                                               for d in config["probes"].values())
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, probes: bool = False):
+        h = self.body(x.to(self.readout.weight.dtype))
+        y = self.readout(h)
+        if not probes:
+            return y
+        return y, {n: head(h) for n, head in zip(self.probe_names, self.probe_heads, strict=True)}
+
+
 def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     """Exact coefficients become floats only here, when weights are emitted."""
     import numpy as np

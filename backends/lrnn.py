@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lsrl.backends.base import Emitted, Placement, PresetLinear, Promise, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, HeadedStack, Placement, Promise, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.ir.graph import Graph
@@ -38,25 +38,18 @@ class _Stage(nn.Module):
         return out.reshape(*h.shape[:-1], out.shape[-1])
 
 
-class LinearRNN(nn.Module):
-    """forward(x[B, T, d_in]) -> y[B, T, d_out]; `probes=True` also returns the named probes."""
+class LinearRNN(HeadedStack):
+    """The lowered stack's stages as torch modules, then the read-out (and probe) heads."""
 
     def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.stages = nn.ModuleList(_Stage(s["kind"], s["shapes"], dtype) for s in config["stages"])
-        self.readout = PresetLinear(config["readout_in"], config["output_dim"], dtype=dtype)
-        self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(PresetLinear(config["readout_in"], d, dtype=dtype)
-                                         for d in config["probes"].values())
+        self._add_heads(config, dtype)
 
-    def forward(self, x: torch.Tensor, probes: bool = False):
-        h = x.to(self.readout.weight.dtype)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
         for st in self.stages:
             h = st(h)
-        y = self.readout(h)
-        if not probes:
-            return y
-        return y, {n: head(h) for n, head in zip(self.probe_names, self.probe_heads, strict=True)}
+        return h
 
 
 def _stage_tensors(st) -> dict[str, torch.Tensor]:

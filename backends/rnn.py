@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, Placement, PresetLinear, Promise, ValueFacts, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, HeadedStack, Placement, Promise, ValueFacts, as_tensor, rounding_tol
 from torch import nn
 
 from lsrl.cached import cached
@@ -89,7 +89,6 @@ class _Layer:
         return m @ self.src, bias
 
 
-
 class PresetRNN(nn.RNN):
     """A vanilla nn.RNN that skips the random initialisation: emit or a checkpoint sets every weight, and the
     init alone costs about as much as building the rest of a small model."""
@@ -103,27 +102,20 @@ class PresetRNN(nn.RNN):
         pass
 
 
-class ReLURNNStack(nn.Module):
-    """forward(x[B, T, d_in]) -> y[B, T, d_out]; each layer is a vanilla single-layer nn.RNN."""
+class ReLURNNStack(HeadedStack):
+    """Each layer is a vanilla single-layer nn.RNN; then the read-out (and probe) heads."""
 
     def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.rnns = nn.ModuleList(
             PresetRNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
             for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self.readout = PresetLinear(config["readout_in"], config["output_dim"], dtype=dtype)
-        self.probe_names = list(config["probes"])
-        self.probe_heads = nn.ModuleList(PresetLinear(config["readout_in"], d, dtype=dtype)
-                                         for d in config["probes"].values())
+        self._add_heads(config, dtype)
 
-    def forward(self, x: torch.Tensor, probes: bool = False):
-        h = x.to(self.readout.weight.dtype)
+    def body(self, h: torch.Tensor) -> torch.Tensor:
         for rnn in self.rnns:
             h = _layer(rnn, h)
-        y = self.readout(h)
-        if not probes:
-            return y
-        return y, {n: head(h) for n, head in zip(self.probe_names, self.probe_heads, strict=True)}
+        return h
 
 
 def _layer(rnn: nn.RNN, h: torch.Tensor) -> torch.Tensor:
