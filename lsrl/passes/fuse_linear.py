@@ -149,13 +149,14 @@ def _into_state(kind: type[ir.Op]):
     """B @ (affine map of atoms) becomes B' over the atoms (a Concat of them when several).
 
     With several atoms a new Concat is needed, so that only happens when the state is the view's only
-    user (the view dies, the node count does not grow) and the view is not already such a Concat."""
+    user (the view dies, the node count does not grow) and the view is not already such a Concat (checked
+    first: its atoms are its parts of nonzero dim, and nothing is gained without computing the form)."""
 
     def apply(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
         if not isinstance(op, ir.LinState) or not args or not isinstance(rw.op(args[0]), kind):
             return None
         if _concat_of_atoms(rw, args[0]) and sum(rw.dim(p) > 0 for p in rw.args(args[0])) > 1:
-            return None  # already the Concat of several atoms this would read (the check below), without the algebra
+            return None
         form, b = affine_form(rw, args[0])
         atoms = list(form)
         bias = mx.add(op.bias, mx.matmul(op.B, b))
@@ -164,7 +165,7 @@ def _into_state(kind: type[ir.Op]):
         B = mx.hstack([mx.matmul(op.B, form[a]) for a in atoms], op.A.shape[0])
         if len(atoms) == 1:
             return ir.LinState(op.A, B, bias, op.init), (atoms[0],)
-        if not rw.single_use(args[0]) or _concat_of_atoms(rw, args[0]):
+        if not rw.single_use(args[0]):
             return None
         return ir.LinState(op.A, B, bias, op.init), (rw.add(ir.Concat(), atoms),)
 
