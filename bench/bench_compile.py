@@ -142,15 +142,11 @@ def parse_seconds(name: str, repeat: int = 20) -> float:
 
 def rnn_phases(T: int = 2, repeat: int = COMPILE_REPEAT) -> dict[str, float]:
     """Best-of seconds of each phase of a tok2tok `rnn` compile from the IR, and of building its torch module."""
-    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T, "gated": 1})
+    c = compile_program(load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T, "gated": 1}), CompileOptions("rnn"))
     backend = get_backend("rnn")
-    graph, _ = optimize(prog.graph)
-    facts = range_facts(graph, prog, None)
-    stack, _ = lower(graph)
-    config = backend.emit(graph, stack, facts).config
     names = ["passes", "range analysis", "lowering", "emission", "torch modules"]
-    fns = [lambda: optimize(prog.graph), lambda: range_facts(graph, prog, None), lambda: lower(graph),
-           lambda: backend.emit(graph, stack, facts), lambda: backend.build_module(config)]
+    fns = [lambda: optimize(c.program.graph), lambda: range_facts(c.graph, c.program, None), lambda: lower(c.graph),
+           lambda: backend.emit(c.graph, c.stack, c.facts), lambda: backend.build_module(c.emitted.config)]
     return dict(zip(names, best_of_rounds(fns, repeat), strict=True))
 
 
