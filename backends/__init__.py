@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lsrl.backends import lrnn, rnn
-from lsrl.backends.base import Backend, Emitted, Placement, Promise
+from lsrl.backends import gru, lrnn, lstm, rnn
+from lsrl.backends.base import Backend, Emitted, Placement, Target
 
 from lsrl.diagnostics import error
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND, gru.BACKEND, lstm.BACKEND)}
 
 
 def get_backend(name: str) -> Backend:
@@ -16,4 +16,4 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
-__all__ = ["BACKENDS", "Backend", "Emitted", "Placement", "Promise", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "Emitted", "Placement", "Target", "get_backend"]

@@ -1,39 +1,58 @@
-"""The backend interface: turn a lowered stack into a torch module with real parameter names."""
+"""The backend interface: a target description, and how a backend turns a lowered stack into a torch module
+with real parameter names, places every value in it, and states the errors of its constructions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 
+from lsrl.guarantee.facts import Facts
+from lsrl.guarantee.propagate import Context, StageErrors
 from lsrl.ir.graph import Graph
-from lsrl.lowering.stack import Stack
+from lsrl.ir.rational import RatArray
+from lsrl.lowering.stack import Layout, Stack
+from lsrl.lowering.template import STATE_MLP_GATE, Template
 
 
-class ValueFacts(Protocol):
-    """What range analysis proved about IR values (see lsrl.analysis.ranges)."""
+@dataclass(frozen=True)
+class Target:
+    """What an architecture can host. `template`: the stage kinds one layer holds, in order (the schedule
+    places every value in the earliest phase that hosts its kind); `transitions`: which state matrices A its
+    recurrences realise ("any", or "diagonal01": real diagonal in [0, 1], as in Mamba and Hawk, whose
+    programs must be legalised first); `needs_facts`: whether its constructions need range analysis."""
 
-    def is_boolean(self, node: int) -> bool: ...
-
-    def bound(self, node: int) -> float: ...
-
-    def nonnegative(self, node: int) -> bool: ...
-
-    def magnitudes(self, node: int) -> list[float]:
-        """Per component, a bound on |value| (inf where there is none); never raises."""
-        ...
+    template: Template = STATE_MLP_GATE
+    transitions: str = "any"
+    needs_facts: bool = True
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where an IR value lives in the compiled model: units [start, stop) of a layer, and how to read it."""
+    """Where an IR value lives: units [start, stop) of layer `layer` (the parameter-name prefix of the
+    module whose output holds them, e.g. "rnns.2"), read as value = decode @ units[start:stop] + offset
+    (exact rationals: pairs, scaled encodings and sums of units are all just matrices)."""
 
     node: int
-    layer: str  # parameter-name prefix of the module holding the units, e.g. "rnns.2"
+    layer: str
     start: int
     stop: int
-    encoding: str  # "linear" | "relu" (v = u >= 0) | "pair" / "gate" (per component, v = u[2k] - u[2k+1])
+    decode: RatArray  # (node dim) x (stop - start)
+    offset: RatArray  # (node dim,)
+
+
+def placements(layer: str, decoder: RatArray, layout: Layout) -> list[Placement]:
+    """The placement of every segment of `layout` in a layer whose values are `decoder @ units`: the
+    smallest unit range its rows read."""
+    out = []
+    for seg in layout.segments:
+        rows = decoder[seg.start:seg.start + seg.dim]
+        cols = np.flatnonzero((rows.num != 0).any(axis=0))
+        a, b = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
+        out.append(Placement(seg.node, layer, a, b, rows[:, a:b]._reduced(), RatArray.zeros(seg.dim)))
+    return out
 
 
 @dataclass
@@ -44,32 +63,37 @@ class Emitted:
     # per layer, per unit: the column of the stage's value/inner basis the unit decodes (-1: a constant unit);
     # for backends whose units are not the stack's own values (rnn), so bounds can follow them
     unit_columns: list[list[int]] | None = None
-
-
-@dataclass(frozen=True)
-class Promise:
-    """What a backend guarantees against the float64 interpreter."""
-
-    exact_in_reals: bool
-    rel_tol: float  # max |y - y_ref| / max(1, scale) allowed for this dtype
-    note: str
+    constants: dict = field(default_factory=dict)  # what the backend chose (scales, sharpness), for its errors
 
 
 class Backend(Protocol):
     name: str
-    exact_constructs: str  # one line for docs and `lsrl verify`
+    prefix: str  # the module attribute (a ModuleList) holding its layers: parameter names start "{prefix}.{i}."
+    target: Target
+    summary: str  # one line for docs and `lsrl verify`: what it realises and how exactly
 
-    def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted:
-        """The weights as a float64 module (the driver casts it to the requested dtype)."""
+    def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype) -> Emitted:
+        """The weights as a float64 module (the driver casts it to `dtype`, which constants may depend on)."""
         ...
 
     def build_module(self, config: dict) -> torch.nn.Module: ...
 
-    def promise(self, dtype: torch.dtype, stack: Stack) -> Promise: ...
+    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
+        """The error the realisation of stage `i` adds per step, given exact inputs (lsrl.guarantee.propagate)."""
+        ...
+
+    def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
+        """Platform facts the promise relies on (beyond IEEE arithmetic)."""
+        ...
+
+    def check_platform(self, dtype: torch.dtype) -> list[str]:
+        """The conditions that fail on this machine (checked by `lsrl verify` before it passes a model)."""
+        ...
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         """The largest |partial sum| (or product) the emitted module's arithmetic can reach, for inputs with
-        |x| <= x_bound and IR values bounded by `magnitudes(node)`; inf or nan where unknown."""
+        |x| <= x_bound and IR values bounded by `magnitudes(node)`; inf or nan where unknown or where the
+        module's arithmetic is not integer arithmetic (see lsrl.guarantee.certify)."""
         ...
 
 
@@ -102,23 +126,22 @@ class HeadedStack(torch.nn.Module):
             return y
         return y, {n: head(h) for n, head in zip(self.probe_names, self.probe_heads, strict=True)}
 
+    def set_heads(self, stack: Stack, decoder: RatArray | None = None) -> None:
+        """Read-out and probe weights: the stack's read-outs composed with the last layer's decoder."""
+        with torch.no_grad():
+            for head, r in [(self.readout, stack.output)] + [
+                    (h, r) for h, (_, r) in zip(self.probe_heads, stack.probes, strict=True)]:
+                head.weight.copy_(as_tensor(r.W if decoder is None else r.W.rat @ decoder))
+                head.bias.copy_(as_tensor(r.b))
+
 
 def as_tensor(c, dtype=torch.float64) -> torch.Tensor:
     """Exact coefficients become floats only here, when weights are emitted."""
-    import numpy as np
-
     if hasattr(c, "to_float"):  # RatArray: a fresh array, which the tensor may share
         return torch.from_numpy(c.to_float()).to(dtype)
     arr = c.f64 if hasattr(c, "f64") else np.asarray(c, dtype=np.float64)
     return torch.tensor(arr, dtype=dtype)
 
 
-USEFUL_REL = 1e-2  # a rounding budget this large (1% of the value scale) guarantees nothing worth verifying
-
-
-def rounding_tol(dtype: torch.dtype, stack: Stack, factor: int) -> float:
-    """Relative rounding budget: unit roundoff x depth x the largest coefficient (how much a steep ReLU
-    ramp such as step(x, scale) can amplify an upstream rounding error) x a per-backend allowance."""
-    eps = torch.finfo(dtype).eps
-    biggest = max([1.0, stack.output.W.max_abs()] + [c.max_abs() for c in stack.stage_coeffs()])
-    return eps * factor * (len(stack.stages) + 1) * biggest
+def abs_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().abs().numpy()

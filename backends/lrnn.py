@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
-from lsrl.backends.base import Emitted, HeadedStack, Placement, Promise, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, HeadedStack, Placement, Target, as_tensor
 from torch import nn
 
+from lsrl.guarantee.propagate import Context, StageErrors, rounding
 from lsrl.ir.graph import Graph
+from lsrl.ir.rational import RatArray
 from lsrl.ir.recurrence import linear_recurrence
 from lsrl.lowering.bounds import stack_bounds
 from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
@@ -58,9 +60,11 @@ def _stage_tensors(st) -> dict[str, torch.Tensor]:
 
 class LrnnBackend:
     name = "lrnn"
-    exact_constructs = "all LSRL primitives, exactly (the model is the lowered stack itself)"
+    prefix = "stages"  # parameter-name prefix of the layers (module.stages[i])
+    target = Target(needs_facts=False)
+    summary = "all LSRL primitives, exactly (the model is the lowered stack itself)"
 
-    def emit(self, graph: Graph, stack: Stack, facts=None) -> Emitted:
+    def emit(self, graph: Graph, stack: Stack, facts=None, dtype: torch.dtype = torch.float64) -> Emitted:
         tensors = [_stage_tensors(st) for st in stack.stages]
         config = {
             "stages": [{"kind": st.kind, "shapes": {k: list(v.shape) for k, v in ts.items()}}
@@ -74,20 +78,23 @@ class LrnnBackend:
             for stage, ts in zip(module.stages, tensors, strict=True):
                 for name, t in ts.items():
                     getattr(stage, name).copy_(t)
-            module.readout.weight.copy_(as_tensor(stack.output.W))
-            module.readout.bias.copy_(as_tensor(stack.output.b))
-            for head, (_, r) in zip(module.probe_heads, stack.probes, strict=True):
-                head.weight.copy_(as_tensor(r.W))
-                head.bias.copy_(as_tensor(r.b))
-        placements = [Placement(seg.node, f"stages.{i}", seg.start, seg.start + seg.dim, "linear")
+        module.set_heads(stack)
+        placements = [Placement(seg.node, f"stages.{i}", seg.start, seg.start + seg.dim, RatArray.eye(seg.dim),
+                                RatArray.zeros(seg.dim))
                       for i, st in enumerate(stack.stages) for seg in st.out.segments]
         return Emitted(module, config, placements)
 
     def build_module(self, config: dict) -> nn.Module:
         return LinearRNN(config)
 
-    def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
-        return Promise(True, rounding_tol(dtype, stack, 2**8), "exact in real arithmetic; float rounding only")
+    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
+        return rounding(stage, ctx)  # the module computes the stack itself: its rounding only
+
+    def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return ()
+
+    def check_platform(self, dtype: torch.dtype) -> list[str]:
+        return []
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         stages, reads = stack_bounds(stack, magnitudes, x_bound)  # the module computes the stack itself

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, HeadedStack, Placement, Promise, ValueFacts, as_tensor, rounding_tol
+from lsrl.backends.base import Emitted, HeadedStack, Target, abs_np, as_tensor, placements
 from torch import nn
 
 from lsrl.cached import cached
 from lsrl.diagnostics import Note, error
+from lsrl.guarantee.facts import Facts
+from lsrl.guarantee.propagate import Context, StageErrors, gamma, rounding
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray, int_dtype
 from lsrl.ir.recurrence import coupled_components
@@ -144,19 +146,23 @@ def _layer(rnn: nn.RNN, h: torch.Tensor) -> torch.Tensor:
 
 class RnnBackend:
     name = "rnn"
-    exact_constructs = ("Linear, ReLU, LinState (any A, any init) exactly; Multi only when one factor is "
-                        "provably 0/1 and the other provably bounded (ReLU if-else with the smallest safe L)")
+    prefix = "rnns"
+    target = Target()
+    summary = ("Linear, ReLU, LinState (any A, any init) exactly; Multi only when one factor is provably 0/1 "
+               "and the other provably bounded (ReLU if-else with the smallest safe L)")
 
-    def emit(self, graph: Graph, stack: Stack, facts: ValueFacts | None) -> Emitted:
+    def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
         if facts is None:
             raise ValueError("the rnn backend needs range facts")
         dec = RatArray.eye(stack.input_dim)  # layer 0 reads raw x
-        weights, placements, columns = [], [], []
+        weights, places, columns, gates = [], [], [], {}
         for i, st in enumerate(stack.stages):
-            layer, places, w_hh = _STAGE[st.kind](graph, st, dec, facts)
+            layer, w_hh, consts = _STAGE[st.kind](graph, st, dec, facts)
+            if consts:
+                gates[i] = consts
             columns.append(layer.columns)
             weights.append((*layer.input_weights(), w_hh))  # w_hh None: no recurrence (MLP and gate layers)
-            placements += [Placement(n, f"rnns.{i}", a, b, enc) for n, a, b, enc in places]
+            places += placements(f"rnns.{i}", layer.decoder, st.out)
             dec = layer.decoder
         hiddens = [w_ih.shape[0] for w_ih, _, _ in weights]
         config = {"inputs": [stack.input_dim] + hiddens[:-1], "hiddens": hiddens, "readout_in": dec.shape[1],
@@ -171,18 +177,31 @@ class RnnBackend:
                     rnn.weight_hh_l0.zero_()
                 else:
                     rnn.weight_hh_l0.copy_(as_tensor(w_hh))
-            for head, r in [(module.readout, stack.output)] + [
-                    (h, r) for h, (_, r) in zip(module.probe_heads, stack.probes, strict=True)]:
-                head.weight.copy_(as_tensor(r.W.rat @ dec))
-                head.bias.copy_(as_tensor(r.b))
-        return Emitted(module, config, placements, columns)
+        module.set_heads(stack, dec)
+        return Emitted(module, config, places, columns, {"gates": gates})
 
     def build_module(self, config: dict) -> nn.Module:
         return ReLURNNStack(config)
 
-    def promise(self, dtype: torch.dtype, stack: Stack) -> Promise:
-        return Promise(True, rounding_tol(dtype, stack, 2**10),
-                       "exact in real arithmetic; gates rely on proven 0/1 factors and bounds; float rounding only")
+    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
+        """The stack's rounding, plus the if-else gates': their pre-activations v - L(1 - b) sum terms up to
+        2L + |v|, and a flag's error reaches the product multiplied by L (not by |v|)."""
+        se = rounding(stage, ctx)
+        if stage.kind != "gate":
+            return se
+        flag_is_u, big = (np.array(v) for v in zip(*emitted.constants["gates"][i], strict=True))
+        fu = np.abs(stage.U.f64) @ ctx.h + np.abs(stage.u.f64)
+        fv = np.abs(stage.V.f64) @ ctx.h + np.abs(stage.v.f64)
+        val = np.where(flag_is_u, fv, fu)
+        se.inner = se.inner + gamma(ctx.fan_in + 1, ctx.u) * (2 * big + val)
+        se.gain = np.maximum(1.0, big / np.maximum(val, 1e-300))
+        return se
+
+    def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return ()
+
+    def check_platform(self, dtype: torch.dtype) -> list[str]:
+        return []
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         # a unit holds relu(+-c) of the basis column c it decodes (value, MLP hidden unit or gate product;
@@ -191,58 +210,53 @@ class RnnBackend:
         mod, u_in, worst = emitted.module, np.full(stack.input_dim, float(x_bound)), 0.0
         for rnn, cols, b in zip(mod.rnns, emitted.unit_columns, stages, strict=True):
             u = np.array([b.basis[c] if c >= 0 else 1.0 for c in cols])
-            pre = (_abs(rnn.weight_ih_l0) @ u_in + _abs(rnn.bias_ih_l0) + _abs(rnn.weight_hh_l0) @ u
-                   + _abs(rnn.bias_hh_l0))
+            pre = (abs_np(rnn.weight_ih_l0) @ u_in + abs_np(rnn.bias_ih_l0) + abs_np(rnn.weight_hh_l0) @ u
+                   + abs_np(rnn.bias_hh_l0))
             worst, u_in = max(worst, float(pre.max(initial=0.0))), u
         for head in [mod.readout, *mod.probe_heads]:
-            worst = max(worst, float((_abs(head.weight) @ u_in + _abs(head.bias)).max(initial=0.0)))
+            worst = max(worst, float((abs_np(head.weight) @ u_in + abs_np(head.bias)).max(initial=0.0)))
         return worst
 
 
-def _abs(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().abs().numpy()
-
-
-def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: ValueFacts):
+def _state_layer(graph: Graph, st: StateStage, dec_in: RatArray, facts: Facts):
     n_vals = st.out.width
     A, a_init = st.A.rat, st.A.rat @ st.init.rat
     layer = _Layer(st.B.rat @ dec_in, st.bias.rat + a_init, RatArray.eye(n_vals))
     # nn.RNN starts from h = 0, so s_0 = init is injected as A @ init at t = 1 through a constant unit k
     # (k_0 = 0, k_t = 1): pre_t = B h_t + bias + A init (1 - k_{t-1}) + A s_{t-1}.
     const = layer.unit({}, extra=1) if a_init.num.any() else None
-    places = [_values(layer, seg, facts) for seg in st.out.segments]
+    for seg in st.out.segments:
+        _values(layer, seg, facts)
     # A unit holding sign * value r feeds back sign * (A[r] @ values - a_init[r] k): W_hh = Dec^T (A Dec - a_init e_k^T)
     feedback = A @ layer.decoder
     if const is not None:
         e_k = np.zeros((1, len(layer)), dtype=np.int64)
         e_k[0, const] = 1
         feedback = feedback + (-a_init[:, None]) @ RatArray.of(e_k)
-    return layer, places, layer.decoder.T @ feedback
+    return layer, layer.decoder.T @ feedback, None
 
 
-def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: ValueFacts):
+def _mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, facts: Facts):
     n_vals, n_hidden = st.out.width, st.E.shape[0]
     layer = _Layer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in,
                    RatArray.concat([st.c.rat, st.e.rat]),
                    RatArray.concat([RatArray.eye(n_vals), st.D.rat], axis=1))
-    hidden = [layer.unit({n_vals + k: 1}, n_vals + k) for k in range(n_hidden)]  # decode through D
+    for k in range(n_hidden):  # decode through D
+        layer.unit({n_vals + k: 1}, n_vals + k)
     direct = ((layer.src.num[:n_vals] != 0).any(axis=1) | (layer.src_bias.num[:n_vals] != 0)).tolist()
-    places = []
     for seg in st.out.segments:
-        if not any(direct[seg.start:seg.start + seg.dim]):  # purely hidden: read there
-            cols = np.flatnonzero((st.D.rat.num[seg.start:seg.start + seg.dim] != 0).any(axis=0))
-            places.append((seg.node, hidden[cols[0]], hidden[cols[-1]] + 1, "relu"))
-        else:
-            places.append(_values(layer, seg, facts))
-    return layer, places, None
+        if any(direct[seg.start:seg.start + seg.dim]):  # a purely hidden value is read from its ReLU units
+            _values(layer, seg, facts)
+    return layer, None, None
 
 
-def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts):
+def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: Facts):
     n_vals, n_gates = st.out.width, len(st.gates)
     layer = _Layer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ dec_in,
                    RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]),
                    RatArray.concat([RatArray.eye(n_vals), st.Q.rat], axis=1))
-    gate_units: dict[int, list[int]] = {}  # a Multi node of dim k owns k product rows
+    gated: set[int] = set()
+    consts = []  # per product row: (whether the flag is the first factor, L)
     for j, node in enumerate(st.gates):
         a, b = graph[node].args
         u_row, v_row = n_vals + j, n_vals + n_gates + j  # rows of the factors (U m + u) and (V m + v)
@@ -252,20 +266,21 @@ def _gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, facts: ValueFacts
             flag, val, other = v_row, u_row, a
         else:
             raise _inexact_gate(graph, node)
-        L = _safe_big(facts.bound(other))
+        L = _safe_big(facts.bound(other, "the rnn backend's gate constant"))
+        consts.append((flag == u_row, L))
         # b*v = relu(v - L(1-b)) - relu(-v - L(1-b)): exact when b is 0/1 and |v| <= L
-        gate_units.setdefault(node, []).extend(
-            layer.unit({val: s, flag: L}, n_vals + j, s, extra=-L) for s in (1, -1))
-    places = [(seg.node, min(gate_units[seg.node]), max(gate_units[seg.node]) + 1, "gate")
-              if seg.node in gate_units else _values(layer, seg, facts) for seg in st.out.segments]
-    return layer, places, None
+        for s in (1, -1):
+            layer.unit({val: s, flag: L}, n_vals + j, s, extra=-L)
+        gated.add(node)
+    for seg in st.out.segments:
+        if seg.node not in gated:
+            _values(layer, seg, facts)
+    return layer, None, consts
 
 
-def _values(layer: _Layer, seg, facts: ValueFacts) -> tuple[int, int, int, str]:
-    """Units for a segment's values (src rows seg.start..) and its placement."""
-    first, nonneg = len(layer), facts.nonnegative(seg.node)
-    layer.values(seg.start, seg.dim, nonneg)
-    return seg.node, first, len(layer), "relu" if nonneg else "pair"
+def _values(layer: _Layer, seg, facts: Facts) -> None:
+    """Units for a segment's values (src rows seg.start..): one per value never negative, else a pair."""
+    layer.values(seg.start, seg.dim, facts.nonnegative(seg.node))
 
 
 def _safe_big(bound: float) -> int:

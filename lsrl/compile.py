@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
-from lsrl.analysis.ranges import DEFAULT_MAX_LEN, analyze
+from lsrl.analysis.ranges import DEFAULT_MAX_LEN
 from lsrl.backends import Emitted, get_backend
-from lsrl.backends.base import Promise
 from lsrl.cached import cached
-from lsrl.certify import Certificate, certify
 from lsrl.diagnostics import error
+from lsrl.guarantee.certify import Certificate, certify
+from lsrl.guarantee.facts import Facts, range_facts
+from lsrl.guarantee.policy import make_promise
+from lsrl.guarantee.promise import Promise
 from lsrl.ir.graph import Graph
 from lsrl.ir.passes import PassReport
-from lsrl.lowering import Schedule, Stack, lower
+from lsrl.lowering import Stack, lower
 from lsrl.passes import optimize
 from lsrl.program import Program
 
@@ -28,6 +30,11 @@ class CompileOptions:
     dtype: str = "float64"
     optimize: bool = True
 
+    @property
+    def length_limit(self) -> int:
+        """The max_len every constant and promise is made for (the default included)."""
+        return self.max_len or DEFAULT_MAX_LEN
+
 
 @dataclass
 class Compiled:
@@ -35,10 +42,9 @@ class Compiled:
     options: CompileOptions
     graph: Graph  # after optimisation
     stack: Stack
-    schedule: Schedule
     emitted: Emitted
     reports: list[PassReport] = field(default_factory=list)
-    facts: object | None = None
+    known_facts: Facts | None = None  # range facts, when the backend needed them to emit
 
     @property
     def module(self) -> torch.nn.Module:
@@ -48,47 +54,18 @@ class Compiled:
         return sum(t.numel() for t in self.module.state_dict().values())
 
     @cached
+    def facts(self) -> Facts:
+        """Range facts of the optimised graph (computed on first use for backends that emit without them)."""
+        return self.known_facts or range_facts(self.graph, self.program, self.options.max_len)
+
+    @cached
     def certificate(self) -> Certificate:
-        """When float arithmetic provably computes this model exactly (lsrl.certify)."""
+        """When float arithmetic provably computes this model exactly (lsrl.guarantee.certify)."""
         return certify(self)
 
     def promise(self, dtype: str | None = None) -> Promise:
-        """What the backend guarantees against the float64 interpreter in `dtype` (default: the compiled
-        one). Where the certificate shows the model's arithmetic exact in `dtype`, the only allowance left
-        is the float64 reference's own rounding, whatever the rounding budget of `dtype` would be."""
-        name = dtype or self.options.dtype
-        dt, backend, cert = DTYPES[name], get_backend(self.options.backend), self.certificate
-        p = backend.promise(dt, self.stack)
-        if not cert.exact_in(dt):
-            why = cert.reason or f"partial sums reach {cert.bound:.3g}"
-            return p if dt == torch.float64 else replace(p, note=f"{p.note}; not certified exact in {name} ({why})")
-        ref = backend.promise(torch.float64, self.stack)
-        return Promise(p.exact_in_reals, min(p.rel_tol, ref.rel_tol), f"{p.note}; {name} arithmetic certified exact "
-                       f"({cert}), so only the float64 reference's rounding is allowed for")
-
-
-class _Facts:
-    """Adapts lsrl.analysis.ranges to what backends ask (ValueFacts)."""
-
-    def __init__(self, ranges):
-        self.r = ranges
-
-    def is_boolean(self, node: int) -> bool:
-        return self.r.is_boolean(node)
-
-    def bound(self, node: int) -> float:
-        return self.r.require_bound(node, "the rnn backend's gate constant")
-
-    def nonnegative(self, node: int) -> bool:
-        return self.r.nonnegative(node)
-
-    def magnitudes(self, node: int) -> list[float]:
-        return self.r[node].magnitudes
-
-
-def range_facts(graph: Graph, program: Program, max_len: int | None) -> _Facts:
-    """Range analysis of `graph` (an optimised program graph) for the program's input domain."""
-    return _Facts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN))
+        """Per output: exactness class and proven error bound in `dtype` (default: the compiled one)."""
+        return make_promise(self, dtype or self.options.dtype)
 
 
 def compile_program(program: Program, options: CompileOptions | None = None) -> Compiled:
@@ -99,9 +76,9 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
     graph, reports = program.graph, []
     if options.optimize:
         graph, reports = optimize(graph)
-    facts = range_facts(graph, program, options.max_len) if options.backend != "lrnn" else None
-    stack, sched = lower(graph)
-    emitted = backend.emit(graph, stack, facts)
+    facts = range_facts(graph, program, options.max_len) if backend.target.needs_facts else None
+    stack, _ = lower(graph, backend.target.template)
+    emitted = backend.emit(graph, stack, facts, DTYPES[options.dtype])
     if DTYPES[options.dtype] != torch.float64:  # emit gives float64; a no-op .to() still costs ~2 ms
         emitted.module.to(DTYPES[options.dtype])
-    return Compiled(program, options, graph, stack, sched, emitted, reports, facts)
+    return Compiled(program, options, graph, stack, emitted, reports, facts)

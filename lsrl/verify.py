@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from lsrl.backends.base import USEFUL_REL
 from lsrl.compile import DTYPES, Compiled, CompileOptions, compile_program
 from lsrl.diagnostics import error
+from lsrl.guarantee.promise import USEFUL_REL, Promise
 from lsrl.ir.interpreter import interpret
 from lsrl.program import Program
 
@@ -20,37 +20,59 @@ class VerifyReport:
     dtype: str
     sequences: int
     length: int
-    max_abs: float
-    max_rel: float  # max_abs / max(1, value scale)
-    scale: float
-    promised_rel: float
-    promise_note: str
-    probe_max_rel: float
+    promise: Promise
+    errors: dict[str, float]  # "output" and every probe: max |model - reference|
+    scales: dict[str, float]  # max |reference| (at least 1)
     exact_share: float | None  # share of exactly right tokens when the reference output is integer-valued
     parameters: int
+    platform: tuple[str, ...] = field(default=())  # promise conditions that failed on this platform
+
+    @property
+    def max_abs(self) -> float:
+        return self.errors["output"]
+
+    @property
+    def scale(self) -> float:
+        return self.scales["output"]
+
+    @property
+    def max_rel(self) -> float:
+        return self.max_abs / self.scale
+
+    @property
+    def probe_max_rel(self) -> float:
+        return max((self.errors[k] / self.scales[k] for k in self.errors if k != "output"), default=0.0)
 
     @property
     def bounded(self) -> bool:
-        """Whether the promise says anything: a rounding budget of USEFUL_REL or more bounds nothing useful."""
-        return self.promised_rel < USEFUL_REL
+        """Whether the promise says anything: a bound of USEFUL_REL of the value scale or more bounds nothing
+        worth checking."""
+        return all(self.promise.outputs[k].useful(self.scales[k]) for k in self.errors)
 
     @property
     def passed(self) -> bool:
-        return self.bounded and self.max_rel <= self.promised_rel and self.probe_max_rel <= self.promised_rel
+        return (self.bounded and not self.platform
+                and all(e <= self.promise.outputs[k].allowed for k, e in self.errors.items()))
 
     def lines(self) -> list[str]:
-        promised = (f"promised rel err <= {self.promised_rel:.3g}" if self.bounded else
-                    f"no useful promise (rounding budget {self.promised_rel:.3g} >= {USEFUL_REL:g})")
+        p = self.promise
         out = [f"  model: {self.parameters:,} parameters",
-               f"  output: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
-               f"(value scale {self.scale:.3g}); {promised}",
-               f"  probes: max rel err {self.probe_max_rel:.3g}",
-               f"  promise: {self.promise_note}"]
+               f"  promise: {p.summary()}"]
+        if p.conditions:
+            out.append(f"  conditions: {'; '.join(p.conditions)}")
+        for k, e in self.errors.items():
+            o = p.outputs[k]
+            what = "output" if k == "output" else f"probe {k}"
+            bound = (f"allowed {o.allowed:.3g}" if o.useful(self.scales[k]) else
+                     f"no useful promise (bound {o.allowed:.3g} >= {USEFUL_REL:g} x value scale)")
+            out.append(f"  {what}: {o.exactness}; max abs err {e:.3g} (value scale {self.scales[k]:.3g}); {bound}")
         if self.exact_share is not None:
             out.append(f"  integer-valued output: {100 * self.exact_share:.2f}% of tokens exactly right")
-        if not self.bounded:
-            out.append(f"  FAIL: {self.dtype} cannot be verified for this program: its largest constants amplify "
-                       f"{self.dtype} rounding beyond any useful bound (the errors measured above are no guarantee)")
+        if self.platform:
+            out.append(f"  FAIL: this platform breaks the promise's conditions: {'; '.join(self.platform)}")
+        elif not self.bounded:
+            out.append(f"  FAIL: {self.dtype} cannot be verified for this program: no useful bound is proven (its "
+                       "largest constants amplify rounding; the errors measured above are no guarantee)")
         else:
             out.append("  PASS" if self.passed else "  FAIL: error exceeds the promised bound")
         return out
@@ -76,18 +98,16 @@ def sample_inputs(program: Program, samples: int, length: int, seed: int) -> np.
 def verify(program: Program, options: CompileOptions, samples: int = 256, length: int = 256, seed: int = 0,
            compiled: Compiled | None = None, batch: int = 64) -> VerifyReport:
     """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise."""
-    _check_length(length, options.max_len)
+    check_length(length, options.length_limit)
     compiled = compiled or compile_program(program, options)
-    return compare(program, compiled.module, options.backend, options.dtype, compiled.promise(options.dtype),
-                   samples, length, seed, batch)
+    return compare(program, compiled.module, compiled.promise(options.dtype), samples, length, seed, batch)
 
 
 def verify_checkpoint(program: Program, directory, samples: int = 256, length: int = 256, seed: int = 0,
                       batch: int = 64) -> VerifyReport:
     """Check a saved checkpoint (loaded with all its integrity checks) against `program`'s interpreter,
     under the promise recorded when it was compiled. The program must be the one it was compiled from."""
-    from lsrl.backends.base import Promise
-    from lsrl.runtime.checkpoint import CONFIG_FILE, load, load_config, program_record
+    from lsrl.runtime.checkpoint import load, load_config, program_record, recorded_promise
 
     cfg = load_config(directory)
     module = load(directory)
@@ -97,42 +117,42 @@ def verify_checkpoint(program: Program, directory, samples: int = 256, length: i
             raise error("E0704", f"checkpoint {directory} was compiled from {what.format(str(want.get(key)))}, "
                         f"not from {program.file} with {what.format(str(got[key]))}", None,
                         "verify against the exact source and -D values it was compiled with, or recompile it")
-    promise = cfg.get("promise")
-    if not (isinstance(promise, dict) and isinstance(promise.get("rel_tol"), float | int)):
-        raise error("E0803", f"{CONFIG_FILE} of {directory} records no promise to verify against", None,
-                    "recompile it with `lsrl compile` (checkpoints now record the backend's promise)")
-    _check_length(length, cfg.get("compile_options", {}).get("max_len"))
-    return compare(program, module, cfg["backend"], cfg["dtype"],
-                   Promise(bool(promise.get("exact_in_reals")), float(promise["rel_tol"]), str(promise.get("note"))),
-                   samples, length, seed, batch)
+    promise = recorded_promise(cfg, directory)
+    check_length(length, promise.max_len)
+    return compare(program, module, promise, samples, length, seed, batch)
 
 
-def _check_length(length: int, max_len: int | None) -> None:
-    if max_len is not None and length > max_len:
-        raise error("E0703", f"--length {length} exceeds --max-len {max_len}", None,
-                    "the compiled constants are only proven for sequences up to max-len")
+def check_length(length: int, max_len: int) -> None:
+    if length > max_len:
+        raise error("E0703", f"--length {length} exceeds the max-len {max_len} the model was compiled for", None,
+                    "the compiled constants and the promise hold for sequences up to max-len only: verify at most "
+                    "that long, or recompile with a larger --max-len")
 
 
-def compare(program: Program, module: torch.nn.Module, backend: str, dtype: str, promise, samples: int,
-            length: int, seed: int, batch: int = 64) -> VerifyReport:
+def compare(program: Program, module: torch.nn.Module, promise: Promise, samples: int, length: int, seed: int,
+            batch: int = 64) -> VerifyReport:
     """Interpreter vs `module` on random inputs from the declared domain plus edge cases."""
+    from lsrl.backends import get_backend
+
     x = sample_inputs(program, samples, length, seed)
-    abs_err, probe_err, scale, right, total = 0.0, 0.0, 1.0, 0, 0
-    integer = True
+    errors = dict.fromkeys(promise.outputs, 0.0)
+    scales = dict.fromkeys(promise.outputs, 1.0)
+    right, total, integer = 0, 0, True
+    dtype = DTYPES[promise.dtype]
     for start in range(0, x.shape[0], batch):
         xb = x[start:start + batch]
         ref = interpret(program.graph, xb)
         with torch.no_grad():
-            y, probes = module(torch.tensor(xb, dtype=DTYPES[dtype]), probes=True)
-        y = y.double().numpy()
-        abs_err = max(abs_err, float(np.abs(y - ref.output).max()))
-        scale = max(scale, float(np.abs(ref.output).max()))
-        for name, p in probes.items():
-            r = ref.probes[name]
-            probe_err = max(probe_err, float(np.abs(p.double().numpy() - r).max() / max(1.0, np.abs(r).max())))
+            y, probes = module(torch.tensor(xb, dtype=dtype), probes=True)
+        got = {"output": (y.double().numpy(), ref.output)}
+        got.update({k: (p.double().numpy(), ref.probes[k]) for k, p in probes.items()})
+        for k, (m, r) in got.items():
+            errors[k] = max(errors[k], float(np.abs(m - r).max(initial=0.0)))
+            scales[k] = max(scales[k], float(np.abs(r).max(initial=0.0)))
         integer = integer and bool(np.all(ref.output == np.round(ref.output)))
-        right += int(np.sum(np.round(y) == ref.output))
+        right += int(np.sum(np.round(got["output"][0]) == ref.output))
         total += ref.output.size
     parameters = sum(t.numel() for t in module.state_dict().values())
-    return VerifyReport(backend, dtype, x.shape[0], length, abs_err, abs_err / scale, scale, promise.rel_tol,
-                        promise.note, probe_err, right / total if integer else None, parameters)
+    failed = tuple(get_backend(promise.backend).check_platform(dtype))
+    return VerifyReport(promise.backend, promise.dtype, x.shape[0], length, promise, errors, scales,
+                        right / total if integer else None, parameters, failed)

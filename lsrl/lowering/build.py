@@ -7,7 +7,7 @@ import numpy as np
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
 from lsrl.lowering.forms import Form
-from lsrl.lowering.schedule import GATE, MLP, STATE, Schedule
+from lsrl.lowering.schedule import Schedule
 from lsrl.lowering.stack import GateStage, Layout, MLPStage, Readout, StateStage
 
 
@@ -118,4 +118,4 @@ def readout(form: Form, src: Layout) -> Readout:
     return Readout(W.coeffs(), b.coeffs())
 
 
-STAGE_RULES = {STATE: state_stage, MLP: mlp_stage, GATE: gate_stage}
+STAGE_RULES = {"state": state_stage, "mlp": mlp_stage, "gate": gate_stage}  # by the template's kinds

@@ -7,14 +7,7 @@ from dataclasses import dataclass
 from lsrl.ir import graph as ir
 from lsrl.lowering.forms import Form
 from lsrl.lowering.stack import Layout, Segment
-
-# Position of phase `k` of layer `l` is 3*l + k; the input is at position -1.
-STATE, MLP, GATE = 0, 1, 2
-INPUT_POS = -1
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
+from lsrl.lowering.template import INPUT_POS, STATE_MLP_GATE, Template
 
 
 def operand_forms(graph: ir.Graph, fs: dict[int, Form], nid: int) -> list[Form]:
@@ -23,17 +16,11 @@ def operand_forms(graph: ir.Graph, fs: dict[int, Form], nid: int) -> list[Form]:
     return [fs[a] for a in n.args] if not isinstance(n.op, ir.Input) else []
 
 
-def place(graph: ir.Graph, fs: dict[int, Form], nid: int, avail: dict[int, int]) -> int:
-    """Earliest position where node `nid` can be computed, given where its operands become available."""
-    op = graph[nid].op
+def place(graph: ir.Graph, fs: dict[int, Form], nid: int, avail: dict[int, int], template: Template) -> int:
+    """Earliest position where node `nid` can be computed, given where its operands become available: the
+    first phase of its kind after them (a stage reads the vector of the position before it)."""
     p = max((avail[d] for f in operand_forms(graph, fs, nid) for d in f.deps), default=INPUT_POS)
-    if isinstance(op, ir.LinState):  # reads the layer input: everything up to the previous gate phase
-        return 3 * max(0, _ceil_div(p + 1, 3)) + STATE
-    if isinstance(op, ir.ReLU):  # reads the state phase's output of its layer
-        return 3 * max(0, _ceil_div(p, 3)) + MLP
-    if isinstance(op, ir.Multi):  # reads the MLP phase's output of its layer
-        return 3 * max(0, _ceil_div(p - 1, 3)) + GATE
-    raise TypeError(f"{op!r} is not materialized")
+    return template.earliest(graph[nid].op, p)
 
 
 @dataclass(frozen=True)
@@ -41,6 +28,7 @@ class Schedule:
     avail: dict[int, int]  # materialized node -> position where it is computed
     positions: tuple[int, ...]  # active positions (some node is computed there), ascending
     layouts: dict[int, Layout]  # position (INPUT_POS included) -> which values the vector there holds
+    template: Template = STATE_MLP_GATE
 
     def reads(self, pos: int) -> int:
         """The position whose vector a stage at `pos` reads (the previous active one)."""
@@ -51,14 +39,14 @@ class Schedule:
         return self.positions[-1] if self.positions else INPUT_POS
 
 
-def schedule(graph: ir.Graph, fs: dict[int, Form]) -> Schedule:
+def schedule(graph: ir.Graph, fs: dict[int, Form], template: Template = STATE_MLP_GATE) -> Schedule:
     needed = _needed(graph, fs)
     avail = {graph.input: INPUT_POS}
     for n in graph.nodes:  # topological order, so operands are placed first
         if n.id in needed and n.id != graph.input:
-            avail[n.id] = place(graph, fs, n.id, avail)
+            avail[n.id] = place(graph, fs, n.id, avail, template)
     positions = tuple(sorted({p for p in avail.values() if p != INPUT_POS}))
-    sched = Schedule(avail, positions, {})
+    sched = Schedule(avail, positions, {}, template)
     need_until = dict.fromkeys(avail, INPUT_POS)  # last vector position each value must be present in
     for nid in avail:
         if nid == graph.input:
@@ -82,7 +70,7 @@ def schedule(graph: ir.Graph, fs: dict[int, Form]) -> Schedule:
             segs.append(seg)
             off += d
         layouts[p] = Layout(tuple(segs))
-    return Schedule(avail, positions, layouts)
+    return Schedule(avail, positions, layouts, template)
 
 
 def _needed(graph: ir.Graph, fs: dict[int, Form]) -> set[int]:

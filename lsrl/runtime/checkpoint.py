@@ -247,8 +247,18 @@ def recorded_params(cfg: dict) -> dict[str, object]:
 
 def _promise(compiled, dtype: str) -> dict:
     """What the backend guarantees for the saved dtype (`lsrl verify --checkpoint` checks against it)."""
-    p = compiled.promise(dtype)
-    return {"exact_in_reals": p.exact_in_reals, "rel_tol": p.rel_tol, "note": p.note}
+    return compiled.promise(dtype).to_json()
+
+
+def recorded_promise(cfg: dict, directory):
+    """The promise a checkpoint's config.json records (lsrl.guarantee.promise.Promise)."""
+    from lsrl.guarantee.promise import Promise
+
+    try:
+        return Promise.from_json(cfg["promise"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise error("E0803", f"{CONFIG_FILE} of {directory} records no valid promise to verify against", None,
+                    "recompile it with `lsrl compile` (checkpoints record the backend's promise)") from None
 
 
 def _domain(domain) -> dict | None:

@@ -45,7 +45,6 @@ class Certificate:
 
 def certify(compiled: Compiled) -> Certificate:
     from lsrl.backends import get_backend
-    from lsrl.compile import range_facts
 
     dom = compiled.program.input.domain
     if dom is None or dom.kind != "set" or any(Fraction(v).denominator != 1 for v in dom.values):
@@ -53,7 +52,7 @@ def certify(compiled: Compiled) -> Certificate:
     if not integer_coefficients(compiled.stack):
         return Certificate(None, "some coefficient is not an integer")
     try:
-        facts = compiled.facts or range_facts(compiled.graph, compiled.program, compiled.options.max_len)
+        facts = compiled.facts
     except LsrlError as exc:
         return Certificate(None, f"range analysis failed ({exc.diagnostics[0].message})")
     except Exception as exc:  # a certificate is optional: the rounding budget still stands without one

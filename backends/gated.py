@@ -1,0 +1,441 @@
+"""Constructions shared by the gated-RNN backends (gru, lstm): scaled tanh units and sigmoid switches.
+
+Every value is carried at a small power-of-two scale eps (eps |v| <= 2^-28), where tanh(x) == x in float32
+and float64, so a tanh unit holds eps * v exactly and the next layer reads it back with weights 1/eps
+(exact). Sigmoid gates are driven to +-SAT (sigmoid exactly 1 or 0 in both dtypes). On these two facts the
+backends build four kinds of unit, each a small set of physical units read through a decode row:
+
+- value   (always on)  eps * v, where v is an affine function of the layer input, plus, for states, a
+          recurrence through the layer's own previous units (s_t = A s_{t-1} + ...) and an init term read
+          through a constant unit (as in the rnn backend);
+- switch  sigma(s) * eps * v: a ReLU is v = s/k = w with sharpness k (exactly relu(w) once |k w| >= SAT, and
+          between 0 and w inside that band); a product with a 0/1 flag b is s = K (b - 1/2); a product with a
+          factor of few known values a_1 < ... < a_m is a_1 v + sum_i (a_i - a_{i-1}) [u > theta_i] v; any
+          other product is (2/delta) v tanh(delta u / 2) from the pair s = +-delta u (bounded error).
+- const   eps (1 from the first step on; 0 before it, since the initial state is 0).
+
+LSTM realises a switch as one unit (o = sigma(s), g = eps v, i = 1, f = 0); GRU as two, a and c, with
+h_a = sigma(s) eps v + sigma(-s) h_a' (z = sigma(-s)) and h_c = sigma(-s) h_a' (r = sigma(-s) on a copy of
+h_a'): h_a - h_c = sigma(s) eps v. Each backend only maps these units to its gate rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from lsrl.diagnostics import Note, error
+from lsrl.guarantee.facts import Facts
+from lsrl.guarantee.propagate import BOUNDED_I, FLOAT_EXACT_I, Context, StageErrors, rounding
+from lsrl.ir.graph import Graph
+from lsrl.ir.rational import RatArray
+from lsrl.lowering.bounds import layout_bounds
+from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
+
+SAT = 1024  # |pre-activation| >= SAT: sigmoid is exactly 1 or 0 in float32 and float64
+EPS_LOG2 = -28  # eps |v| <= 2^-28 (float64's tanh(x) == x holds up to 1.35e-8 ~ 2^-26.1; float32's to 3.5e-4)
+K_MAX = 2**40  # the steepest switch: k / eps and k |w| stay far below float32's 3.4e38
+SURROGATE = 0.2785  # max_w |w sigmoid(k w) - relu(w)| = 0.2785 / k
+SIGMOID_ULPS = 4  # platform condition on torch.sigmoid's accuracy (approximate products only)
+
+
+def pow2_at_most(x: float) -> Fraction:
+    """The largest power of two <= x (x > 0 finite)."""
+    e = math.floor(math.log2(x))
+    p = Fraction(2) ** e
+    if p > x:
+        p /= 2
+    elif 2 * p <= x:
+        p *= 2
+    return p
+
+
+def scale_for(bound: float) -> Fraction:
+    """eps for a value with |v| <= bound: eps * bound <= 2^EPS_LOG2."""
+    return Fraction(2) ** EPS_LOG2 / (pow2_at_most(bound) * 2 if bound > 0 else 1)
+
+
+@dataclass
+class Unit:
+    """One logical unit: out = gate * eps * (drive . src + drive_bias) (+ eps * recurrence), where gate is 1
+    (switch None) or sigmoid(switch . src + switch_bias)."""
+
+    eps: Fraction
+    drive: dict[int, Fraction]
+    drive_bias: Fraction = Fraction(0)
+    switch: dict[int, Fraction] | None = None
+    switch_bias: Fraction = Fraction(0)
+    recur: dict[int, Fraction] = field(default_factory=dict)  # logical unit -> coefficient (value units)
+    recur_bias: Fraction = Fraction(0)
+
+
+@dataclass
+class GatedLayer:
+    """The logical units of one layer over `src` (candidate rows = stage matrices @ previous decoder) and the
+    decode of the stage's values: value_r = sum over (unit, coef) of coef * out_unit / eps_unit."""
+
+    src: RatArray
+    src_bias: RatArray
+    n_values: int
+    units: list[Unit] = field(default_factory=list)
+    reads: dict[int, list[tuple[int, Fraction]]] = field(default_factory=dict)  # value row -> (unit, coef)
+
+    def add(self, unit: Unit) -> int:
+        self.units.append(unit)
+        return len(self.units) - 1
+
+    def read(self, row: int, unit: int, coef: Fraction = Fraction(1)) -> None:
+        self.reads.setdefault(row, []).append((unit, coef))
+
+
+@dataclass
+class StageInfo:
+    """What emission chose for a stage, for its error statement."""
+
+    sharpness: list[float] = field(default_factory=list)  # mlp: per hidden ReLU
+    margins: list[float] = field(default_factory=list)  # mlp: per hidden ReLU
+    gains: list[float] = field(default_factory=list)  # gate: per product
+    switches: list[int] = field(default_factory=list)  # gate: switch units per product
+    deltas: list[float] = field(default_factory=list)  # gate: per product, delta of an approximate one (0: exact)
+
+
+def _value_units(layer: GatedLayer, rows: range, bounds: np.ndarray) -> list[int]:
+    out = []
+    for r in rows:
+        u = layer.add(Unit(scale_for(bounds[r]), {r: Fraction(1)}))
+        layer.read(r, u)
+        out.append(u)
+    return out
+
+
+def _switch(layer: GatedLayer, value_row: int, bound: float, switch: dict[int, Fraction], switch_bias: Fraction,
+            into: int, coef: Fraction) -> None:
+    u = layer.add(Unit(scale_for(bound), {value_row: Fraction(1)}, switch=switch, switch_bias=switch_bias))
+    layer.read(into, u, coef)
+
+
+def _bounds_of(M: RatArray, bias: RatArray, h: np.ndarray) -> np.ndarray:
+    return np.abs(M.to_float()) @ h + np.abs(bias.to_float())
+
+
+def _require(bounds: np.ndarray, graph: Graph, node: int, backend: str) -> None:
+    if not np.all(np.isfinite(bounds)):
+        n = graph[node]
+        name = f"`{n.label}`" if n.label else f"this value (%{node})"
+        raise error("E0601", f"the {backend} backend needs a bound on {name} (its tanh units carry values at a "
+                    "scale chosen from it), but range analysis cannot bound it", n.span,
+                    "declare a bounded input domain, or pass a smaller --max-len if it grows with the length",
+                    (Note(f"tanh(x) == x only for |x| <= 2^{EPS_LOG2 + 1}: every value is scaled into that band"),))
+
+
+def state_layer(graph: Graph, st: StateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
+                dtype: torch.dtype):
+    """One value unit per state component, its recurrence through the layer's own units (A), and the init
+    through a constant unit."""
+    layer = GatedLayer(st.B.rat @ dec_in, st.bias.rat, st.out.width)
+    bounds = layout_bounds(st.out, facts.magnitudes)
+    for seg in st.out.segments:
+        _require(bounds[seg.start:seg.start + seg.dim], graph, seg.node, backend)
+    units = _value_units(layer, range(st.out.width), bounds)
+    a_init = (st.A.rat @ st.init.rat).to_fractions()
+    A = st.A.rat.to_fractions()
+    const = layer.add(Unit(scale_for(1.0), {}, Fraction(1))) if any(a_init) else None
+    for r, u in enumerate(units):
+        unit = layer.units[u]
+        unit.recur = {units[c]: Fraction(A[r, c]) for c in np.flatnonzero(A[r] != 0)}
+        if const is not None and a_init[r]:  # s_0 = init enters as A init (1 - const_{t-1}) at t = 1
+            unit.recur[const] = -Fraction(a_init[r])
+            unit.recur_bias = Fraction(a_init[r])
+    return layer, StageInfo()
+
+
+def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
+              dtype: torch.dtype):
+    """Value units for the pass-through rows, a ReLU switch (v = s/k = w) per hidden unit, k from its margin."""
+    n_vals, n_hidden = st.out.width, st.E.shape[0]
+    layer = GatedLayer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in, RatArray.concat([st.c.rat, st.e.rat]),
+                       n_vals)
+    direct = ((st.C.rat.num != 0).any(axis=1) | (st.c.rat.num != 0)).tolist()
+    vb, hb = _bounds_of(st.C.rat, st.c.rat, h), _bounds_of(st.E.rat, st.e.rat, h)
+    D = st.D.rat.to_fractions()
+    owner = {}  # hidden unit -> its ReLU node (D's column k has a 1 in the node's row)
+    for r, k in zip(*np.nonzero(D), strict=True):
+        owner[int(k)] = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
+    for seg in st.out.segments:
+        if any(direct[seg.start:seg.start + seg.dim]):
+            _require(vb[seg.start:seg.start + seg.dim], graph, seg.node, backend)
+            _value_units(layer, range(seg.start, seg.start + seg.dim), vb)
+    info = StageInfo()
+    for k in range(n_hidden):
+        _require(hb[k:k + 1], graph, owner[k], backend)
+        margin = facts.relu_margin(owner[k])
+        sharp = min(Fraction(K_MAX), 2 * pow2_at_most(2 * SAT / margin)) if 0 < margin < math.inf else Fraction(K_MAX)
+        info.sharpness.append(float(sharp))
+        info.margins.append(margin)
+        row = n_vals + k
+        for r in np.flatnonzero(D[:, k] != 0):
+            _switch(layer, row, hb[k], {row: sharp}, Fraction(0), int(r), Fraction(D[r, k]))
+    return layer, info
+
+
+def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
+               dtype: torch.dtype):
+    """Value units for the pass-through rows; per product u v, switches on the factor with fewer known values
+    (a 0/1 flag is one switch), or the approximate pair when neither factor has a few known values."""
+    n_vals, n = st.out.width, len(st.gates)
+    layer = GatedLayer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ dec_in,
+                       RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]), n_vals)
+    pb = _bounds_of(st.P.rat, RatArray.zeros(n_vals), h)
+    ub, vb = _bounds_of(st.U.rat, st.u.rat, h), _bounds_of(st.V.rat, st.v.rat, h)
+    Q = st.Q.rat.to_fractions()
+    gated = set(st.gates)
+    for seg in st.out.segments:
+        if seg.node not in gated:
+            _require(pb[seg.start:seg.start + seg.dim], graph, seg.node, backend)
+            _value_units(layer, range(seg.start, seg.start + seg.dim), pb)
+    info = StageInfo()
+    first: dict[int, int] = {}
+    for j, node in enumerate(st.gates):
+        comp = j - first.setdefault(node, j)
+        a, b = graph[node].args
+        _require(np.array([ub[j], vb[j]]), graph, node, backend)
+        rows = [(int(r), Fraction(Q[r, j])) for r in np.flatnonzero(Q[:, j] != 0)]
+        u_row, v_row, u_bound, v_bound = n_vals + j, n_vals + n + j, ub[j], vb[j]
+        levels, other = _levels(facts, a, comp), _levels(facts, b, comp)
+        if other is not None and (levels is None or len(other) < len(levels)):  # switch on b: u and v swap
+            levels, u_row, v_row, u_bound, v_bound = other, v_row, u_row, v_bound, u_bound
+        before = len(layer.units)
+        if levels is not None:
+            _levelled_product(layer, u_row, v_row, v_bound, levels, rows, info)
+            info.deltas.append(0.0)
+        else:
+            delta = _product_delta(u_bound, torch.finfo(dtype).eps / 2)
+            for s in (1, -1):  # v (sigmoid(delta u) - sigmoid(-delta u)) = v tanh(delta u / 2) ~ delta u v / 2
+                for r, q in rows:
+                    _switch(layer, v_row, v_bound, {u_row: s * delta}, Fraction(0), r, q * s * 2 / delta)
+            info.gains.append(1.0)
+            info.deltas.append(float(delta))
+        info.switches.append(sum(layer.units[x].switch is not None for x in range(before, len(layer.units))))
+    return layer, info
+
+
+def _levels(facts: Facts, node: int, comp: int) -> list[Fraction] | None:
+    vals = facts.values(node, comp, limit=16)
+    return sorted(vals) if vals else None
+
+
+def _levelled_product(layer: GatedLayer, u_row: int, v_row: int, v_bound: float, levels: list[Fraction],
+                      rows, info: StageInfo) -> None:
+    """u v for u in {a_1 < ... < a_m}: a_1 v + sum_i (a_i - a_{i-1}) [u > (a_{i-1} + a_i) / 2] v, each bracket a
+    switch with slope K = 4 SAT / gap (saturated while u is off a level by less than gap / 4)."""
+    gap = min((b - a for a, b in zip(levels, levels[1:], strict=False)), default=Fraction(1))
+    K = pow2_at_most(float(4 * SAT / gap)) * 2
+    if levels[0]:
+        for r, q in rows:
+            u = layer.add(Unit(scale_for(v_bound), {v_row: Fraction(1)}))
+            layer.read(r, u, q * levels[0])
+    for lo, hi in zip(levels, levels[1:], strict=False):
+        theta = (lo + hi) / 2
+        for r, q in rows:
+            _switch(layer, v_row, v_bound, {u_row: K}, -K * theta, r, q * (hi - lo))
+    span = levels[-1] - levels[0]
+    info.gains.append(float(max(1, 4 * span / gap)))
+
+
+def _product_delta(u_bound: float, unit_roundoff: float) -> Fraction:
+    """delta for v tanh(delta u / 2) ~ delta u v / 2, balancing truncation delta^2 |u|^3 |v| / 12 against the
+    cancellation of two sigmoids, ~ c u_r |v| / delta (delta^3 = 12 c u_r / |u|^3, c ~ 64)."""
+    return pow2_at_most((12 * 64 * unit_roundoff) ** (1 / 3) / max(u_bound, 1e-300))
+
+
+def product_error(delta: float, U: float, V: float, u: float, fan_in: int, holds: int) -> float:
+    """|computed - u v| of an approximate product, given exact factor values |u| <= U, |v| <= V: truncation
+    plus the rounding of the two sigmoid units (SIGMOID_ULPS each, the product, a GRU hold's 3 roundings) and
+    of the next layer's sum reading them with weights 2/delta (gamma of its fan-in)."""
+    trunc = delta**2 * U**3 * V / 12
+    n = fan_in + 1
+    rnd = (2 / delta) * V * (2 * (SIGMOID_ULPS + 1 + 3 * holds) * u + n * u / (1 - n * u))
+    return trunc + rnd
+
+
+# ---------------------------------------------------------------- errors and platform checks
+
+
+def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageErrors:
+    """The stack's rounding plus each construction's own: a GRU switch that holds rounds 3 times per step
+    (`holds` = 1), ReLU switches are exact outside their band (relu_slack), approximate products are bounded."""
+    se = rounding(stage, ctx)
+    cls = np.full(len(ctx.out), FLOAT_EXACT_I)
+    if stage.kind == "mlp":
+        k = np.array(info.sharpness)
+        se.relu_slack = (np.array(info.margins) - SAT / k, SURROGATE / k)
+        se.inner = se.inner + holds * np.where(se.inner > 0, 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h
+                                                                         + np.abs(stage.e.f64)), 0.0)
+    elif stage.kind == "gate":
+        fu = np.abs(stage.U.f64) @ ctx.h + np.abs(stage.u.f64)
+        fv = np.abs(stage.V.f64) @ ctx.h + np.abs(stage.v.f64)
+        delta = np.array(info.deltas)
+        extra = holds * np.where(se.inner > 0, 6 * ctx.u * np.maximum(fu, fv) * np.array(info.switches), 0.0)
+        approx = delta > 0
+        for j in np.flatnonzero(approx):
+            extra[j] += product_error(delta[j], fu[j], fv[j], ctx.u, ctx.fan_in, holds)
+        se.inner = se.inner + extra
+        se.gain = np.array(info.gains)
+        if approx.any():
+            cls = np.maximum(cls, np.where((np.abs(stage.Q.f64)[:, approx] > 0).any(axis=1), BOUNDED_I, 0))
+    se.exactness = cls
+    return se
+
+
+CONDITIONS = (f"tanh(x) == x for |x| <= 2^{EPS_LOG2 + 1}", f"sigmoid(x) == 1 and sigmoid(-x) == 0 for x >= {SAT}",
+              f"sigmoid within {SIGMOID_ULPS} ulp (approximate products)", "CPU kernels (cuDNN unchecked)")
+
+
+def check_platform(dtype: torch.dtype) -> list[str]:
+    """Which CONDITIONS fail for this torch build on the CPU (each checked on a sample)."""
+    failed = []
+    lim = 2.0 ** (EPS_LOG2 + 1)
+    x = torch.cat([torch.linspace(-lim, lim, 4097, dtype=dtype), torch.tensor([lim, -lim, 2.0**-120], dtype=dtype)])
+    if not torch.equal(torch.tanh(x), x):
+        failed.append(CONDITIONS[0])
+    s = torch.tensor([SAT, 2.0 * SAT, 1e30], dtype=dtype).repeat(40)
+    if not (torch.all(torch.sigmoid(s) == 1) and torch.all(torch.sigmoid(-s) == 0)):
+        failed.append(CONDITIONS[1])
+    z = torch.linspace(-30, 30, 241, dtype=torch.float64)
+    got = torch.sigmoid(z.to(dtype)).double()
+    with localcontext() as ctx:
+        ctx.prec = 40
+        want = [float(1 / (1 + (-Decimal(v)).exp())) for v in z.to(dtype).double().tolist()]
+    ulp = torch.finfo(dtype).eps * torch.tensor(want, dtype=torch.float64)
+    if not torch.all((got - torch.tensor(want, dtype=torch.float64)).abs() <= SIGMOID_ULPS * ulp):
+        failed.append(CONDITIONS[2])
+    return failed
+
+
+# ---------------------------------------------------------------- the shared backend driver
+
+_LAYER = {"state": state_layer, "mlp": mlp_layer, "gate": gate_layer}
+
+
+@dataclass
+class UnitWeights:
+    """A layer's logical units as float64 arrays (each computed exactly, then rounded once)."""
+
+    eps: np.ndarray  # per unit
+    is_switch: np.ndarray  # per unit
+    Wd: np.ndarray  # eps * drive (units x layer input)
+    bd: np.ndarray
+    Ws: np.ndarray  # switch pre-activation (zeros for value units)
+    bs: np.ndarray
+    R: np.ndarray  # eps_u * coef / eps_v (units x units)
+    rb: np.ndarray
+
+
+def _vector(n: int, entries: dict[int, Fraction]) -> RatArray:
+    return RatArray.from_entries((n,), {(i,): v for i, v in entries.items() if v})
+
+
+def unit_weights(layer: GatedLayer) -> UnitWeights:
+    units, rows = layer.units, layer.src.shape[0]
+    n = len(units)
+    Md = RatArray.from_entries((n, rows), {(u, r): c for u, x in enumerate(units) for r, c in x.drive.items() if c})
+    Ms = RatArray.from_entries((n, rows), {(u, r): c for u, x in enumerate(units) if x.switch
+                                            for r, c in x.switch.items() if c})
+    eps = np.array([float(x.eps) for x in units])
+    bd = Md @ layer.src_bias + _vector(n, {u: x.drive_bias for u, x in enumerate(units)})
+    bs = Ms @ layer.src_bias + _vector(n, {u: x.switch_bias for u, x in enumerate(units)})
+    R = RatArray.from_entries((n, n), {(u, v): x.eps * c / units[v].eps for u, x in enumerate(units)
+                                       for v, c in x.recur.items() if c})
+    rb = _vector(n, {u: x.eps * x.recur_bias for u, x in enumerate(units)})
+    return UnitWeights(eps, np.array([x.switch is not None for x in units]), (Md @ layer.src).to_float() * eps[:, None],
+                       bd.to_float() * eps, (Ms @ layer.src).to_float(), bs.to_float(), R.to_float(), rb.to_float())
+
+
+class GatedBackend:
+    """The emission driver of a gated-RNN backend: per stage a GatedLayer, mapped to one torch layer by the
+    subclass (`switch_width` physical units per switch, `layer_weights` and `build_module`)."""
+
+    name: str
+    prefix: str  # parameter-name prefix of the layers, e.g. "grus"
+    switch_width: int
+    holds: int  # 1 where a switch that is off holds its previous value (GRU), else 0
+    target = None  # set by subclasses
+
+    def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64):
+        from lsrl.backends.base import Emitted, placements
+        from lsrl.lowering.bounds import stack_bounds
+
+        if facts is None:
+            raise ValueError(f"the {self.name} backend needs range facts")
+        x_bound = max(facts.magnitudes(graph.input), default=0.0)
+        _require(np.array([x_bound]), graph, graph.input, self.name)
+        bounds, _ = stack_bounds(stack, facts.magnitudes, x_bound)
+        dec, h = RatArray.eye(stack.input_dim), np.full(stack.input_dim, x_bound)
+        weights, places, infos = [], [], []
+        for i, (st, b) in enumerate(zip(stack.stages, bounds, strict=True)):
+            layer, info = _LAYER[st.kind](graph, st, dec, h, facts, self.name, dtype)
+            first = np.cumsum([0] + [self.switch_width if u.switch else 1 for u in layer.units])
+            weights.append(self.layer_weights(unit_weights(layer), first))
+            dec = self._decoder(layer, first)
+            places += placements(f"{self.prefix}.{i}", dec, st.out)
+            infos.append(info)
+            h = b.values
+        hiddens = [int(w["weight_hh_l0"].shape[1]) for w in weights]
+        config = {"inputs": [stack.input_dim] + hiddens[:-1], "hiddens": hiddens, "readout_in": dec.shape[1],
+                  "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
+        module = self.build_module(config)
+        with torch.no_grad():
+            for layer_module, w in zip(getattr(module, self.prefix), weights, strict=True):
+                for k, v in w.items():
+                    getattr(layer_module, k).copy_(torch.from_numpy(v))
+        module.set_heads(stack, dec)
+        return Emitted(module, config, places, None, {"stages": infos})
+
+    def _decoder(self, layer: GatedLayer, first: np.ndarray) -> RatArray:
+        entries: dict[tuple[int, int], Fraction] = {}
+        for row, reads in layer.reads.items():
+            for u, coef in reads:
+                c = coef / layer.units[u].eps
+                p = int(first[u])
+                entries[(row, p)] = entries.get((row, p), 0) + c
+                if layer.units[u].switch and self.switch_width == 2:  # GRU: h_a - h_c
+                    entries[(row, p + 1)] = entries.get((row, p + 1), 0) - c
+        return RatArray.from_entries((layer.n_values, int(first[-1])), {k: v for k, v in entries.items() if v})
+
+    def layer_weights(self, w: UnitWeights, first: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def stage_errors(self, emitted, i: int, stage, ctx: Context) -> StageErrors:
+        return stage_errors(emitted.constants["stages"][i], stage, ctx, self.holds)
+
+    def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return CONDITIONS
+
+    def check_platform(self, dtype: torch.dtype) -> list[str]:
+        return check_platform(dtype)
+
+    def sum_bound(self, stack: Stack, emitted, magnitudes, x_bound: float) -> float:
+        return math.nan  # scaled tanh units: not integer arithmetic (the propagated bound covers them)
+
+
+def expand(w: UnitWeights, first: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A (units x k) array placed at each unit's first physical row of an (H x k) array."""
+    out = np.zeros((int(first[-1]),) + rows.shape[1:])
+    out[first[:-1]] = rows
+    return out
+
+
+def recurrence(w: UnitWeights, first: np.ndarray) -> np.ndarray:
+    """R over physical units (rows and columns at each unit's first physical unit)."""
+    H = int(first[-1])
+    out = np.zeros((H, H))
+    out[np.ix_(first[:-1], first[:-1])] = w.R
+    return out

@@ -1,0 +1,70 @@
+"""GRU backend: plain torch.nn.GRU layers (gate order r, z, n) plus a torch.nn.Linear read-out.
+
+One nn.GRU per stage; h_t = (1 - z) n + z h_{t-1} with n = tanh(W_in x + b_in + r (W_hn h_{t-1} + b_hn)).
+A value unit has z = 0, r = 1 and n = tanh(eps v + eps A h_{t-1}) = eps v (small-signal tanh, float-exact).
+A switch sigmoid(s) eps v is two units: a with z = sigmoid(-s), n = eps v (holding h_a' when off), and c with
+z = 0, r = sigmoid(-s), n = tanh(r h_a') (the held part): h_a - h_c = sigmoid(s) eps v (backends/gated.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lsrl.backends.base import HeadedStack, Target
+from lsrl.backends.gated import SAT, GatedBackend, UnitWeights, expand, recurrence
+from torch import nn
+
+
+class PresetGRU(nn.GRU):
+    """A vanilla nn.GRU that skips the random initialisation (emit or a checkpoint sets every weight)."""
+
+    _flat_weights_names = ()  # see PresetRNN
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class GRUStack(HeadedStack):
+    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.grus = nn.ModuleList(PresetGRU(i, h, num_layers=1, batch_first=True, dtype=dtype)
+                                  for i, h in zip(config["inputs"], config["hiddens"], strict=True))
+        self._add_heads(config, dtype)
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        for gru in self.grus:
+            h = gru(h)[0]
+        return h
+
+
+class GruBackend(GatedBackend):
+    name = "gru"
+    prefix = "grus"
+    switch_width = 2
+    holds = 1
+    target = Target()
+    summary = ("Linear, LinState (any A), ReLU (update-gate switch pairs) and products with a factor of few known "
+               "values float-exact; other products bounded (sigmoid pair)")
+
+    def layer_weights(self, w: UnitWeights, first: np.ndarray) -> dict[str, np.ndarray]:
+        H, n_in = int(first[-1]), w.Wd.shape[1]
+        a, sw = first[:-1], w.is_switch
+        c = a[sw] + 1  # the copy unit of each switch
+        r_w, z_w = np.zeros((H, n_in)), np.zeros((H, n_in))
+        r_b, z_b = np.full(H, float(SAT)), np.full(H, -float(SAT))
+        z_w[a[sw]], z_b[a[sw]] = -w.Ws[sw], -w.bs[sw]  # a: z = sigmoid(-s)
+        r_w[c], r_b[c] = -w.Ws[sw], -w.bs[sw]  # c: r = sigmoid(-s), z = 0
+        w_hn = recurrence(w, first)
+        w_hn[c, a[sw]] = 1.0  # c reads h_a'
+        w_ih = np.concatenate([r_w, z_w, expand(w, first, w.Wd)])
+        b_ih = np.concatenate([r_b, z_b, expand(w, first, w.bd)])
+        w_hh = np.concatenate([np.zeros((H, H)), np.zeros((H, H)), w_hn])
+        b_hh = np.concatenate([np.zeros(H), np.zeros(H), expand(w, first, w.rb)])
+        return {"weight_ih_l0": w_ih, "bias_ih_l0": b_ih, "weight_hh_l0": w_hh, "bias_hh_l0": b_hh}
+
+    def build_module(self, config: dict) -> nn.Module:
+        return GRUStack(config)
+
+
+BACKEND = GruBackend()
+__all__ = ["BACKEND", "GRUStack", "PresetGRU"]
