@@ -102,6 +102,8 @@ class StageInfo:
     gains: list[float] = field(default_factory=list)  # gate: per product
     switches: list[int] = field(default_factory=list)  # gate: switch units per product
     deltas: list[float] = field(default_factory=list)  # gate: per product, delta of an approximate one (0: exact)
+    on_u: list[bool] = field(default_factory=list)  # gate: per product, whether the switch factor is the first
+    below: list[float] = field(default_factory=list)  # gate: per product, switch-factor error keeping it exact
 
 
 def _value_units(layer: GatedLayer, rows: range, bounds: np.ndarray) -> list[int]:
@@ -210,6 +212,7 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
         if other is not None and (levels is None or len(other) < len(levels)):  # switch on b: u and v swap
             levels, u_row, v_row, u_bound, v_bound = other, v_row, u_row, v_bound, u_bound
         before = len(layer.units)
+        info.on_u.append(u_row == n_vals + j)
         if levels is not None:
             _levelled_product(layer, u_row, v_row, v_bound, levels, rows, info)
             info.deltas.append(0.0)
@@ -220,6 +223,7 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
                     _switch(layer, v_row, v_bound, {u_row: s * delta}, Fraction(0), r, q * s * 2 / delta)
             info.gains.append(1.0)
             info.deltas.append(float(delta))
+            info.below.append(0.0)
         info.switches.append(sum(layer.units[x].switch is not None for x in range(before, len(layer.units))))
     return layer, info
 
@@ -245,6 +249,7 @@ def _levelled_product(layer: GatedLayer, u_row: int, v_row: int, v_bound: float,
             _switch(layer, v_row, v_bound, {u_row: K}, -K * theta, r, q * (hi - lo))
     span = levels[-1] - levels[0]
     info.gains.append(float(max(1, 4 * span / gap)))
+    info.below.append(float(gap / 4))  # |u - theta| >= gap / 2 exactly, so K |u' - theta| >= SAT while off by < gap / 4
 
 
 def _product_delta(u_bound: float, unit_roundoff: float) -> Fraction:
@@ -273,7 +278,7 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
     cls = np.full(len(ctx.out), FLOAT_EXACT_I)
     if stage.kind == "mlp":
         k = np.array(info.sharpness)
-        se.relu_slack = (np.array(info.margins) - SAT / k, SURROGATE / k)
+        se.relu_band = (SAT / k, SURROGATE / k)
         se.inner = se.inner + holds * np.where(se.inner > 0, 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h
                                                                          + np.abs(stage.e.f64)), 0.0)
     elif stage.kind == "gate":
@@ -286,6 +291,7 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
             extra[j] += product_error(delta[j], fu[j], fv[j], ctx.u, ctx.fan_in, holds)
         se.inner = se.inner + extra
         se.gain = np.array(info.gains)
+        se.switch = (np.array(info.on_u, dtype=bool), np.array(info.below))
         if approx.any():
             cls = np.maximum(cls, np.where((np.abs(stage.Q.f64)[:, approx] > 0).any(axis=1), BOUNDED_I, 0))
     se.exactness = cls
@@ -368,6 +374,7 @@ class GatedBackend:
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64):
         from lsrl.backends.base import Emitted, placements
+
         from lsrl.lowering.bounds import stack_bounds
 
         if facts is None:

@@ -12,6 +12,7 @@ import math
 from fractions import Fraction
 
 from lsrl.analysis.ranges import DEFAULT_MAX_LEN, Ranges, analyze
+from lsrl.analysis.ranges.arith import to_fraction
 from lsrl.ir import graph as ir
 
 
@@ -54,6 +55,23 @@ class Facts:
         """The exact value set of one component when it has at most `limit` values, else None."""
         return self.ranges.values(node, comp, limit)
 
+    def balls(self, node: int, comp: int = 0, limit: int = 256) -> tuple[tuple[Fraction, ...], Fraction] | None:
+        """The values of one component as at most `limit` balls (centres, one radius; radius 0: exact values),
+        or None where the analysis has no such set (a long lattice or an interval)."""
+        v = self.ranges[node].vals[comp]
+        if v.vals is not None and len(v.vals) <= limit:
+            return tuple(to_fraction(c) for c in v.vals), to_fraction(v.rad)
+        vals = self.values(node, comp, limit)
+        return None if vals is None else (vals, Fraction(0))
+
+    def lattice(self, node: int, comp: int = 0) -> tuple[Fraction, Fraction, Fraction, Fraction] | None:
+        """(off, step, lo, hi): every value is off + k step within [lo, hi] (finite), or None."""
+        v = self.ranges[node].vals[comp]
+        lat = v.lattice()
+        if lat is None or lat[1] == 0 or not all(math.isfinite(x) for x in (float(v.lo), float(v.hi))):
+            return None
+        return tuple(to_fraction(x) for x in (lat[0], lat[1], v.lo, v.hi))
+
     def relu_margin(self, node: int) -> float:
         """For a ReLU node: the smallest nonzero |argument| over its components (0.0 when values may come
         arbitrarily close to the kink, e.g. an interval around 0)."""
@@ -67,8 +85,8 @@ class Facts:
 
 def _margin(val) -> float:
     """Smallest nonzero |x| over the values of one wire (inf when 0 is its only value)."""
-    if val.rad:
-        return 0.0
+    if val.rad:  # balls: the nearest edge of a ball not around 0 (0 where one is)
+        return max(0.0, float(min(abs(c) for c in val.vals) - val.rad))
     if val.vals is not None:
         nz = [abs(v) for v in val.vals if v != 0]
         return float(min(nz)) if nz else math.inf

@@ -27,11 +27,14 @@ if TYPE_CHECKING:
 REFERENCE_FACTOR = 4.0
 
 
-def _x_bound(program) -> tuple[np.ndarray, bool]:
+def _x_bound(program, dtype: torch.dtype) -> tuple[np.ndarray, bool, bool]:
+    """|x| bound, whether every input value is an integer, and whether the dtype holds each one exactly."""
     dom = program.input.domain
     b = math.inf if dom is None else max(abs(float(v)) for v in dom.bounds)
-    integer = dom is not None and dom.kind == "set" and all(Fraction(v).denominator == 1 for v in dom.values)
-    return np.full(program.input.dim, b), integer
+    is_set = dom is not None and dom.kind == "set"
+    integer = is_set and all(Fraction(v).denominator == 1 for v in dom.values)
+    exact = is_set and all(Fraction(float(torch.tensor(float(v), dtype=dtype))) == Fraction(v) for v in dom.values)
+    return np.full(program.input.dim, b), integer, exact
 
 
 def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
@@ -49,23 +52,36 @@ def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
         return Promise(backend.name, dtype_name, max_len, dict.fromkeys(names, inf),
                        note=f"no bound: range analysis failed ({exc.diagnostics[0].message})")
     u = torch.finfo(dtype).eps / 2
-    xb, xi = _x_bound(compiled.program)
+    xb, xi, xe = _x_bound(compiled.program, dtype)
+    xe64 = _x_bound(compiled.program, torch.float64)[2]
 
     def model_errors(i, st, ctx):
         return backend.stage_errors(compiled.emitted, i, st, ctx)
 
-    model = propagate(compiled.stack, facts.magnitudes, facts.integers, xb, xi, max_len, u, model_errors)
-    ref = propagate(compiled.stack, facts.magnitudes, facts.integers, xb, xi, max_len, 2.0**-53,
-                    lambda i, st, ctx: rounding(st, ctx))
+    model = propagate(compiled.stack, facts, xb, xi, xe, max_len, u, model_errors)
+    ref = propagate(compiled.stack, facts, xb, xi, xe64, max_len, 2.0**-53, lambda i, st, ctx: rounding(st, ctx))
     cert = compiled.certificate
     certified = f"{dtype_name} arithmetic certified exact ({cert})" if cert.exact_in(dtype) else ""
     outputs = {}
+    reads = dict([("output", compiled.stack.output), *compiled.stack.probes])
     for name in names:
         bound = 0.0 if certified else float(model.bounds[name].max(initial=0.0))
         outputs[name] = OutputPromise(CLASSES[model.exactness[name]], _clean(bound),
-                                      _clean(REFERENCE_FACTOR * float(ref.bounds[name].max(initial=0.0))))
+                                      _clean(REFERENCE_FACTOR * float(ref.bounds[name].max(initial=0.0))),
+                                      _integer_read(compiled.stack, reads[name], facts))
     note = backend.summary
     return Promise(backend.name, dtype_name, max_len, outputs, backend.conditions(dtype), certified, note)
+
+
+def _integer_read(stack, read, facts) -> bool:
+    """Whether a read-out is integer-valued: integer coefficients over values range analysis proves integer."""
+    if read.W.rat.den != 1 or read.b.rat.den != 1:
+        return False
+    layout = stack.stages[-1].out if stack.stages else stack.input_layout
+    ints = np.zeros(layout.width, dtype=bool)
+    for seg in layout.segments:
+        ints[seg.start:seg.start + seg.dim] = facts.integers(seg.node)
+    return bool(np.all(ints[np.flatnonzero((read.W.f64 != 0).any(axis=0))]))
 
 
 def _clean(x: float) -> float:

@@ -14,8 +14,11 @@ construction relies on, the scan implementation). Each output (the program's out
 - ``abs_bound``: a proven bound on |model - program| (exact real semantics) over every input of the declared
   domain and every length up to ``max_len``, in this dtype: each construction's local error (rounding
   included) propagated through the later stages (`lsrl.guarantee.propagate`);
-- ``reference_bound``: the same analysis for the float64 reference interpreter, which `lsrl verify` compares
-  against, so a model passes when |model - reference| <= abs_bound + reference_bound.
+- ``reference_bound``: the allowance for the float64 reference interpreter, which `lsrl verify` compares
+  against (4x the same analysis of the stack in float64: the interpreter evaluates the unfused graph, whose
+  chained linear maps round more often), so a model passes when |model - reference| <= the sum of both;
+- ``integer``: range analysis proves the output integer-valued; a bound below 1/2 then makes the rounded
+  model output exactly the program's ("exact after rounding").
 """
 
 from __future__ import annotations
@@ -38,14 +41,22 @@ class OutputPromise:
     exactness: str
     abs_bound: float  # |model - program| in the promise's dtype
     reference_bound: float  # |float64 interpreter - program|
+    integer: bool = False  # range analysis proves every component an integer
 
     @property
     def allowed(self) -> float:
         """What verify allows between the model and the float64 reference."""
         return self.abs_bound + self.reference_bound
 
+    @property
+    def exact_after_rounding(self) -> bool:
+        """An integer-valued output within less than 1/2: rounding the model's output gives the program's."""
+        return self.integer and self.abs_bound < 0.5
+
     def useful(self, scale: float) -> bool:
-        return self.allowed < USEFUL_REL * max(1.0, scale)
+        """Whether the bound says something worth checking: below USEFUL_REL of the value scale, or below 1/2
+        on an integer-valued output (then the rounded output is exact)."""
+        return self.allowed < USEFUL_REL * max(1.0, scale) or (self.integer and self.allowed < 0.5)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class Promise:
     def summary(self) -> str:
         o = self.output
         head = f"{o.exactness}, |error| <= {o.abs_bound:.3g} (+ {o.reference_bound:.3g} for the float64 reference)"
+        if o.exact_after_rounding:
+            head += ", exact after rounding"
         tail = [f"up to max_len {self.max_len} in {self.dtype}"]
         if self.certified:
             tail.append(self.certified)
@@ -77,7 +90,8 @@ class Promise:
     def to_json(self) -> dict:
         return {"backend": self.backend, "dtype": self.dtype, "max_len": self.max_len,
                 "outputs": {k: {"exactness": p.exactness, "abs_bound": _num(p.abs_bound),
-                                "reference_bound": _num(p.reference_bound)} for k, p in self.outputs.items()},
+                                "reference_bound": _num(p.reference_bound), "integer": p.integer}
+                            for k, p in self.outputs.items()},
                 "conditions": list(self.conditions), "certified": self.certified, "note": self.note}
 
     @staticmethod
@@ -87,7 +101,10 @@ class Promise:
         for k, p in obj["outputs"].items():
             if p["exactness"] not in CLASSES:
                 raise ValueError(f"unknown exactness class {p['exactness']!r}")
-            outs[str(k)] = OutputPromise(p["exactness"], _float(p["abs_bound"]), _float(p["reference_bound"]))
+            if not isinstance(p.get("integer", False), bool):
+                raise TypeError("integer must be a boolean")
+            outs[str(k)] = OutputPromise(p["exactness"], _float(p["abs_bound"]), _float(p["reference_bound"]),
+                                         p.get("integer", False))
         if "output" not in outs:
             raise KeyError("output")
         max_len = obj["max_len"]

@@ -21,7 +21,9 @@ Magnitudes are range analysis's bounds of the exact values plus the errors found
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -45,8 +47,12 @@ class StageErrors:
     inner: np.ndarray  # mlp: per hidden ReLU argument; gate: per product (its own rounding)
     factors: tuple[np.ndarray, np.ndarray] | None = None  # gate: errors of the computed factors (U.., V..)
     exactness: np.ndarray | None = None  # per output value: EXACT_I / FLOAT_EXACT_I / BOUNDED_I (local)
-    relu_slack: tuple[np.ndarray, np.ndarray] | None = None  # mlp: per hidden unit (margin / 2, surrogate err)
+    relu_band: tuple[np.ndarray, np.ndarray] | None = None  # mlp, per hidden unit: a ReLU surrogate's band
+    # (it is exact, in floats, for |argument| >= band) and its error inside the band
     gain: np.ndarray | float = 1.0  # gate: per product, the factor-error multiplier
+    # gate, per product: whether the first factor is a switch (else the second), and the switch factor's error
+    # below which the product is exact in it (a saturated sigmoid switch); None: no switches
+    switch: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,15 +76,21 @@ def _abs(c) -> np.ndarray:
     return np.abs(c.f64)
 
 
-def _exact_dyadic(cs, u: float) -> tuple[bool, int]:
-    """Whether every coefficient is a dyadic rational m / den with |m| < 1/u (exactly representable), and den."""
-    den = 1
-    for c in cs:
-        r = c.rat
-        if r.den & (r.den - 1) or r.max_num >= 1 / u:
-            return False, 0
-        den = max(den, r.den)
-    return True, den
+def _dyadic_rows(c, u: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a coefficient array: whether every entry is a dyadic rational m / 2^k with |m| < 1/u (so the
+    dtype holds it exactly), and the row's largest denominator 2^k."""
+    r = c.rat
+    num = r.num.reshape(r.num.shape[0], -1) if r.num.ndim > 1 else r.num.reshape(-1, 1)
+    g = np.gcd(num, r.den) if num.dtype != object else np.vectorize(math.gcd, otypes=[object])(num, r.den)
+    g = np.where(num == 0, r.den, g)
+    dens = (r.den // g).astype(object) if num.dtype == object else r.den // g
+    nums = np.abs(num // g)
+    ok, den = [], []
+    for drow, nrow in zip(dens.tolist(), nums.tolist(), strict=True):
+        d = max(drow, default=1)
+        ok.append(all(x & (x - 1) == 0 for x in drow) and max(nrow, default=0) < 1 / u)
+        den.append(float(d))
+    return np.array(ok, dtype=bool), np.array(den)
 
 
 def dot_rounding(parts, bias, u: float) -> np.ndarray:
@@ -88,15 +100,23 @@ def dot_rounding(parts, bias, u: float) -> np.ndarray:
     a multiple of 1/den at most 1/u of them (as for the certificate, per row)."""
     total = _abs(bias) if bias is not None else 0.0
     nnz = (_abs(bias) > 0).astype(int) if bias is not None else 0
-    exact, den = _exact_dyadic([M for M, _, _ in parts] + ([bias] if bias is not None else []), u)
-    rows_ok = np.full(parts[0][0].shape[0], exact)
+    rows_ok, den = _dyadic_rows(bias, u) if bias is not None else (True, 1.0)
     for M, x, ints in parts:
         A = _abs(M)
         total = total + A @ x
         nnz = nnz + (A > 0).sum(axis=1)
-        rows_ok &= ~((A > 0) & ~ints[None, :]).any(axis=1)
+        ok, d = _dyadic_rows(M, u)
+        rows_ok = rows_ok & ok & ~((A > 0) & ~ints[None, :]).any(axis=1)
+        den = np.maximum(den, d)
     rows_ok &= total * den <= 1 / u
-    return np.where(rows_ok, 0.0, gamma_rows(2 * nnz + 3, u) * total)
+    copy = nnz == 1  # one term times a power of two (a copy, a sign, a scaling): no rounding at all
+    if copy.any():
+        one = np.zeros(len(copy))
+        for M, _, _ in parts:
+            A = _abs(M)
+            one += np.where(A > 0, A, 0).sum(axis=1) * (np.log2(np.where(A > 0, A, 1)) % 1 == 0).all(axis=1)
+        copy &= one > 0
+    return np.where(rows_ok | copy, 0.0, gamma_rows(2 * nnz + 3, u) * total)
 
 
 def gamma_rows(n: np.ndarray, u: float) -> np.ndarray:
@@ -158,55 +178,241 @@ class OutputErrors:
     exactness: dict[str, int]  # worst class index any component depends on
 
 
-def propagate(stack: Stack, magnitudes, integers, x_bound: np.ndarray, x_integer: bool, max_len: int, u: float,
+@dataclass
+class _Group:
+    """ReLU units of one MLP stage whose arguments are w_k = lam_k t + b_k for one scalar t (parallel rows of
+    E). At an exact t, unit k is off (w_k <= -width_k: exactly 0 after perturbation), on (w_k >= width_k: its
+    error is lam_k dt + rho_k) or in its hull band (|w_k| < width_k: any error up to |lam_k| e_t + r_k + its
+    surrogate's), width_k = |lam_k| e_t + r_k + band_k. Reading several members in one linear combination
+    then keeps the cancellation of on units (a step relu(k t + 1) - relu(k t) is flat off its kinks)."""
+
+    e_t: float  # bound of |dt|
+    lam: list[Fraction]
+    bias: list[Fraction]
+    r: np.ndarray  # per member: its argument's own rounding
+    band: np.ndarray  # per member: surrogate band (0 for an exact ReLU)
+    surr: np.ndarray  # per member: surrogate error inside the band
+    tvals: list[Fraction] | None  # the exact values of t, up to t_rad (None: only the interval)
+    t_rad: float = 0.0
+    t_lo: float = -math.inf
+    t_hi: float = math.inf
+
+    def patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The (on, hull, near) masks over members that the exact values of t can produce; `near`: in the hull
+        band at a nonzero exact argument, where a surrogate's own error adds (at an exact 0 it does not: the
+        surrogate's output lies between 0 and its argument)."""
+        lam = np.array([float(v) for v in self.lam])
+        width = np.abs(lam) * self.e_t + self.r + self.band
+        if self.tvals is None:  # an interval: members whose kink may be near t are hull, the rest one side
+            kinks = np.array([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)])
+            reach = width / np.abs(lam)
+            hull = (kinks >= self.t_lo - reach) & (kinks <= self.t_hi + reach)
+            side = np.where(lam > 0, self.t_lo > kinks, self.t_hi < kinks)
+            return [(side & ~hull, hull, hull)]
+        seen, out = set(), []
+        slack = np.abs(lam) * self.t_rad
+        for t in self.tvals:
+            w = np.array([float(a * t + b) for a, b in zip(self.lam, self.bias, strict=True)])
+            hull = np.abs(w) <= width + slack
+            on = (w > 0) & ~hull
+            near = hull & (np.abs(w) > 0 if self.t_rad == 0 else True)
+            key = (on.tobytes(), hull.tobytes(), near.tobytes())
+            if key not in seen:
+                seen.add(key)
+                out.append((on, hull, near))
+        return out
+
+    def errors(self, mem: list[int], on, hull, near) -> tuple[np.ndarray, np.ndarray]:
+        """For members `mem` in one pattern: (|lam| of the on ones, each one's error apart from lam dt)."""
+        lam = np.abs(np.array([float(self.lam[m]) for m in mem]))
+        own = (np.where(on | hull, self.r[mem], 0.0) + np.where(hull, lam * self.e_t, 0.0)
+               + np.where(near, self.surr[mem], 0.0))
+        return lam, own
+
+    def member_bound(self) -> np.ndarray:
+        """Each member's error bound on its own (when read without the others)."""
+        mem = list(range(len(self.lam)))
+        lam = np.abs(np.array([float(v) for v in self.lam]))
+        out = np.zeros(len(mem))
+        for on, hull, near in self.patterns():
+            _, own = self.errors(mem, on, hull, near)
+            out = np.maximum(out, own + np.where(on, lam * self.e_t, 0.0))
+        return out
+
+
+class _Hidden(dict):
+    """The groups of an MLP stage's hidden units (a dict; its own type marks an inner vector)."""
+
+    hid = True
+
+
+class _Errors:
+    """Error bounds of one vector's values: `err` per value, and for values that are ReLU units of a group
+    (or copies of them) the group and member index, so readers can use the group's joint patterns."""
+
+    def __init__(self, err: np.ndarray, tags: list[tuple[int, int] | None] | None = None, groups=None):
+        self.err = err
+        self.tags = tags if tags is not None else [None] * len(err)
+        self.groups: dict[int, _Group] = groups or {}
+
+    def read(self, M: np.ndarray) -> np.ndarray:
+        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors."""
+        if not M.size:
+            return np.zeros(M.shape[0])
+        plain = np.array([t is None for t in self.tags], dtype=bool)
+        out = np.abs(M[:, plain]) @ self.err[plain]
+        by_group: dict[int, list[tuple[int, int]]] = {}
+        for col, t in enumerate(self.tags):
+            if t is not None and M[:, col].any():
+                by_group.setdefault(t[0], []).append((col, t[1]))
+        for gid, cols in by_group.items():
+            g = self.groups[gid]
+            idx = [c for c, _ in cols]
+            mem = [m for _, m in cols]
+            coef = M[:, idx]
+            lam = np.array([float(g.lam[m]) for m in mem])
+            worst = np.zeros(M.shape[0])
+            for on, hull, near in g.patterns():
+                on_m = on[mem]
+                _, own = g.errors(mem, on_m, hull[mem], near[mem])
+                e = np.abs(coef[:, on_m] @ lam[on_m]) * g.e_t + np.abs(coef) @ own
+                worst = np.maximum(worst, e)
+            out = out + worst
+        return out
+
+    def copy_rows(self, M: np.ndarray, bias: np.ndarray | None) -> list[int | None]:
+        """Per row of M: the column it copies (a single coefficient 1, no bias), else None."""
+        out = []
+        for r in range(M.shape[0]):
+            nz = np.flatnonzero(M[r])
+            ok = len(nz) == 1 and M[r, nz[0]] == 1 and (bias is None or bias[r] == 0)
+            out.append(int(nz[0]) if ok else None)
+        return out
+
+
+def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
+    """Group the stage's hidden ReLUs by their argument direction; returns (groups, member of each hidden)."""
+    graph = facts.ranges.graph
+    E, e = st.E.rat.to_fractions(), st.e.rat.to_fractions()
+    Ef = st.E.f64
+    band, surr = se.relu_band if se.relu_band is not None else (np.zeros(len(e)), np.zeros(len(e)))
+    owner = {}
+    for r, k in zip(*np.nonzero(st.D.f64), strict=True):
+        seg = next(s for s in st.out.segments if s.start <= r < s.start + s.dim)
+        owner[int(k)] = (seg.node, int(r) - seg.start)
+    keys: dict[tuple, list[int]] = {}
+    lam = []
+    for k in range(len(e)):
+        nz = np.flatnonzero(E[k] != 0)
+        lead = E[k, nz[0]] if len(nz) else Fraction(1)
+        lam.append(Fraction(lead))
+        keys.setdefault(tuple((int(j), Fraction(E[k, j]) / lead) for j in nz), []).append(k)
+    groups, member = {}, {}
+    for n, ks in enumerate(keys.values()):
+        k0 = ks[0]
+        canon = Ef[k0:k0 + 1] / float(lam[k0])
+        e_t = float(e_in.read(canon)[0])
+        relu, comp = owner[k0]
+        arg = graph[relu].args[0]
+        balls = facts.balls(arg, comp, limit=256)
+        to_t = [lambda w, k=k: (w - Fraction(e[k])) / lam[k] for k in ks]
+        if balls is not None:
+            tvals = sorted({to_t[0](v) for v in balls[0]})
+        elif (lat := facts.lattice(arg, comp)) is not None:  # the lattice points next to every member's kink
+            off, step, wlo, whi = lat
+            near = {wlo, whi}
+            for k in ks:
+                kink = lam[k0] * (-Fraction(e[k]) / lam[k]) + Fraction(e[k0])  # member k's kink, in arg-0 units
+                j = math.floor((kink - off) / step)
+                near.update(w for w in (off + j * step, off + (j + 1) * step) if wlo <= w <= whi)
+            tvals = sorted({to_t[0](w) for w in near})
+        else:
+            tvals = None
+        t_rad = 0.0 if balls is None else float(balls[1] / abs(lam[k0]))
+        lo, hi = facts.lo(arg)[comp], facts.hi(arg)[comp]
+        t_lo, t_hi = sorted(((lo - float(e[k0])) / float(lam[k0]), (hi - float(e[k0])) / float(lam[k0])))
+        groups[gid0 + n] = _Group(e_t, [lam[k] for k in ks], [Fraction(e[k]) for k in ks], se.inner[ks],
+                                  band[ks], surr[ks], tvals, t_rad, t_lo, t_hi)
+        for m, k in enumerate(ks):
+            member[k] = (gid0 + n, m)
+    return groups, member
+
+
+def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact: bool, max_len: int, u: float,
               stage_errors) -> OutputErrors:
-    """Errors of every read-out, given range facts (`magnitudes(node)`, `integers(node)`: per component) and
-    `stage_errors(i, stage, ctx) -> StageErrors` (the backend's)."""
+    """Errors of every read-out, given range facts (lsrl.guarantee.facts.Facts) and the backend's
+    `stage_errors(i, stage, ctx) -> StageErrors`. `x_exact`: every input value is exactly representable (else
+    the input itself is rounded to the dtype)."""
     mag = np.minimum(np.asarray(x_bound, dtype=float), BIG)
     ints = np.full(stack.input_dim, x_integer)
-    err = np.zeros(stack.input_dim)
+    errs = _Errors(np.zeros(stack.input_dim) if x_exact else u * mag)
     cls = np.zeros(stack.input_dim, dtype=int)
     for i, st in enumerate(stack.stages):
-        out_mag = np.minimum(layout_bounds(st.out, magnitudes), BIG)
-        out_int = layout_bounds(st.out, integers).astype(bool)
+        out_mag = np.minimum(layout_bounds(st.out, facts.magnitudes), BIG)
+        out_int = layout_bounds(st.out, facts.integers).astype(bool)
+        err = errs.err
         h, ints = mag + err, ints & (err == 0)  # a value is an exact integer in floats only without error
         se = stage_errors(i, st, Context(u, h, out_mag, ints, out_int))
         loc_cls = np.zeros(len(out_mag), dtype=int) if se.exactness is None else se.exactness
+        tags: list = [None] * len(out_mag)
+        groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
-            d = _abs(st.B) @ err + se.out
-            new = S @ d
+            drive = errs.read(st.B.f64)
+            new = S @ (drive + se.out)
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
                 out_int = out_int & (new == 0)
                 se = stage_errors(i, st, Context(u, h, out_mag + new, ints, out_int))
-                new = S @ (_abs(st.B) @ err + se.out)
+                new = S @ (drive + se.out)
+            copies = errs.copy_rows(np.hstack([st.A.f64, st.B.f64]), st.bias.f64)
+            n_own = st.A.shape[1]
+            tags = [errs.tags[c - n_own] if c is not None and c >= n_own else None for c in copies]
             new_cls = np.maximum(loc_cls, _dep(_abs(st.B), cls))
             new_cls = np.maximum(new_cls, _dep(S, new_cls))
         elif st.kind == "mlp":
-            hid = _abs(st.E) @ err + se.inner
+            grp, member = _mlp_groups(st, facts, se, errs, 1 + max(groups, default=0))
+            groups.update(grp)
+            hid_err = np.zeros(st.E.shape[0])
+            for k, (gid, m) in member.items():
+                hid_err[k] = groups[gid].member_bound()[m]
+            hid = _Errors(hid_err, [member[k] for k in range(len(hid_err))], _Hidden(groups))
+            new = errs.read(st.C.f64) + hid.read(st.D.f64) + se.out
             hid_cls = _dep(_abs(st.E), cls)
-            if se.relu_slack is not None:
-                half_margin, surrogate = se.relu_slack
-                past = hid >= half_margin
-                hid = hid + np.where(past, surrogate, 0.0)
-                hid_cls = np.maximum(hid_cls, np.where(past & (surrogate > 0), BOUNDED_I, 0))
-            new = _abs(st.C) @ err + _abs(st.D) @ hid + se.out
+            if se.relu_band is not None:  # a surrogate inside its band is bounded, not exact
+                for k, (gid, m) in member.items():
+                    if any(near[m] for _, _, near in groups[gid].patterns()) and se.relu_band[1][k] > 0:
+                        hid_cls[k] = max(hid_cls[k], BOUNDED_I)
+            copy_c = errs.copy_rows(np.hstack([st.C.f64, st.D.f64]), st.c.f64)
+            n_in = st.C.shape[1]
+            tags = [None if c is None else (errs.tags[c] if c < n_in else member[c - n_in]) for c in copy_c]
             new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.C), cls), _dep(_abs(st.D), hid_cls)])
         else:
             mu, mv = _abs(st.U) @ h + _abs(st.u), _abs(st.V) @ h + _abs(st.v)
-            eu, ev = _abs(st.U) @ err, _abs(st.V) @ err
+            eu, ev = errs.read(st.U.f64), errs.read(st.V.f64)
             if se.factors is not None:
                 eu, ev = eu + se.factors[0], ev + se.factors[1]
             prod = se.gain * (eu * mv + mu * ev) + eu * ev + se.inner
+            if se.switch is not None:  # a switch still saturated: only the other factor's error counts
+                on_u, below = se.switch
+                e_sw, e_val, m_sw = np.where(on_u, eu, ev), np.where(on_u, ev, eu), np.where(on_u, mu, mv)
+                prod = np.where(e_sw < below, m_sw * e_val + se.inner, prod)
             prod_cls = np.maximum(_dep(_abs(st.U), cls), _dep(_abs(st.V), cls))
-            new = _abs(st.P) @ err + _abs(st.Q) @ prod + se.out
+            new = errs.read(st.P.f64) + _abs(st.Q) @ prod + se.out
+            copies = errs.copy_rows(np.hstack([st.P.f64, st.Q.f64]), None)
+            tags = [errs.tags[c] if c is not None and c < st.P.shape[1] else None for c in copies]
             new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.P), cls), _dep(_abs(st.Q), prod_cls)])
-        mag, err, cls, ints = out_mag, new, new_cls, out_int
+        for r, t in enumerate(tags):
+            if t is not None:  # a copy: the member's own bound (the read above may be larger: no group there)
+                new[r] = groups[t[0]].member_bound()[t[1]] + se.out[r]
+                if se.out[r]:
+                    tags[r] = None
+        mag, cls, ints = out_mag, new_cls, out_int
+        live = {t[0] for t in tags if t is not None}
+        errs = _Errors(new, tags, {g: groups[g] for g in live})
     bounds, classes = {}, {}
     for name, r in [("output", stack.output), *stack.probes]:
-        W = _abs(r.W)
-        bounds[name] = W @ err + dot_rounding([(r.W, mag + err, ints & (err == 0))], r.b, u)
-        classes[name] = int(_dep(W, cls).max(initial=0))
+        bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
+        classes[name] = int(_dep(_abs(r.W), cls).max(initial=0))
     return OutputErrors(bounds, classes)
 
 

@@ -1,26 +1,43 @@
 """Checkpoints: a compiled model as a directory of plain, reproducible files, and loading it back.
 
+This is checkpoint format version 2 (``format_version`` 2 in config.json and manifest.json, and
+``lsrl_format_version`` "2" in the safetensors metadata). Version 1 checkpoints stored placements as encoding
+strings (``linear``/``relu``/``pair``/``gate``) and a scalar promise (``rel_tol``); they are refused (E0804)
+and must be recompiled with this lsrl (``lsrl compile FILE --backend B -o DIR``).
+
 A checkpoint directory holds three files:
 
 ``model.safetensors``
     The module's ``state_dict`` (contiguous tensors in the compiled dtype, parameter names exactly as the
-    backend's module has them, e.g. ``stages.0.A`` or ``rnns.1.weight_hh_l0``). The safetensors metadata is
-    ``{"format": "pt", "lsrl_format": "lsrl-checkpoint", "lsrl_format_version": "1", "lsrl_version": ...,
+    backend's module has them: ``{prefix}.{i}.<param>`` for layer i, where ``prefix`` is the backend's
+    layer attribute (``lsrl.backends.BACKENDS[name].prefix``: ``stages`` for lrnn, ``rnns`` for rnn,
+    ``grus`` for gru, ``lstms`` for lstm), e.g. ``stages.0.A`` or ``grus.1.weight_hh_l0``; then
+    ``readout.weight``/``readout.bias`` and ``probe_heads.{k}.*``). The safetensors metadata is
+    ``{"format": "pt", "lsrl_format": "lsrl-checkpoint", "lsrl_format_version": "2", "lsrl_version": ...,
     "backend": ..., "dtype": ...}``; the header is written with sorted keys so the bytes are reproducible.
 
 ``config.json``
     Everything needed to rebuild and check the module: ``format``/``format_version``, ``lsrl_version``,
     ``backend``, ``module_config`` (the backend's ``Emitted.config``; ``get_backend(backend).build_module``
-    rebuilds the module from it), ``dtype``, ``tensors`` (name -> shape), ``compile_options``, ``program``
+    rebuilds the module from it; for rnn/gru/lstm it holds ``inputs``, ``hiddens``, ``readout_in``,
+    ``output_dim`` and ``probes``, enough to rebuild the model from vanilla ``torch.nn.RNN``/``GRU``/``LSTM``
+    and ``torch.nn.Linear`` layers), ``dtype``, ``tensors`` (name -> shape), ``compile_options`` (as given:
+    its ``max_len`` may be null, meaning the default), ``max_len`` (the effective one:
+    ``compiled.options.length_limit``, which every constant and the promise are made for), ``program``
     (``file`` = basename of the source, ``source_sha256``, ``params`` with exact rationals as "p/q" strings
     and floats as JSON numbers, ``input`` = name, dim, domain), ``weights`` (``file``, ``sha256``) and
-    ``promise`` (what the backend guarantees for this dtype: ``exact_in_reals``, ``rel_tol``, ``note``;
-    ``lsrl verify --checkpoint`` checks against it).
+    ``promise``: what the backend guarantees for the saved dtype, ``Promise.to_json()``
+    (``lsrl.guarantee.promise``): ``{"backend", "dtype", "max_len", "outputs": {name: {"exactness",
+    "abs_bound", "reference_bound"}}, "conditions", "certified", "note"}`` with one output entry for
+    ``output`` and one per probe; ``lsrl verify --checkpoint`` checks against it (`recorded_promise`).
 
 ``manifest.json``
-    Where every program value lives in the model. ``layers`` lists the activation vectors in order: the
-    pseudo-layer ``input`` (the raw input x) and each module layer by its parameter prefix (``stages.i`` for
-    lrnn: the output of ``module.stages[i]``; ``rnns.i`` for rnn: the output sequence of ``module.rnns[i]``).
+    Where every program value lives in the model. ``layers`` lists the activation vectors in order, each
+    ``{"name", "kind", "width"}``: the pseudo-layer ``input`` (the raw input x) and each module layer by its
+    parameter prefix ``{prefix}.{i}``: for lrnn the output of ``module.stages[i]`` (the lowered stack's
+    stage i, ``width`` = the stage's output width); for the other backends the output sequence of the torch
+    layer ``getattr(module, prefix)[i]`` (``output[0]`` of an ``nn.RNN``/``GRU``/``LSTM``; ``width`` = its
+    hidden size, ``module_config["hiddens"][i]``); ``kind`` is the stack stage's kind (state/mlp/gate).
     ``variables`` maps each program variable name (IR node label) to a *list* of entries (one name can bind
     several nodes, e.g. a function local bound on every call; in node order). ``probes`` maps each probe to
     ``{"head", "dim", "value": entry}`` and ``output`` is ``{"head": "readout", "dim", "value": entry}``.
@@ -28,18 +45,33 @@ A checkpoint directory holds three files:
 
         {"node", "label", "op", "dim", "span": {file, line, col, end_line, end_col} | null,
          "materialized": bool,
-         "placements": [{"layer", "start", "stop", "encoding"}, ...],   # materialized values only
+         "placements": [{"layer", "start", "stop", "decode", "offset", "weight"}, ...],  # materialized only
          "depends_on": [{"node", "label"}, ...],                         # views only: their operands
          "readout": {"layer", "start", "stop", "weight", "bias"} | null}
 
-    ``readout`` is the value as a linear function of one layer's units:
-    ``value_t = weight @ units_t[start:stop] + bias`` (float64 of the exact coefficients). For a
-    materialized value it decodes its earliest placement (encodings: ``linear``/``relu``: the units are the
-    value; ``pair``/``gate``: unit pairs (2k, 2k+1) hold (+, -) so ``v_k = u[2k] - u[2k+1]``). A value that is
-    not materialized (a linear view fused into its readers, e.g. ``let d = a - b``) is read out through its
-    linear form over materialized values (``lsrl.lowering.forms``) at the earliest layer holding all of
-    them; if no single layer holds them all, ``readout`` is null and ``depends_on`` names them. A constant
-    has ``layer`` null and an empty unit range.
+    A placement says the value is an affine function of units ``[start, stop)`` of layer ``layer``:
+    ``value_t = decode @ units_t[start:stop] + offset``, exactly. ``decode`` (dim x (stop - start)) and
+    ``offset`` (dim) are exact rationals as strings ("p/q", or "p" when integral): a backend's encodings are
+    just matrices (lrnn: the identity; rnn: (+, -) unit pairs decode as rows (.., 1, -1, ..); gru/lstm:
+    scaled units, e.g. 2^30, and GRU switch pairs as (+c, -c)). ``weight`` is ``decode`` in float64 (each
+    entry correctly rounded). Every copy of a materialized value is listed, earliest layer first; the
+    input node has the single placement ``input`` [0, input dim) with the identity decode.
+
+    ``readout`` is the value as one linear function of one layer's units:
+    ``value_t = weight @ units_t[start:stop] + bias`` (float64 of exact coefficients). The value's linear
+    form over materialized values (``lsrl.lowering.forms``: ``sum_m M_m @ value(m) + b``; a materialized
+    value is its own identity form) is composed with each operand's placement in the earliest layer that
+    holds all of them: ``weight = sum_m M_m @ decode_m`` (over the operands' unit ranges),
+    ``bias = b + sum_m M_m @ offset_m``. A value that is not materialized (a linear view fused into its
+    readers, e.g. ``let d = a - b``) is read out that way too; if no single layer holds all its operands,
+    ``readout`` is null and ``depends_on`` names them. A constant has ``layer`` null and an empty unit range.
+
+    Node ids: ``node`` (and ``depends_on``) are ids of the *optimised* graph the model was built from
+    (``compiled.graph``), not of ``program.graph``, whose ids ``lsrl.interpret(program.graph, x,
+    trace=True).values`` reports (they coincide only when compiled with ``optimize=False``). To compare a
+    manifest entry with the interpreter's trace, match nodes by ``label`` and ``span``: `match_trace`
+    returns {manifest node id: program node id} for every node whose (label, span, dim) identifies exactly
+    one node on both sides.
 
 All JSON is written with sorted keys and a 2-space indent (except inside ``module_config``, which keeps the
 backend's key order because the order of e.g. its ``probes`` is the order of the probe heads), with no
@@ -52,7 +84,8 @@ Error codes (all raised as ``LsrlError``):
 - E0802  a checkpoint file is missing (config.json, model.safetensors or manifest.json)
 - E0803  malformed checkpoint JSON (not JSON, or missing/ill-typed fields), or a module config the backend
          cannot build
-- E0804  unsupported checkpoint format/format_version, or a malformed lsrl version string
+- E0804  unsupported checkpoint format/format_version (a version 1 checkpoint: recompile it), or a malformed
+         lsrl version string
 - E0805  unknown backend
 - E0806  model.safetensors does not match the sha256 recorded in config.json (tampered or corrupted)
 - E0807  a tensor's shape differs from config.json (or from the module the config describes)
@@ -82,7 +115,7 @@ from lsrl.ir.rational import RatArray
 
 FORMAT = "lsrl-checkpoint"
 MANIFEST_FORMAT = "lsrl-manifest"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -107,8 +140,10 @@ __all__ = [
     "load",
     "load_config",
     "load_manifest",
+    "match_trace",
     "program_record",
     "recorded_params",
+    "recorded_promise",
     "save_checkpoint",
 ]
 
@@ -159,6 +194,16 @@ def _scalar(v) -> object:
     if hasattr(v, "arr"):  # a frontend Const
         return _scalar(v.arr)
     return str(v)
+
+
+def _rational(num, den: int) -> str:
+    """One exact rational num/den as a reduced "p/q" string ("p" when integral)."""
+    return _scalar(Fraction(int(num), int(den)))
+
+
+def _exact(arr: RatArray) -> list:
+    """An exact rational array as (nested) lists of "p/q" strings ("p" when integral)."""
+    return np.frompyfunc(lambda n: _rational(n, arr.den), 1, 1)(np.asarray(arr.num, dtype=object)).tolist()
 
 
 def _plain(obj):
@@ -302,6 +347,7 @@ def save_checkpoint(compiled, directory) -> Path:
         "dtype": dtype,
         "tensors": {k: list(t.shape) for k, t in tensors.items()},
         "compile_options": _plain(dataclasses.asdict(compiled.options)),
+        "max_len": compiled.options.length_limit,
         "program": program_record(prog),
         "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(weights).hexdigest()},
         "promise": _promise(compiled, dtype),
@@ -333,88 +379,86 @@ def _layer_index(name: str) -> tuple[int, str]:
 
 
 def _layers(compiled) -> list[dict]:
-    cfg = compiled.emitted.config
+    """The manifest's layers: the input, then each module layer `{prefix}.{i}` (one per stack stage)."""
+    from lsrl.backends import get_backend
+
+    backend = get_backend(compiled.options.backend)
+    stages = compiled.stack.stages
+    if backend.name == "lrnn":  # the module is the lowered stack itself: layer i outputs stage i's values
+        widths = [st.out.width for st in stages]
+    else:  # one torch layer per stage, whose hidden size the module config records
+        widths = [int(h) for h in compiled.emitted.config["hiddens"]]
     out = [{"name": "input", "kind": "input", "width": compiled.graph.input_dim}]
-    if "stages" in cfg:  # lrnn: stage outputs
-        for i, st in enumerate(compiled.stack.stages):
-            out.append({"name": f"stages.{i}", "kind": st.kind, "width": st.out.width})
-    elif "hiddens" in cfg:  # rnn: one nn.RNN per stage
-        for i, (h, st) in enumerate(zip(cfg["hiddens"], compiled.stack.stages, strict=True)):
-            out.append({"name": f"rnns.{i}", "kind": st.kind, "width": int(h)})
-    else:
-        names = sorted({p.layer for p in compiled.emitted.placements}, key=_layer_index)
-        out += [{"name": n, "kind": None, "width": None} for n in names]
+    for i, (st, width) in enumerate(zip(stages, widths, strict=True)):
+        out.append({"name": f"{backend.prefix}.{i}", "kind": st.kind, "width": width})
     return out
 
 
-def _decode(encoding: str, dim: int, width: int) -> np.ndarray | None:
-    """(dim x width) matrix taking a placement's units to the value, or None if the encoding is unknown."""
-    dec = np.zeros((dim, width), dtype=np.int64)
-    if encoding in ("linear", "relu") and width == dim:
-        dec[np.arange(dim), np.arange(dim)] = 1
-    elif encoding in ("pair", "gate") and width == 2 * dim:
-        dec[np.arange(dim), 2 * np.arange(dim)] = 1
-        dec[np.arange(dim), 2 * np.arange(dim) + 1] = -1
-    else:
-        return None
-    return dec.astype(object)
+def _placement(p) -> dict:
+    return {
+        "layer": p.layer,
+        "start": p.start,
+        "stop": p.stop,
+        "decode": _exact(p.decode),
+        "offset": _exact(p.offset),
+        "weight": [[_num(v) for v in row] for row in p.decode.to_float()],
+    }
 
 
-def _readout(form, dim: int, places: dict[int, dict[str, tuple[int, int, str]]], order: list[str]):
-    """The value's linear read-out from the earliest layer holding all its operands, or None."""
-    bias = [_num(v) for v in form.bias.data]
+def _readout(form, dim: int, places: dict[int, dict[str, object]], order: list[str]):
+    """The value's linear read-out from the earliest layer holding all its operands, or None: its linear form
+    composed with the operands' placements there (weight = sum M_m @ decode_m, bias = b + sum M_m @ offset_m)."""
+    bias = RatArray.of(form.bias).to_fractions()
     if not form.terms:
-        return {"layer": None, "start": 0, "stop": 0, "weight": [[] for _ in range(dim)], "bias": bias}
+        return {"layer": None, "start": 0, "stop": 0, "weight": [[] for _ in range(dim)],
+                "bias": [_num(v) for v in bias]}
     for layer in order:
         spots = [places.get(m, {}).get(layer) for m in form.deps]
         if any(s is None for s in spots):
             continue
-        start, stop = min(s[0] for s in spots), max(s[1] for s in spots)
+        start, stop = min(s.start for s in spots), max(s.stop for s in spots)
         w = np.full((dim, stop - start), Fraction(0), dtype=object)
-        ok = True
-        for (_, mat), (a, b, enc) in zip(form.terms, spots, strict=True):
-            dec = _decode(enc, mat.shape[1], b - a)
-            if dec is None:
-                ok = False
-                break
-            w[:, a - start : b - start] += (RatArray.of(mat) @ RatArray.of(dec)).to_fractions()
-        if ok:
-            return {
-                "layer": layer,
-                "start": start,
-                "stop": stop,
-                "weight": [[_num(v) for v in row] for row in w],
-                "bias": bias,
-            }
+        b = bias.copy()
+        for (_, mat), p in zip(form.terms, spots, strict=True):
+            m = RatArray.of(mat)
+            w[:, p.start - start : p.stop - start] += (m @ p.decode).to_fractions()
+            b += (m @ p.offset).to_fractions()
+        return {
+            "layer": layer,
+            "start": start,
+            "stop": stop,
+            "weight": [[_num(v) for v in row] for row in w],
+            "bias": [_num(v) for v in b],
+        }
     return None
 
 
 def build_manifest(compiled) -> dict:
     """The manifest dict (see the module docstring) of a compiled program."""
+    from lsrl.backends import Placement
     from lsrl.lowering.forms import MATERIAL, forms
 
     graph = compiled.graph
     fs = forms(graph)
     layers = _layers(compiled)
     order = [la["name"] for la in layers]
-    places: dict[int, dict[str, tuple[int, int, str]]] = {
-        graph.input: {"input": (0, graph.input_dim, "linear")}
-    }
-    listed: dict[int, list[dict]] = {}
-    for p in compiled.emitted.placements:
-        places.setdefault(p.node, {}).setdefault(p.layer, (p.start, p.stop, p.encoding))
-        listed.setdefault(p.node, []).append(
-            {"layer": p.layer, "start": p.start, "stop": p.stop, "encoding": p.encoding}
-        )
-    listed[graph.input] = [{"layer": "input", "start": 0, "stop": graph.input_dim, "encoding": "linear"}]
-    extra = [la for la in {p.layer for p in compiled.emitted.placements} if la not in order]
+    d_in = graph.input_dim
+    given = [Placement(graph.input, "input", 0, d_in, RatArray.eye(d_in), RatArray.zeros(d_in))]
+    given += compiled.emitted.placements
+    extra = [la for la in {p.layer for p in given} if la not in order]
     order += sorted(extra, key=_layer_index)
     rank = {name: i for i, name in enumerate(order)}
+    places: dict[int, dict[str, Placement]] = {}  # node -> layer -> its first placement there
+    listed: dict[int, list[Placement]] = {}
+    for p in given:
+        places.setdefault(p.node, {}).setdefault(p.layer, p)
+        listed.setdefault(p.node, []).append(p)
 
     def entry(node_id: int) -> dict:
         n = graph[node_id]
         material = isinstance(n.op, MATERIAL)
         form = fs[node_id]
+        mine = sorted(listed.get(n.id, []), key=lambda p: (rank[p.layer], p.start))
         return {
             "node": n.id,
             "label": n.label,
@@ -422,7 +466,7 @@ def build_manifest(compiled) -> dict:
             "dim": n.dim,
             "span": _span(n.span),
             "materialized": material,
-            "placements": sorted(listed.get(n.id, []), key=lambda p: (rank[p["layer"]], p["start"])),
+            "placements": [_placement(p) for p in mine],
             "depends_on": [] if material else [{"node": m, "label": graph[m].label} for m in form.deps],
             "readout": _readout(form, n.dim, places, order),
         }
@@ -443,6 +487,46 @@ def build_manifest(compiled) -> dict:
             name: {"head": heads[name], "dim": graph[i].dim, "value": entry(i)} for name, i in graph.probes
         },
         "output": {"head": "readout", "dim": graph.output_dim, "value": entry(graph.output)},
+    }
+
+
+def _entries(manifest: dict) -> list[dict]:
+    """Every entry of a manifest: the variables', the probes' values and the output's value."""
+    out = [e for es in manifest.get("variables", {}).values() for e in es]
+    out += [p["value"] for p in manifest.get("probes", {}).values()]
+    if "output" in manifest:
+        out.append(manifest["output"]["value"])
+    return out
+
+
+def match_trace(manifest: dict, program_graph) -> dict[int, int]:
+    """{manifest node id: `program_graph` node id} for the manifest's nodes that can be found in the program's
+    own (unoptimised) graph, whose ids `lsrl.interpret(program_graph, x, trace=True).values` reports.
+
+    Manifest node ids are ids of the optimised graph (`compiled.graph`), which the optimiser renumbers, so
+    nodes are matched by what survives optimisation: the ``label`` and the source ``span`` (file basename,
+    line, col, end_line, end_col), with equal ``dim`` as a check. Only unique matches count: a (label, span,
+    dim) key that more than one node has on either side (e.g. a function local, bound at the same span on
+    every call) is left out, and so are unlabelled nodes and nodes without a span. For a traced run,
+    ``trace.values[match[e["node"]]]`` is then the program's value of manifest entry ``e``."""
+
+    def key(label, span, dim):
+        return (label, tuple(sorted(span.items())), dim) if label and span else None
+
+    theirs: dict[tuple, list[int]] = {}
+    for n in program_graph.nodes:
+        k = key(n.label, _span(n.span), n.dim)
+        if k is not None:
+            theirs.setdefault(k, []).append(n.id)
+    ours: dict[tuple, set[int]] = {}
+    for e in _entries(manifest):
+        k = key(e.get("label"), e.get("span"), e.get("dim"))
+        if k is not None:
+            ours.setdefault(k, set()).add(e["node"])
+    return {
+        next(iter(nodes)): theirs[k][0]
+        for k, nodes in ours.items()
+        if len(nodes) == 1 and len(theirs.get(k, ())) == 1
     }
 
 
@@ -506,6 +590,15 @@ def _check_format(obj: dict, fmt: str, file: str) -> None:
             "this is not a file written by lsrl's save_checkpoint",
         )
     version = obj.get("format_version")
+    if version == 1 and not isinstance(version, bool):
+        raise error(
+            "E0804",
+            f"{file}: checkpoint format_version 1 is no longer supported (this lsrl reads {FORMAT_VERSION}): "
+            "version 1 stored placements as encoding strings (linear/relu/pair/gate) and a scalar promise "
+            "(rel_tol); version 2 stores exact decode matrices, the max_len and a per-output promise",
+            None,
+            "recompile it with this lsrl: `lsrl compile FILE --backend BACKEND -o DIR` (or save_checkpoint)",
+        )
     if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
         raise error(
             "E0804",
