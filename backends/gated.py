@@ -98,7 +98,7 @@ class StageInfo:
     """What emission chose for a stage, for its error statement."""
 
     sharpness: list[float] = field(default_factory=list)  # mlp: per hidden ReLU
-    margins: list[float] = field(default_factory=list)  # mlp: per hidden ReLU
+    shifts: list[float] = field(default_factory=list)  # mlp: per hidden ReLU, its switch point -shift
     gains: list[float] = field(default_factory=list)  # gate: per product
     switches: list[int] = field(default_factory=list)  # gate: switch units per product
     deltas: list[float] = field(default_factory=list)  # gate: per product, delta of an approximate one (0: exact)
@@ -176,12 +176,16 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
     for k in range(n_hidden):
         _require(hb[k:k + 1], graph, owner[k], backend)
         margin = facts.relu_margin(owner[k])
-        sharp = min(Fraction(K_MAX), 2 * pow2_at_most(2 * SAT / margin)) if 0 < margin < math.inf else Fraction(K_MAX)
+        if 0 < margin < math.inf:  # switch at w = -margin/2, in the middle of the gap: every exact value saturates
+            sharp = min(Fraction(K_MAX), 2 * pow2_at_most(4 * SAT / margin))
+            shift = min(pow2_at_most(margin / 2), Fraction(SAT) / sharp * 2)
+        else:
+            sharp, shift = Fraction(K_MAX), Fraction(0)
         info.sharpness.append(float(sharp))
-        info.margins.append(margin)
+        info.shifts.append(float(shift))
         row = n_vals + k
         for r in np.flatnonzero(D[:, k] != 0):
-            _switch(layer, row, hb[k], {row: sharp}, Fraction(0), int(r), Fraction(D[r, k]))
+            _switch(layer, row, hb[k], {row: sharp}, sharp * shift, int(r), Fraction(D[r, k]))
     return layer, info
 
 
@@ -277,8 +281,9 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
     se = rounding(stage, ctx)
     cls = np.full(len(ctx.out), FLOAT_EXACT_I)
     if stage.kind == "mlp":
-        k = np.array(info.sharpness)
-        se.relu_band = (SAT / k, SURROGATE / k)
+        k, shift = np.array(info.sharpness), np.array(info.shifts)
+        # inside its band a switch at 0 is the surrogate w sigmoid(k w); one at -shift is off from w by < shift
+        se.relu_band = (SAT / k, np.where(shift > 0, shift + SAT / k, SURROGATE / k), shift)
         se.inner = se.inner + holds * np.where(se.inner > 0, 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h
                                                                          + np.abs(stage.e.f64)), 0.0)
     elif stage.kind == "gate":
@@ -393,7 +398,7 @@ class GatedBackend:
             infos.append(info)
             h = b.values
         hiddens = [int(w["weight_hh_l0"].shape[1]) for w in weights]
-        config = {"inputs": [stack.input_dim] + hiddens[:-1], "hiddens": hiddens, "readout_in": dec.shape[1],
+        config = {"inputs": ([stack.input_dim] + hiddens)[:len(hiddens)], "hiddens": hiddens, "readout_in": dec.shape[1],
                   "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
         module = self.build_module(config)
         with torch.no_grad():

@@ -180,7 +180,7 @@ class RnnBackend:
             places += placements(f"rnns.{i}", layer.decoder, st.out)
             dec = layer.decoder
         hiddens = [w_ih.shape[0] for w_ih, _, _ in weights]
-        config = {"inputs": [stack.input_dim] + hiddens[:-1], "hiddens": hiddens, "readout_in": dec.shape[1],
+        config = {"inputs": ([stack.input_dim] + hiddens)[:len(hiddens)], "hiddens": hiddens, "readout_in": dec.shape[1],
                   "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
         module = self.build_module(config)
         with torch.no_grad():

@@ -109,9 +109,11 @@ def cmd_compile(args) -> int:
     prog = _load(args)
     compiled = compile_program(prog, _options(args))
     out = save_checkpoint(compiled, args.output)
-    opts, widths = compiled.options, compiled.stack.widths()
-    print(f"compiled {args.file} -> {out} (backend {opts.backend}, {opts.dtype}): {len(compiled.stack.stages)} "
-          f"stages, widths {widths}, {compiled.parameter_count():,} parameters")
+    opts, cfg = compiled.options, compiled.emitted.config
+    widths = cfg.get("hiddens") or compiled.stack.widths()[1:]  # the model's layer widths (units, not values)
+    print(f"compiled {args.file} -> {out} (backend {opts.backend}, {opts.dtype}, max_len {opts.length_limit}): "
+          f"{len(widths)} layers, widths {list(widths)}, {compiled.parameter_count():,} parameters")
+    print(f"  promise: {compiled.promise().summary()}")
     for r in compiled.reports:
         print(f"  {r.line()}")
     return 0
@@ -158,7 +160,7 @@ def _agree_with_checkpoint(args, cfg: dict) -> None:
     """Compile flags given beside --checkpoint must match what it was compiled with."""
     recorded = cfg.get("compile_options", {})
     for flag, given, saved in (("--backend", args.backend, cfg["backend"]), ("--dtype", args.dtype, cfg["dtype"]),
-                               ("--max-len", args.max_len, recorded.get("max_len")),
+                               ("--max-len", args.max_len, cfg.get("max_len", recorded.get("max_len"))),
                                ("--no-opt", args.no_opt or None, (not recorded.get("optimize", True)) or None)):
         if given is not None and given != saved:
             raise error("E0705", f"{flag} {given} disagrees with the checkpoint, which was compiled with "
@@ -208,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def compiling(sp):
         common(sp)
-        sp.add_argument("--backend", help="target architecture: lrnn or rnn (default lrnn)")
+        sp.add_argument("--backend", help="target architecture: one of lsrl.backends.BACKENDS, e.g. lrnn, rnn, "
+                        "gru, lstm (default lrnn)")
         sp.add_argument("--max-len", type=int, default=None,
                         help="longest sequence the compiled constants must be safe for (default 4096)")
         sp.add_argument("--dtype", choices=["float32", "float64"], help="default float64")

@@ -3,7 +3,6 @@ truthful manifest (every placement's decode matrix, every read-out) on every bac
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -85,12 +84,6 @@ def _compile(src: str, name: str, backend: str = "lrnn", dtype: str = "float64",
     )
 
 
-@functools.cache
-def _tok2tok(backend: str) -> Compiled:
-    """tok2tok as `lsrl compile` builds it (optimised), once per backend for the whole module."""
-    return compile_program(load_program(str(ROOT / "programs" / "tok2tok.lsrl")), CompileOptions(backend=backend))
-
-
 def _inputs(compiled: Compiled, seed: int = 0, batch: int = 4, length: int = 17) -> np.ndarray:
     return compiled.program.input.sample(np.random.default_rng(seed), batch, length)
 
@@ -133,12 +126,6 @@ def test_round_trip_is_bit_exact(tmp_path, backend, dtype):
     prefix = get_backend(backend).prefix
     layers = {k.split(".")[1] for k in tensors if k.startswith(f"{prefix}.")}
     assert len(layers) == len(c.stack.stages)  # parameter names {prefix}.{i}.*, one i per stage
-
-
-@pytest.mark.parametrize("backend", NAMES)
-def test_round_trip_of_a_real_program(tmp_path, backend):
-    c = _tok2tok(backend)
-    _same_outputs(load(save_checkpoint(c, tmp_path)), c.module, _inputs(c, length=24), "float64")
 
 
 # ---------------------------------------------------------------- reproducibility
@@ -538,11 +525,42 @@ def test_manifest_locates_the_state_ones(tmp_path):
 
 
 @pytest.mark.parametrize("backend", NAMES)
-def test_manifest_is_true_for_every_variable_of_tok2tok(tmp_path, backend):
-    c = _tok2tok(backend)
-    man = load_manifest(save_checkpoint(c, tmp_path))
+def test_tok2tok_round_trips_and_its_manifest_is_true_for_every_variable(tmp_path, backend):
+    """A real program, compiled as `lsrl compile` does (optimised): once per backend, for both checks."""
+    c = compile_program(load_program(str(ROOT / "programs" / "tok2tok.lsrl")), CompileOptions(backend=backend))
+    path = save_checkpoint(c, tmp_path)
+    _same_outputs(load(path), c.module, _inputs(c, length=24), "float64")
+    man = load_manifest(path)
     assert man["program"] == "tok2tok.lsrl" and man["backend"] == backend
     _check_manifest(c, man, _inputs(c, length=20), min_checked=20, min_matched=20)
+
+
+def test_readouts_compose_forms_with_decode_and_offset():
+    """read-out of d = ones - zeros where ones = 2 u + 3 and zeros = u'/2 - 1: weight (2, -1/2), bias 3 + 1."""
+    import dataclasses
+
+    from lsrl.ir.rational import RatArray
+
+    c = _compile(MORE_ONES, "more_ones.lsrl")
+    ids = {n.label: n.id for n in c.graph.nodes if n.label}
+    scale = {ids["ones"]: (Fraction(2), Fraction(3)), ids["zeros"]: (Fraction(1, 2), Fraction(-1))}
+    c.emitted.placements = [
+        dataclasses.replace(p, decode=RatArray.of(np.array([[scale[p.node][0]]], dtype=object)),
+                            offset=RatArray.of(np.array([scale[p.node][1]], dtype=object)))
+        if p.node in scale else p
+        for p in c.emitted.placements
+    ]
+    man = build_manifest(c)
+    (ones,), (zeros,), (d,) = man["variables"]["ones"], man["variables"]["zeros"], man["variables"]["d"]
+    assert {(p["decode"][0][0], p["offset"][0], p["weight"][0][0]) for p in ones["placements"]} == {("2", "3", 2.0)}
+    assert {(p["decode"][0][0], p["offset"][0], p["weight"][0][0]) for p in zeros["placements"]} == {
+        ("1/2", "-1", 0.5)}
+    u, v = ones["placements"][0], zeros["placements"][0]
+    assert u["layer"] == v["layer"] == d["readout"]["layer"]  # the earliest layer holding both
+    r = d["readout"]
+    w = dict(zip(range(r["start"], r["stop"]), r["weight"][0], strict=True))
+    assert (w[u["start"]], w[v["start"]]) == (2.0, -0.5) and r["bias"] == [4.0]
+    assert ones["readout"]["weight"] == [[2.0]] and ones["readout"]["bias"] == [3.0]
 
 
 def _is_identity(p: dict) -> bool:

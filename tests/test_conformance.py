@@ -67,12 +67,7 @@ STAGELESS = {
 }
 
 # (backend, program, dtype) -> why it fails today (see the module docstring); dtype None: in every dtype
-_ZIP = ("emit builds module_config['inputs'] = [input_dim] + hiddens[:-1], one entry for zero layers, and "
-        "build_module's zip(inputs, hiddens, strict=True) raises ValueError (a Python exception, not a diagnostic)")
-_INPUT_ROUNDING = ("the promise ignores the rounding of real inputs to float32 (propagate starts the input's error "
-                   "at 0): probe `window` copies the inputs, |model - interpreter| ~ 3e-8 > allowed 0")
-KNOWN_BUGS = {(b, p, None): _ZIP for b in ("rnn", "gru", "lstm") for p in STAGELESS}
-KNOWN_BUGS.update({(b, "window_sum", "float32"): _INPUT_ROUNDING for b in NAMES})
+KNOWN_BUGS: dict[tuple[str, str, str | None], str] = {}
 
 
 def _case(backend: str, program: str, dtype: str | None = None):
@@ -155,13 +150,13 @@ def _activations(compiled, x: np.ndarray) -> dict[int, np.ndarray]:
 
 @pytest.mark.parametrize("backend, program", _cases(PROGRAMS))
 def test_module_stack_and_interpreter_agree(backend, program):
-    compiled, x = _compiled(backend, program), _inputs(program)
-    ys, probes = run_stack(compiled.stack, x)
-    stack = {"output": ys, **probes}
-    ref = _reference(compiled.graph, x)
-    _close(stack, ref, 1e-12)  # the stack is the optimised graph's exact arithmetic, rounded
-    _close(_reference(_program(program).graph, x), ref, 1e-12)  # optimisation keeps the meaning
-    _close(_numpy(*_forward(compiled.module, x)), ref, 1e-9)
+    compiled = _compiled(backend, program)
+    for x in (_inputs(program), _inputs(program, 2, 1)):  # and sequences of one step
+        ys, probes = run_stack(compiled.stack, x)
+        ref = _reference(compiled.graph, x)
+        _close({"output": ys, **probes}, ref, 1e-12)  # the stack is the optimised graph's arithmetic, rounded
+        _close(_reference(_program(program).graph, x), ref, 1e-12)  # optimisation keeps the meaning
+        _close(_numpy(*_forward(compiled.module, x)), ref, 1e-9)
 
 
 @pytest.mark.parametrize("backend, program", _cases(STAGELESS))
@@ -174,7 +169,7 @@ def test_programs_without_stages_compile(backend, program):
 # ---------------------------------------------------------------- checkpoints
 
 
-@pytest.mark.parametrize("backend, program, dtype", _cases(["dyck1", "mixed"], ["float64", "float32"]))
+@pytest.mark.parametrize("backend, program, dtype", _cases(["dyck1", "mixed", *STAGELESS], ["float64", "float32"]))
 def test_checkpoint_round_trip_is_bit_exact(backend, program, dtype, tmp_path):
     compiled, x = _compiled(backend, program, dtype), _inputs(program)
     save_checkpoint(compiled, tmp_path / "ckpt")
@@ -236,7 +231,7 @@ def test_forward_hooks_fire_once_per_forward_on_every_layer(backend):
 # ---------------------------------------------------------------- the promise and verify
 
 
-@pytest.mark.parametrize("backend, program, dtype", _cases(PROGRAMS, ["float64", "float32"]))
+@pytest.mark.parametrize("backend, program, dtype", _cases(PROGRAMS + sorted(STAGELESS), ["float64", "float32"]))
 def test_promise_holds_at_max_len(backend, program, dtype):
     failed = get_backend(backend).check_platform(getattr(torch, dtype))
     if failed:

@@ -47,8 +47,9 @@ class StageErrors:
     inner: np.ndarray  # mlp: per hidden ReLU argument; gate: per product (its own rounding)
     factors: tuple[np.ndarray, np.ndarray] | None = None  # gate: errors of the computed factors (U.., V..)
     exactness: np.ndarray | None = None  # per output value: EXACT_I / FLOAT_EXACT_I / BOUNDED_I (local)
-    relu_band: tuple[np.ndarray, np.ndarray] | None = None  # mlp, per hidden unit: a ReLU surrogate's band
-    # (it is exact, in floats, for |argument| >= band) and its error inside the band
+    # mlp, per hidden unit: a ReLU surrogate switching at argument -shift (0 or half the margin), exact in
+    # floats for |argument + shift| >= band, and its error inside the band; None: exact ReLUs
+    relu_band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     gain: np.ndarray | float = 1.0  # gate: per product, the factor-error multiplier
     # gate, per product: whether the first factor is a switch (else the second), and the switch factor's error
     # below which the product is exact in it (a saturated sigmoid switch); None: no switches
@@ -192,6 +193,7 @@ class _Group:
     r: np.ndarray  # per member: its argument's own rounding
     band: np.ndarray  # per member: surrogate band (0 for an exact ReLU)
     surr: np.ndarray  # per member: surrogate error inside the band
+    shift: np.ndarray  # per member: the switch sits at w = -shift (0 for an exact ReLU)
     tvals: list[Fraction] | None  # the exact values of t, up to t_rad (None: only the interval)
     t_rad: float = 0.0
     t_lo: float = -math.inf
@@ -204,7 +206,7 @@ class _Group:
         lam = np.array([float(v) for v in self.lam])
         width = np.abs(lam) * self.e_t + self.r + self.band
         if self.tvals is None:  # an interval: members whose kink may be near t are hull, the rest one side
-            kinks = np.array([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)])
+            kinks = np.array([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)]) - self.shift / lam
             reach = width / np.abs(lam)
             hull = (kinks >= self.t_lo - reach) & (kinks <= self.t_hi + reach)
             side = np.where(lam > 0, self.t_lo > kinks, self.t_hi < kinks)
@@ -213,8 +215,8 @@ class _Group:
         slack = np.abs(lam) * self.t_rad
         for t in self.tvals:
             w = np.array([float(a * t + b) for a, b in zip(self.lam, self.bias, strict=True)])
-            hull = np.abs(w) <= width + slack
-            on = (w > 0) & ~hull
+            hull = np.abs(w + self.shift) <= width + slack
+            on = (w + self.shift > 0) & ~hull  # (an exact 0 past a shifted switch is on: its error passes)
             near = hull & (np.abs(w) > 0 if self.t_rad == 0 else True)
             key = (on.tobytes(), hull.tobytes(), near.tobytes())
             if key not in seen:
@@ -295,7 +297,7 @@ def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
     graph = facts.ranges.graph
     E, e = st.E.rat.to_fractions(), st.e.rat.to_fractions()
     Ef = st.E.f64
-    band, surr = se.relu_band if se.relu_band is not None else (np.zeros(len(e)), np.zeros(len(e)))
+    band, surr, shift = se.relu_band if se.relu_band is not None else (np.zeros(len(e)),) * 3
     owner = {}
     for r, k in zip(*np.nonzero(st.D.f64), strict=True):
         seg = next(s for s in st.out.segments if s.start <= r < s.start + s.dim)
@@ -332,7 +334,7 @@ def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
         lo, hi = facts.lo(arg)[comp], facts.hi(arg)[comp]
         t_lo, t_hi = sorted(((lo - float(e[k0])) / float(lam[k0]), (hi - float(e[k0])) / float(lam[k0])))
         groups[gid0 + n] = _Group(e_t, [lam[k] for k in ks], [Fraction(e[k]) for k in ks], se.inner[ks],
-                                  band[ks], surr[ks], tvals, t_rad, t_lo, t_hi)
+                                  band[ks], surr[ks], shift[ks], tvals, t_rad, t_lo, t_hi)
         for m, k in enumerate(ks):
             member[k] = (gid0 + n, m)
     return groups, member

@@ -26,10 +26,11 @@ A checkpoint directory holds three files:
     ``compiled.options.length_limit``, which every constant and the promise are made for), ``program``
     (``file`` = basename of the source, ``source_sha256``, ``params`` with exact rationals as "p/q" strings
     and floats as JSON numbers, ``input`` = name, dim, domain), ``weights`` (``file``, ``sha256``) and
-    ``promise``: what the backend guarantees for the saved dtype, ``Promise.to_json()``
-    (``lsrl.guarantee.promise``): ``{"backend", "dtype", "max_len", "outputs": {name: {"exactness",
-    "abs_bound", "reference_bound"}}, "conditions", "certified", "note"}`` with one output entry for
-    ``output`` and one per probe; ``lsrl verify --checkpoint`` checks against it (`recorded_promise`).
+    ``promise``: what the backend guarantees for the saved dtype and max_len, exactly as
+    ``Promise.to_json()`` writes it (``lsrl.guarantee.promise``; `recorded_promise` reads it back):
+    ``{"backend", "dtype", "max_len", "outputs": {name: {"exactness", "abs_bound", "reference_bound", ...}},
+    "conditions", "certified", "note"}`` with one output entry for ``output`` and one per probe;
+    ``lsrl verify --checkpoint`` checks the loaded model against it.
 
 ``manifest.json``
     Where every program value lives in the model. ``layers`` lists the activation vectors in order, each
