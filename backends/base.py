@@ -55,6 +55,14 @@ def placements(layer: str, decoder: RatArray, layout: Layout) -> list[Placement]
     return out
 
 
+def layers_config(stack: Stack, hiddens: list[int]) -> dict:
+    """The module config of a stack of single-layer torch RNN modules (one per stage, widths `hiddens`) and
+    the read-out heads on the last one."""
+    return {"inputs": ([stack.input_dim] + hiddens)[:len(hiddens)], "hiddens": hiddens,
+            "readout_in": hiddens[-1] if hiddens else stack.input_dim, "output_dim": stack.output.b.shape[0],
+            "probes": {n: r.b.shape[0] for n, r in stack.probes}}
+
+
 @dataclass
 class Emitted:
     module: torch.nn.Module

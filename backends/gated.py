@@ -28,13 +28,14 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from lsrl.backends.base import Emitted, layers_config, placements
 
 from lsrl.diagnostics import Note, error
 from lsrl.guarantee.facts import Facts
 from lsrl.guarantee.propagate import BOUNDED_I, FLOAT_EXACT_I, Context, StageErrors, rounding
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
-from lsrl.lowering.bounds import layout_bounds
+from lsrl.lowering.bounds import layout_bounds, stack_bounds
 from lsrl.lowering.stack import GateStage, MLPStage, Stack, StateStage
 
 SAT = 1024  # |pre-activation| >= SAT: sigmoid is exactly 1 or 0 in float32 and float64
@@ -307,6 +308,18 @@ CONDITIONS = (f"tanh(x) == x for |x| <= 2^{EPS_LOG2 + 1}", f"sigmoid(x) == 1 and
               f"sigmoid within {SIGMOID_ULPS} ulp (approximate products)", "CPU kernels (cuDNN unchecked)")
 
 
+def _kernel_probe(dtype: torch.dtype) -> torch.Tensor:
+    """Inputs (batch, time, 2): small-signal values up to the tanh limit (integers times 2^-40, as the units of
+    an integer program are, so a GRU hold is exact arithmetic), and saturated switch levels."""
+    g = torch.Generator().manual_seed(0)
+    lim = 2.0 ** (EPS_LOG2 + 1)
+    v = torch.round((torch.rand(8, 64, generator=g, dtype=torch.float64) * 2 - 1) * lim * 2.0**40) * 2.0**-40
+    v[0, :3] = torch.tensor([lim, -lim, 0.0])
+    sign = torch.where(torch.rand(8, 64, generator=g) > 0.5, 1.0, -1.0).double()
+    s = sign * SAT * (1 + 3 * torch.rand(8, 64, generator=g, dtype=torch.float64))
+    return torch.stack([v, s], -1).to(dtype)
+
+
 def check_platform(dtype: torch.dtype) -> list[str]:
     """Which CONDITIONS fail for this torch build on the CPU (each checked on a sample)."""
     failed = []
@@ -378,9 +391,7 @@ class GatedBackend:
     target = None  # set by subclasses
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64):
-        from lsrl.backends.base import Emitted, placements
 
-        from lsrl.lowering.bounds import stack_bounds
 
         if facts is None:
             raise ValueError(f"the {self.name} backend needs range facts")
@@ -398,8 +409,7 @@ class GatedBackend:
             infos.append(info)
             h = b.values
         hiddens = [int(w["weight_hh_l0"].shape[1]) for w in weights]
-        config = {"inputs": ([stack.input_dim] + hiddens)[:len(hiddens)], "hiddens": hiddens, "readout_in": dec.shape[1],
-                  "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
+        config = layers_config(stack, hiddens)
         module = self.build_module(config)
         with torch.no_grad():
             for layer_module, w in zip(getattr(module, self.prefix), weights, strict=True):
@@ -432,7 +442,27 @@ class GatedBackend:
         return CONDITIONS
 
     def check_platform(self, dtype: torch.dtype) -> list[str]:
-        return check_platform(dtype)
+        """CONDITIONS checked on this machine, through the backend's own layer (torch may run it on kernels
+        of its own, e.g. oneDNN for float32 LSTMs): a value unit must pass small-signal inputs unchanged
+        and a switch must gate them exactly, on and off."""
+        failed = check_platform(dtype)
+        x = _kernel_probe(dtype)
+        v, s = x[..., 0], x[..., 1]
+        w = UnitWeights(np.ones(2), np.array([False, True]), np.array([[1.0, 0.0], [1.0, 0.0]]), np.zeros(2),
+                        np.array([[0.0, 0.0], [0.0, 1.0]]), np.zeros(2), np.zeros((2, 2)), np.zeros(2))
+        first = np.cumsum([0, 1, self.switch_width])
+        layer_w = self.layer_weights(w, first)
+        module = self.build_module({"inputs": [2], "hiddens": [int(first[-1])], "readout_in": int(first[-1]),
+                                    "output_dim": 1, "probes": {}}).to(dtype)
+        layer = getattr(module, self.prefix)[0]
+        with torch.no_grad():
+            for k, val in layer_w.items():
+                getattr(layer, k).copy_(torch.from_numpy(val))
+            h = layer(x)[0]
+        gated = h[..., 1] - h[..., 2] if self.switch_width == 2 else h[..., 1]
+        if not torch.equal(h[..., 0], v) or not torch.equal(gated, torch.where(s > 0, v, torch.zeros_like(v))):
+            failed.append(f"the {self.name} layer's own kernels ({dtype}) pass small signals and switch exactly")
+        return failed
 
     def sum_bound(self, stack: Stack, emitted, magnitudes, x_bound: float) -> float:
         return math.nan  # scaled tanh units: not integer arithmetic (the propagated bound covers them)

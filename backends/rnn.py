@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, HeadedStack, Target, abs_np, as_tensor, placements
+from lsrl.backends.base import Emitted, HeadedStack, Target, abs_np, as_tensor, layers_config, placements
 from torch import nn
 
 from lsrl.cached import cached
@@ -180,8 +180,7 @@ class RnnBackend:
             places += placements(f"rnns.{i}", layer.decoder, st.out)
             dec = layer.decoder
         hiddens = [w_ih.shape[0] for w_ih, _, _ in weights]
-        config = {"inputs": ([stack.input_dim] + hiddens)[:len(hiddens)], "hiddens": hiddens, "readout_in": dec.shape[1],
-                  "output_dim": stack.output.b.shape[0], "probes": {n: r.b.shape[0] for n, r in stack.probes}}
+        config = layers_config(stack, hiddens)
         module = self.build_module(config)
         with torch.no_grad():
             for rnn, (w_ih, b, w_hh) in zip(module.rnns, weights, strict=True):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lsrl.backends import BACKENDS
 
 from lsrl import compile_source, load_program
-from lsrl.backends import BACKENDS
 from lsrl.compile import CompileOptions, compile_program
 from lsrl.ir.interpreter import Interpreter
 from lsrl.verify import verify

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lsrl.backends import BACKENDS
 
 from lsrl import load_program
-from lsrl.backends import BACKENDS
 from lsrl.compile import CompileOptions, compile_program
 from lsrl.verify import verify
 

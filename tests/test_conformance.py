@@ -7,8 +7,8 @@ the hooks fire once per forward on every layer; the promise holds on inputs of l
 and float64; verify refuses lengths beyond max_len; and what a backend cannot compile is refused with a
 located diagnostic (LsrlError with a code and a span), never a Python exception.
 
-Known bugs of code outside the tests are `xfail(strict=True)` entries of KNOWN_BUGS, named by (backend,
-program): they start failing as soon as the bug is fixed, so the entry gets removed.
+Known bugs of code outside the tests go into KNOWN_BUGS, keyed by (backend, program, dtype), as
+`xfail(strict=True)`: such a test fails again once the bug is fixed, which prompts removing the entry (none today).
 """
 
 from __future__ import annotations

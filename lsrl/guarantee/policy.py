@@ -19,7 +19,7 @@ import torch
 
 from lsrl.diagnostics import LsrlError
 from lsrl.guarantee.promise import BOUNDED, CLASSES, OutputPromise, Promise
-from lsrl.guarantee.propagate import propagate, rounding
+from lsrl.guarantee.propagate import BIG, propagate, rounding
 
 if TYPE_CHECKING:
     from lsrl.compile import Compiled
@@ -85,4 +85,5 @@ def _integer_read(stack, read, facts) -> bool:
 
 
 def _clean(x: float) -> float:
-    return math.inf if math.isnan(x) else x
+    """nan (an unknown met a zero) and sums of the BIG stand-in for an unbounded magnitude are no bound."""
+    return math.inf if math.isnan(x) or x >= BIG / 1e50 else x

@@ -200,6 +200,12 @@ class _Group:
     t_hi: float = math.inf
 
     def patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The (on, hull, near) masks over members (computed once: readers ask for them many times)."""
+        if "_patterns" not in self.__dict__:
+            self.__dict__["_patterns"] = self._find_patterns()
+        return self.__dict__["_patterns"]
+
+    def _find_patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The (on, hull, near) masks over members that the exact values of t can produce; `near`: in the hull
         band at a nonzero exact argument, where a surrogate's own error adds (at an exact 0 it does not: the
         surrogate's output lies between 0 and its argument)."""

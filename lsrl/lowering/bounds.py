@@ -42,30 +42,17 @@ def _mag(c: Coeffs, x: np.ndarray) -> np.ndarray:
     return np.abs(c.f64) @ x
 
 
-def _abs(c: Coeffs) -> np.ndarray:
-    return np.abs(c.f64)
-
-
 def stack_bounds(stack: Stack, magnitudes, x_bound: float) -> tuple[list[StageBounds], float]:
-    """Bounds per stage, and the largest |partial sum| of the read-outs (output and probes)."""
+    """Bounds per stage (each stage's `abs_sums`), and the largest |partial sum| of the read-outs."""
     h = np.full(stack.input_dim, float(x_bound))
     out = []
     for st in stack.stages:
         values = layout_bounds(st.out, magnitudes)
-        if st.kind == "state":  # s_t = A s_{t-1} + (B h_t + bias); s_0 = init, which readers never see
-            inner = np.zeros(0)
-            sums = _mag(st.A, np.maximum(values, _abs(st.init))) + _mag(st.B, h) + _abs(st.bias)
-        elif st.kind == "mlp":  # C h + c + D relu(E h + e)
-            inner = _mag(st.E, h) + _abs(st.e)
-            sums = np.concatenate([inner, _mag(st.C, h) + _abs(st.c) + _mag(st.D, inner)])
-        else:  # P h + Q ((U h + u) * (V h + v))
-            u, v = _mag(st.U, h) + _abs(st.u), _mag(st.V, h) + _abs(st.v)
-            inner = u * v
-            sums = np.concatenate([u, v, inner, _mag(st.P, h) + _mag(st.Q, inner)])
+        inner, sums = st.abs_sums(h, values)
         out.append(StageBounds(values, inner, float(sums.max(initial=0.0))))
         h = values
     reads = [stack.output] + [r for _, r in stack.probes]
-    return out, max(float((_mag(r.W, h) + _abs(r.b)).max(initial=0.0)) for r in reads)
+    return out, max(float((_mag(r.W, h) + np.abs(r.b.f64)).max(initial=0.0)) for r in reads)
 
 
 def integer_coefficients(stack: Stack) -> bool:

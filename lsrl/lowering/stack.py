@@ -38,6 +38,10 @@ class Layout:
         return self._by_node[node]
 
 
+def _abs(c: Coeffs) -> np.ndarray:
+    return np.abs(c.f64)
+
+
 @dataclass(frozen=True)
 class StateStage:
     """z_t = A z_{t-1} + B h_t + bias, z_0 = init (rows that only pass a value through have A = 0)."""
@@ -48,6 +52,16 @@ class StateStage:
     init: Coeffs
     out: Layout
     kind = "state"
+
+    def run(self, h, m):
+        """The stage on a (batch, time, dim) array; `m(coeffs)` gives each matrix as float or exact entries."""
+        return linear_recurrence(h @ m(self.B).T + m(self.bias), m(self.A).T, m(self.init))
+
+    def abs_sums(self, h: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inner units, every partial sum) bounds for |inputs| <= h and |outputs| <= values; the state
+        reads s_0 = init too, which readers never see."""
+        sums = _abs(self.A) @ np.maximum(values, _abs(self.init)) + _abs(self.B) @ h + _abs(self.bias)
+        return np.zeros(0), sums
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,14 @@ class MLPStage:
     e: Coeffs
     out: Layout
     kind = "mlp"
+
+    def run(self, h, m):
+        pre = h @ m(self.E).T + m(self.e)
+        return h @ m(self.C).T + m(self.c) + np.where(pre > 0, pre, 0 * pre) @ m(self.D).T
+
+    def abs_sums(self, h: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inner = _abs(self.E) @ h + _abs(self.e)
+        return inner, np.concatenate([inner, _abs(self.C) @ h + _abs(self.c) + _abs(self.D) @ inner])
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,15 @@ class GateStage:
     out: Layout
     gates: tuple[int, ...]  # the IR Multi node of each product row (for backends needing operand facts)
     kind = "gate"
+
+    def run(self, h, m):
+        prod = (h @ m(self.U).T + m(self.u)) * (h @ m(self.V).T + m(self.v))
+        return h @ m(self.P).T + prod @ m(self.Q).T
+
+    def abs_sums(self, h: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u, v = _abs(self.U) @ h + _abs(self.u), _abs(self.V) @ h + _abs(self.v)
+        inner = u * v
+        return inner, np.concatenate([u, v, inner, _abs(self.P) @ h + _abs(self.Q) @ inner])
 
 
 Stage = StateStage | MLPStage | GateStage
@@ -118,15 +149,7 @@ def run_stack(stack: Stack, x: np.ndarray, exact: bool = False) -> tuple[np.ndar
 
     h = x if exact else np.asarray(x, dtype=np.float64)
     for st in stack.stages:
-        if isinstance(st, StateStage):
-            h = linear_recurrence(h @ m(st.B).T + m(st.bias), m(st.A).T, m(st.init))
-        elif isinstance(st, MLPStage):
-            pre = h @ m(st.E).T + m(st.e)
-            act = np.where(pre > 0, pre, 0 * pre)
-            h = h @ m(st.C).T + m(st.c) + act @ m(st.D).T
-        else:
-            prod = (h @ m(st.U).T + m(st.u)) * (h @ m(st.V).T + m(st.v))
-            h = h @ m(st.P).T + prod @ m(st.Q).T
+        h = st.run(h, m)
     y = h @ m(stack.output.W).T + m(stack.output.b)
     probes = {name: h @ m(r.W).T + m(r.b) for name, r in stack.probes}
     return y, probes
