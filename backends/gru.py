@@ -9,32 +9,17 @@ z = 0, r = sigmoid(-s), n = tanh(r h_a') (the held part): h_a - h_c = sigmoid(s)
 from __future__ import annotations
 
 import numpy as np
-import torch
-from lsrl.backends.base import HeadedStack, Target
+from lsrl.backends.base import LayerStack, PresetInit, Target
 from lsrl.backends.gated import SAT, GatedBackend, UnitWeights, expand, recurrence
 from torch import nn
 
 
-class PresetGRU(nn.GRU):
-    """A vanilla nn.GRU that skips the random initialisation (emit or a checkpoint sets every weight)."""
-
-    _flat_weights_names = ()  # see PresetRNN
-
-    def reset_parameters(self) -> None:
-        pass
+class PresetGRU(PresetInit, nn.GRU):
+    """A vanilla nn.GRU without the random initialisation (emit or a checkpoint sets every weight)."""
 
 
-class GRUStack(HeadedStack):
-    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
-        super().__init__()
-        self.grus = nn.ModuleList(PresetGRU(i, h, num_layers=1, batch_first=True, dtype=dtype)
-                                  for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self._add_heads(config, dtype)
-
-    def body(self, h: torch.Tensor) -> torch.Tensor:
-        for gru in self.grus:
-            h = gru(h)[0]
-        return h
+class GRUStack(LayerStack):
+    layer_cls, prefix = PresetGRU, "grus"
 
 
 class GruBackend(GatedBackend):

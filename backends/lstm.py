@@ -8,32 +8,17 @@ has o = sigmoid(s) (backends/gated.py).
 from __future__ import annotations
 
 import numpy as np
-import torch
-from lsrl.backends.base import HeadedStack, Target
+from lsrl.backends.base import LayerStack, PresetInit, Target
 from lsrl.backends.gated import SAT, GatedBackend, UnitWeights, expand, recurrence
 from torch import nn
 
 
-class PresetLSTM(nn.LSTM):
-    """A vanilla nn.LSTM that skips the random initialisation (emit or a checkpoint sets every weight)."""
-
-    _flat_weights_names = ()  # see PresetRNN
-
-    def reset_parameters(self) -> None:
-        pass
+class PresetLSTM(PresetInit, nn.LSTM):
+    """A vanilla nn.LSTM without the random initialisation (emit or a checkpoint sets every weight)."""
 
 
-class LSTMStack(HeadedStack):
-    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
-        super().__init__()
-        self.lstms = nn.ModuleList(PresetLSTM(i, h, num_layers=1, batch_first=True, dtype=dtype)
-                                   for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self._add_heads(config, dtype)
-
-    def body(self, h: torch.Tensor) -> torch.Tensor:
-        for lstm in self.lstms:
-            h = lstm(h)[0]
-        return h
+class LSTMStack(LayerStack):
+    layer_cls, prefix = PresetLSTM, "lstms"
 
 
 class LstmBackend(GatedBackend):

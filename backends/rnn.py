@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, HeadedStack, Target, abs_np, as_tensor, layers_config, placements
+from lsrl.backends.base import Emitted, LayerStack, PresetInit, Target, abs_np, as_tensor, layers_config, placements
 from torch import nn
 
 from lsrl.cached import cached
@@ -91,18 +91,9 @@ class _Layer:
         return m @ self.src, bias
 
 
-class PresetRNN(nn.RNN):
-    """A vanilla nn.RNN that skips the random initialisation (emit or a checkpoint sets every weight, and the
-    init alone costs about as much as building the rest of a small model), and whose forward runs a
-    single-layer ReLU layer by parts (see `forward`): the same result as nn.RNN's, computed faster."""
-
-    # nn.RNN.__setattr__ asks hasattr(self, "_flat_weights_names") on every attribute __init__ sets, which
-    # raises and catches an AttributeError until __init__ assigns the list; this empty default answers at
-    # once and is shadowed by that list (construction ~20% faster, nothing else changes)
-    _flat_weights_names = ()
-
-    def reset_parameters(self) -> None:
-        pass
+class PresetRNN(PresetInit, nn.RNN):
+    """A vanilla nn.RNN without the random initialisation, whose forward runs a single-layer ReLU layer by
+    parts (see `forward`): the same result as nn.RNN's, computed faster."""
 
     def forward(self, input, hx=None):
         """What nn.RNN.forward computes from a zero initial state, by parts. Units that no W_hh entry couples
@@ -142,21 +133,8 @@ def _by_parts(rnn: nn.RNN, h: torch.Tensor, coupled: list[int]) -> torch.Tensor:
     return out
 
 
-class ReLURNNStack(HeadedStack):
-    """Each layer is a vanilla single-layer nn.RNN (a PresetRNN, called as a module, so its hooks run);
-    then the read-out (and probe) heads."""
-
-    def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
-        super().__init__()
-        self.rnns = nn.ModuleList(
-            PresetRNN(i, h, num_layers=1, nonlinearity="relu", batch_first=True, dtype=dtype)
-            for i, h in zip(config["inputs"], config["hiddens"], strict=True))
-        self._add_heads(config, dtype)
-
-    def body(self, h: torch.Tensor) -> torch.Tensor:
-        for rnn in self.rnns:
-            h = rnn(h)[0]
-        return h
+class ReLURNNStack(LayerStack):
+    layer_cls, prefix, layer_kwargs = PresetRNN, "rnns", {"nonlinearity": "relu"}
 
 
 class RnnBackend:

@@ -82,6 +82,26 @@ def test_gated_backends_approximate_a_product_of_two_non_booleans_within_the_pro
     assert 0 < err <= promise.output.allowed  # approximate (not exact), and within the bound
 
 
+def _overridden(cls: type, torch_cls: type) -> set[str]:
+    """The methods `cls` defines (itself or through a mixin) in place of `torch_cls`'s."""
+    return {k for k in dir(cls) if callable(getattr(cls, k)) and not k.startswith("__")
+            and getattr(cls, k) is not getattr(torch_cls, k, None)}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_gated_and_rnn_layers_are_vanilla_torch_layers(backend):
+    """Every backend whose layers are torch recurrent modules uses the vanilla class, changing only the init
+    (and, for nn.RNN, a forward computing the same result by parts)."""
+    module = _emit(backend, compile_source(GATED, "g.lsrl")).module
+    layers = getattr(module, get_backend(backend).prefix)
+    if not isinstance(layers[0], torch.nn.RNNBase):
+        pytest.skip(f"{backend} layers are not torch recurrent modules")
+    for layer in layers:
+        torch_cls = next(c for c in type(layer).__mro__ if c.__module__.startswith("torch.nn"))
+        assert _overridden(type(layer), torch_cls) <= {"reset_parameters", "forward"}
+        assert layer.num_layers == 1 and layer.batch_first and not layer.bidirectional
+
+
 def test_rnn_units_are_plain_torch_rnn_layers():
     prog = compile_source(GATED, "g.lsrl")
     em = _emit("rnn", prog)
@@ -89,8 +109,8 @@ def test_rnn_units_are_plain_torch_rnn_layers():
     assert kinds <= {"ReLURNNStack", "ModuleList", "PresetRNN", "PresetLinear"}
     # the layers differ from torch.nn.RNN / nn.Linear only in skipping the random init (every weight is set)
     # and, for the RNN, in a forward that computes nn.RNN.forward's result by parts
-    assert {k for k, v in vars(PresetRNN).items() if callable(v)} == {"reset_parameters", "forward"}
-    assert {k for k, v in vars(PresetLinear).items() if callable(v)} == {"reset_parameters"}
+    assert _overridden(PresetRNN, torch.nn.RNN) == {"reset_parameters", "forward"}
+    assert _overridden(PresetLinear, torch.nn.Linear) == {"reset_parameters"}
     assert isinstance(em.module.readout, torch.nn.Linear)
     gen = torch.Generator().manual_seed(0)
     h = torch.randint(0, 6, (5, 40, 1), generator=gen).double()  # inputs of the domain: exact arithmetic
