@@ -24,7 +24,7 @@ class GRUStack(LayerStack):
 
 class GruBackend(GatedBackend):
     name = "gru"
-    prefix = "grus"
+    prefix = GRUStack.prefix
     switch_width = 2
     holds = 1
     target = Target()

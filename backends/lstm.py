@@ -23,7 +23,7 @@ class LSTMStack(LayerStack):
 
 class LstmBackend(GatedBackend):
     name = "lstm"
-    prefix = "lstms"
+    prefix = LSTMStack.prefix
     switch_width = 1
     holds = 0
     target = Target()

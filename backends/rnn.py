@@ -139,7 +139,7 @@ class ReLURNNStack(LayerStack):
 
 class RnnBackend:
     name = "rnn"
-    prefix = "rnns"
+    prefix = ReLURNNStack.prefix
     target = Target()
     summary = ("Linear, ReLU, LinState (any A, any init) exactly; Multi only when one factor is provably 0/1 "
                "and the other provably bounded (ReLU if-else with the smallest safe L)")
