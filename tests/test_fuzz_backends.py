@@ -1,0 +1,56 @@
+"""Differential fuzzing, fast tier: random programs compiled on every registered backend.
+
+Each drawn graph becomes a program over a small input domain; every backend either refuses it with a
+located diagnostic (an LsrlError with a code), or compiles it to a model whose outputs stay within the
+promise on random inputs of length `max_len`, against the float64 interpreter. Backends join by
+registering. (Products of random states grow fast: the promise's bound, not a fixed tolerance, decides.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ir_strategies import graphs
+from lsrl.backends import BACKENDS
+
+from lsrl.compile import CompileOptions, compile_program
+from lsrl.diagnostics import LsrlError
+from lsrl.ir.interpreter import interpret
+from lsrl.program import Domain, InputSpec, Program
+
+MAX_LEN = 12
+DOMAINS = [Domain("set", (-1, 0, 1)), Domain("set", (0, 1)), Domain("interval", (-1, 1))]
+
+
+@st.composite
+def programs(draw) -> Program:
+    graph = draw(graphs(max_nodes=10, max_dim=3))
+    domain = draw(st.sampled_from(DOMAINS))
+    return Program(graph, InputSpec("x", graph.input_dim, domain), file="fuzz.lsrl")
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@settings(max_examples=int(__import__("os").environ.get("LSRL_FUZZ_EXAMPLES", 25)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prog=programs(), seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]))
+def test_random_programs_compile_within_their_promise_or_refuse(backend, prog, seed, dtype):
+    try:
+        compiled = compile_program(prog, CompileOptions(backend, max_len=MAX_LEN, dtype=dtype))
+        promise = compiled.promise(dtype)
+    except LsrlError as exc:
+        assert exc.diagnostics and exc.diagnostics[0].code.startswith("E")
+        return
+    x = prog.input.sample(np.random.default_rng(seed), 4, MAX_LEN)
+    ref = interpret(prog.graph, x)
+    with torch.no_grad():
+        y, probes = compiled.module(torch.tensor(x, dtype=getattr(torch, dtype)), probes=True)
+    got = {"output": (y.double().numpy(), ref.output)}
+    got.update({k: (p.double().numpy(), ref.probes[k]) for k, p in probes.items()})
+    for name, (model, want) in got.items():
+        finite = np.isfinite(want)
+        if not finite.all():  # the float64 reference overflowed: nothing to compare there
+            continue
+        err = float(np.abs(model - want).max(initial=0.0))
+        assert err <= promise.outputs[name].allowed, (name, err, promise.outputs[name])
