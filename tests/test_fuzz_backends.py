@@ -8,6 +8,8 @@ registering. (Products of random states grow fast: the promise's bound, not a fi
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,7 @@ from lsrl.ir.interpreter import interpret
 from lsrl.program import Domain, InputSpec, Program
 
 MAX_LEN = 12
+EXAMPLES = int(os.environ.get("LSRL_FUZZ_EXAMPLES", 25))  # per backend; a long run: LSRL_FUZZ_EXAMPLES=2000
 DOMAINS = [Domain("set", (-1, 0, 1)), Domain("set", (0, 1)), Domain("interval", (-1, 1))]
 
 
@@ -33,7 +36,7 @@ def programs(draw) -> Program:
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-@settings(max_examples=int(__import__("os").environ.get("LSRL_FUZZ_EXAMPLES", 25)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=programs(), seed=st.integers(0, 2**16), dtype=st.sampled_from(["float64", "float32"]))
 def test_random_programs_compile_within_their_promise_or_refuse(backend, prog, seed, dtype):
     try:
