@@ -17,12 +17,32 @@ from lsrl.ir.printer import dump
 from lsrl.program import Program
 
 
+class UsageError(LsrlError):
+    """Bad command-line usage (unknown command or flag, a flag value out of range): exit status 2."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as an lsrl diagnostic with exit status 1."""
+    """argparse that reports bad usage as an lsrl diagnostic with exit status 2."""
 
     def error(self, message: str):  # noqa: D102
         self.print_usage(sys.stderr)
-        raise LsrlError(*error("E0900", message, None, f"see `{self.prog} --help`").diagnostics)
+        raise UsageError(*error("E0900", message, None, f"see `{self.prog} --help`").diagnostics)
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= low (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def _defines(pairs: list[str]) -> dict[str, object]:
@@ -97,8 +117,6 @@ def cmd_ir(args) -> int:
 
 
 def _options(args) -> CompileOptions:
-    if args.max_len is not None and args.max_len < 1:
-        raise error("E0906", "--max-len must be at least 1", None)
     return CompileOptions(backend=args.backend or "lrnn", max_len=args.max_len, dtype=args.dtype or "float64",
                           optimize=not args.no_opt)
 
@@ -190,7 +208,11 @@ def cmd_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lsrl", description="Compile LSRL programs to recurrent-network weights.")
+    import lsrl
+
+    p = _Parser(prog="lsrl", description="Compile LSRL programs to recurrent-network weights. Exit status: "
+                "0 success, 1 program error or failed verification, 2 usage error.")
+    p.add_argument("--version", action="version", version=f"lsrl {lsrl.__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp):
@@ -212,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp)
         sp.add_argument("--backend", help="target architecture: one of lsrl.backends.BACKENDS, e.g. lrnn, rnn, "
                         "gru, lstm (default lrnn)")
-        sp.add_argument("--max-len", type=int, default=None,
+        sp.add_argument("--max-len", type=_at_least(1), default=None,
                         help="longest sequence the compiled constants must be safe for (default 4096)")
         sp.add_argument("--dtype", choices=["float32", "float64"], help="default float64")
         sp.add_argument("--no-opt", action="store_true", help="skip the optimiser")
@@ -224,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("verify", help="compile and check the model against the interpreter")
     compiling(sp)
-    sp.add_argument("--samples", type=int, default=256, help="random sequences (default 256)")
-    sp.add_argument("--length", type=int, default=256, help="sequence length (default 256)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--samples", type=_at_least(1), default=256, help="random sequences (default 256)")
+    sp.add_argument("--length", type=_at_least(1), default=256, help="sequence length (default 256)")
+    sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--checkpoint", metavar="DIR",
                     help="verify this saved checkpoint (compiled from FILE) instead of compiling")
     sp.set_defaults(fn=cmd_verify)
@@ -246,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)
+    except UsageError as exc:
+        print(exc.render(SOURCES), file=sys.stderr)
+        return 2
     except LsrlError as exc:
         print(exc.render(SOURCES), file=sys.stderr)
         return 1

@@ -59,6 +59,10 @@ BAD_CLI = [
     (["run", "{prog}", "--input-file", "/nonexistent/tokens"], "error[E0904]: cannot read /nonexistent/tokens"),
     (["check", "/nonexistent/prog.lsrl"], "error[E0000]: cannot read /nonexistent/prog.lsrl"),
     (["frobnicate"], "error[E0900]: argument command: invalid choice: 'frobnicate'"),
+    (["verify", "{prog}", "--samples", "-3"], "error[E0900]: argument --samples: -3 is below 1"),
+    (["verify", "{prog}", "--length", "0"], "error[E0900]: argument --length: 0 is below 1"),
+    (["verify", "{prog}", "--seed", "x"], "error[E0900]: argument --seed: 'x' is not an integer"),
+    (["compile", "{prog}", "--max-len", "0", "-o", "out"], "error[E0900]: argument --max-len: 0 is below 1"),
 ]
 
 
@@ -67,7 +71,7 @@ def test_bad_cli_input(args, expected, tmp_path, capsys):
     prog = tmp_path / "p.lsrl"
     prog.write_text(PROGRAM)
     rc, err = _cli([a.replace("{prog}", str(prog)) for a in args], capsys)
-    assert rc == 1
+    assert rc == (2 if "E0900" in expected else 1)  # usage errors exit 2, program errors 1
     assert expected in err
     assert "Traceback" not in err
 
