@@ -54,9 +54,12 @@ class OutputPromise:
         return self.integer and self.abs_bound < 0.5
 
     def useful(self, scale: float) -> bool:
-        """Whether the bound says something worth checking: below USEFUL_REL of the value scale, or below 1/2
-        on an integer-valued output (then the rounded output is exact)."""
-        return self.allowed < USEFUL_REL * max(1.0, scale) or (self.integer and self.allowed < 0.5)
+        """Whether the bound says something worth checking: below 1/2 on an integer-valued output (then the
+        rounded output is exact; a token off by more is wrong whatever its scale), else below USEFUL_REL of
+        the value scale."""
+        if self.integer:
+            return self.allowed < 0.5
+        return self.allowed < USEFUL_REL * max(1.0, scale)
 
 
 @dataclass(frozen=True)
