@@ -1,4 +1,4 @@
-"""Command-line interface: lsrl check | ir | run | compile | verify (also `python -m lsrl`)."""
+"""Command-line interface: lsrl check | ir | run | compile | verify | trace (also `python -m lsrl`)."""
 
 from __future__ import annotations
 
@@ -185,17 +185,54 @@ def _agree_with_checkpoint(args, cfg: dict) -> None:
                         f"{flag} {saved}", None, f"drop {flag}: a checkpoint is verified as it was compiled")
 
 
+def _input_text(args) -> str:
+    if not args.input_file:
+        return args.input
+    try:
+        with open(args.input_file, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise error("E0904", f"cannot read {args.input_file}: {exc.strerror or exc}", None) from None
+
+
+def cmd_trace(args) -> int:
+    """A checkpoint's activations on one input, with what every unit holds (lsrl.interpretability.trace)."""
+    import json
+
+    from lsrl.interpretability import trace
+    from lsrl.runtime.checkpoint import load_config
+
+    cfg = load_config(args.checkpoint)
+    x = parse_tokens(_input_text(args), int(cfg["program"]["input"]["dim"]), False)
+    tr = trace(args.checkpoint, x)
+    named = tr.named()
+    for t in range(x.shape[0]):
+        extras = " ".join(f"{k}=" + ",".join(format_number(v) for v in a[0, t]) for k, a in named.items())
+        print(" ".join(format_number(v) for v in tr.output[0, t]) + f"\t# {extras}")
+    if args.units:
+        for layer, units in tr.units.items():
+            print(f"{layer}:")
+            for j, labels in enumerate(units):
+                held = " + ".join(f"{_unit_name(u)} x {format_number(u.coefficient)}" for u in labels) or "-"
+                print(f"  [{j}] {held}")
+    if args.output:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in tr.layers.items()}, args.output)
+        labels = {la: [[u.__dict__ for u in us] for us in units] for la, units in tr.units.items()}
+        Path(args.output).with_suffix(".units.json").write_text(json.dumps(labels, indent=1, sort_keys=True))
+        print(f"activations -> {args.output}, unit labels -> {Path(args.output).with_suffix('.units.json')}")
+    return 0
+
+
+def _unit_name(u) -> str:
+    where = f" @{u.span['line']}:{u.span['col']}" if u.span else ""
+    return f"{u.variable or f'%{u.node}'}[{u.component}]{where}"
+
+
 def cmd_run(args) -> int:
     prog = _load(args)
-    if args.input_file:
-        try:
-            with open(args.input_file, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise error("E0904", f"cannot read {args.input_file}: {exc.strerror or exc}", None) from None
-    else:
-        text = args.input
-    x = parse_tokens(text, prog.input.dim, args.exact)
+    x = parse_tokens(_input_text(args), prog.input.dim, args.exact)
     result = interpret(prog.graph, x[None], exact=args.exact, trace=args.trace)
     named = result.named(prog.graph) if args.trace else {}
     for t in range(x.shape[0]):
@@ -252,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", metavar="DIR",
                     help="verify this saved checkpoint (compiled from FILE) instead of compiling")
     sp.set_defaults(fn=cmd_verify)
+
+    sp = sub.add_parser("trace", help="a checkpoint's activations on one input, and what every unit holds")
+    sp.add_argument("checkpoint", help="a checkpoint directory (lsrl compile -o DIR)")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help='tokens separated by spaces, components by commas: "1 0 1" or "0.5,1 2,3"')
+    src.add_argument("--input-file", help="a file holding the tokens in the same format")
+    sp.add_argument("--units", action="store_true", help="also list every unit of every layer and what it holds")
+    sp.add_argument("-o", "--output", help="save the activations (safetensors) and unit labels (.units.json)")
+    sp.set_defaults(fn=cmd_trace)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)

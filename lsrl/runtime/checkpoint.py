@@ -40,7 +40,9 @@ A checkpoint directory holds three files:
     layer ``getattr(module, prefix)[i]`` (``output[0]`` of an ``nn.RNN``/``GRU``/``LSTM``; ``width`` = its
     hidden size, ``module_config["hiddens"][i]``); ``kind`` is the stack stage's kind (state/mlp/gate).
     ``variables`` maps each program variable name (IR node label) to a *list* of entries (one name can bind
-    several nodes, e.g. a function local bound on every call; in node order). ``probes`` maps each probe to
+    several nodes, e.g. a function local bound on every call; in node order); ``unnamed`` lists the entries
+    of the materialized values without a name (the ReLUs, products and states a prelude call makes), so
+    every unit of every layer is accounted for. ``probes`` maps each probe to
     ``{"head", "dim", "value": entry}`` and ``output`` is ``{"head": "readout", "dim", "value": entry}``.
     An entry is::
 
@@ -476,6 +478,7 @@ def build_manifest(compiled) -> dict:
     for n in graph.nodes:
         if n.label:
             variables.setdefault(n.label, []).append(entry(n.id))
+    unnamed = [entry(n.id) for n in graph.nodes if not n.label and isinstance(n.op, MATERIAL)]
     heads = {name: f"probe_heads.{i}" for i, (name, _) in enumerate(graph.probes)}
     return {
         "format": MANIFEST_FORMAT,
@@ -484,6 +487,7 @@ def build_manifest(compiled) -> dict:
         "program": os.path.basename(compiled.program.file),
         "layers": layers,
         "variables": variables,
+        "unnamed": unnamed,
         "probes": {
             name: {"head": heads[name], "dim": graph[i].dim, "value": entry(i)} for name, i in graph.probes
         },
