@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lsrl.compile import CompileOptions, compile_program
 from lsrl.diagnostics import SOURCES, LsrlError, error
 from lsrl.frontend.elaborate import load_program, parse_param_value
 from lsrl.ir.interpreter import interpret
@@ -116,12 +115,15 @@ def cmd_ir(args) -> int:
     return 0
 
 
-def _options(args) -> CompileOptions:
+def _options(args):
+    from lsrl.compile import CompileOptions
+
     return CompileOptions(backend=args.backend or "lrnn", max_len=args.max_len, dtype=args.dtype or "float64",
                           optimize=not args.no_opt)
 
 
 def cmd_compile(args) -> int:
+    from lsrl.compile import compile_program
     from lsrl.runtime.checkpoint import save_checkpoint
 
     prog = _load(args)

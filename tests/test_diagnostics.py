@@ -101,3 +101,18 @@ def test_console_script_exits_1_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lsrl", "check", str(prog)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "error[E0301]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["check", "{prog}"], ["ir", "{prog}"], ["run", "{prog}", "--input", "1 0 1"]])
+def test_commands_that_need_no_model_do_not_import_torch(args, tmp_path):
+    """check, ir and run parse, optimise and interpret: torch (1.5 s to import) stays unloaded."""
+    import subprocess
+    import sys
+
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    code = ("import sys; from lsrl.cli import main; rc = main(sys.argv[1:]); "
+            "sys.exit(rc if 'torch' not in sys.modules else 99)")
+    done = subprocess.run([sys.executable, "-c", code, *[a.replace("{prog}", str(prog)) for a in args]],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
