@@ -46,13 +46,24 @@ class Interpreter:
     def _mat(self, c):
         return c.data if self.exact else c.f64
 
-    def run(self, x, trace: bool = False) -> RunResult:
+    def run(self, x, trace: bool = False, interventions: dict | None = None) -> RunResult:
+        """`interventions`: node id -> (steps, value): the node's value is set to value[:, t] at each step t
+        (0-based) before anything reads it; a state then evolves from the value it was set to."""
         x = self._prepare(x)
         values: dict[int, np.ndarray] = {}
         keep = set(self.graph.roots())
         last_use = _last_uses(self.graph)
+        interventions = interventions or {}
         for pos, node in enumerate(self.graph.nodes):
-            values[node.id] = self._eval(node, [values[a] for a in node.args], x)
+            args = [values[a] for a in node.args]
+            if node.id in interventions and isinstance(node.op, ir.LinState):
+                values[node.id] = self._scan(node.op, args[0] if args else None, x, interventions[node.id])
+            else:
+                values[node.id] = self._eval(node, args, x)
+                if node.id in interventions:
+                    steps, value = interventions[node.id]
+                    values[node.id] = values[node.id].copy()
+                    values[node.id][:, steps] = np.asarray(value)[:, steps]
             if not trace:  # free operands whose last reader has run
                 for a in node.args:
                     if last_use[a] == pos and a not in keep:
@@ -94,11 +105,21 @@ class Interpreter:
         b, t = x.shape[:2]
         return np.broadcast_to(self._mat(c), (b, t, c.shape[0])).copy()
 
-    def _scan(self, op: ir.LinState, u: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    def _scan(self, op: ir.LinState, u: np.ndarray | None, x: np.ndarray, patch=None) -> np.ndarray:
         drive = self._const(op.bias, x)
         if u is not None:
             drive = drive + u @ self._mat(op.B).T
-        return linear_recurrence(drive, self._mat(op.A).T, self._mat(op.init))
+        if patch is None:
+            return linear_recurrence(drive, self._mat(op.A).T, self._mat(op.init))
+        steps, value = patch  # run to each set step, set the state, go on from there
+        out, start, s = drive.copy(), 0, self._mat(op.init)
+        for t in [*sorted(steps), drive.shape[1]]:
+            if t > start:
+                out[:, start:t] = linear_recurrence(drive[:, start:t], self._mat(op.A).T, s)
+            if t < drive.shape[1]:
+                out[:, t] = np.asarray(value)[:, t]
+                s, start = out[:, t], t + 1
+        return out
 
 
 def _relu_obj(a: np.ndarray) -> np.ndarray:
@@ -124,6 +145,7 @@ def _check_exact(graph: ir.Graph) -> None:
                         "sin/cos/sqrt/exp/log of most constants are irrational; run without --exact")
 
 
-def interpret(graph: ir.Graph, x, exact: bool = False, trace: bool = False) -> RunResult:
-    """Run `graph` on inputs x of shape (batch, time, input_dim)."""
-    return Interpreter(graph, exact=exact).run(x, trace=trace)
+def interpret(graph: ir.Graph, x, exact: bool = False, trace: bool = False,
+              interventions: dict | None = None) -> RunResult:
+    """Run `graph` on inputs x of shape (batch, time, input_dim) (see Interpreter.run for interventions)."""
+    return Interpreter(graph, exact=exact).run(x, trace=trace, interventions=interventions)
