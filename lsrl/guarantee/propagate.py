@@ -7,9 +7,10 @@ errors through every later stage and step (in value units, so scaled encodings d
 
 - state   s_t = A s_{t-1} + B h_t + bias:  e_s <= S (|B| e_h + r),  S = sum_{k < max_len} |A^k|
           (exact powers of the coupled blocks, so rotations grow linearly, not like |A|^k);
-- mlp     m = C z + c + D relu(E z + e):   e_m <= |C| e_z + |D| e_hid + r,  e_hid = |E| e_z + r_hid, ReLU being
-          1-Lipschitz (a smooth surrogate is too, relative to the exact values, while e_hid stays below half
-          its margin; past that its own error is added);
+- mlp     m = C z + c + D relu(E z + e):   e_m <= |C| e_z + (hidden errors through D) + r; hidden ReLUs whose
+          arguments are parallel rows of E form a group read jointly per pattern of on/off units (`_Group`:
+          a step relu(k t + 1) - relu(k t) off its kinks passes no error), a ReLU surrogate adding its own
+          error only inside its band;
 - gate    g = P m + Q (U m + u)(V m + v):  e_uv <= g (e_U |V m + v| + |U m + u| e_V) + e_U e_V,  g >= 1 the
           backend's gain on factor errors (a ReLU if-else multiplies a flag's error by its L);
 - read-out y = W h + b.
@@ -35,7 +36,8 @@ EXACT_I, FLOAT_EXACT_I, BOUNDED_I = 0, 1, 2
 BIG = 1e300  # stands for an unbounded magnitude: 0 * BIG = 0 where 0 * inf would be nan; sums overflow to inf
 
 
-def gamma(n: int, u: float) -> float:
+def gamma(n, u: float):
+    """gamma_n = n u / (1 - n u) (n may be an array of term counts)."""
     return n * u / (1 - n * u)
 
 
@@ -110,18 +112,10 @@ def dot_rounding(parts, bias, u: float) -> np.ndarray:
         rows_ok = rows_ok & ok & ~((A > 0) & ~ints[None, :]).any(axis=1)
         den = np.maximum(den, d)
     rows_ok &= total * den <= 1 / u
-    copy = nnz == 1  # one term times a power of two (a copy, a sign, a scaling): no rounding at all
-    if copy.any():
-        one = np.zeros(len(copy))
-        for M, _, _ in parts:
-            A = _abs(M)
-            one += np.where(A > 0, A, 0).sum(axis=1) * (np.log2(np.where(A > 0, A, 1)) % 1 == 0).all(axis=1)
-        copy &= one > 0
-    return np.where(rows_ok | copy, 0.0, gamma_rows(2 * nnz + 3, u) * total)
-
-
-def gamma_rows(n: np.ndarray, u: float) -> np.ndarray:
-    return n * u / (1 - n * u)
+    # a row of one term times a power of two (a copy, a sign, a scaling) rounds nothing at all
+    single = sum(_abs(M).sum(axis=1) for M, _, _ in parts)
+    copy = (nnz == 1) & (np.log2(np.where(single > 0, single, 3.0)) % 1 == 0)
+    return np.where(rows_ok | copy, 0.0, gamma(2 * nnz + 3, u) * total)
 
 
 def _int_rows(parts, bias) -> np.ndarray:
