@@ -92,13 +92,14 @@ ulp, as in the gru/lstm small-signal tanh and saturated sigmoids; bounded: an ap
 error) and, where the output is proven integer-valued with a bound below 1/2, "exact after rounding".
 "exact tokens" is the share of output tokens whose rounded value equals the reference, where the
 reference's output is integer-valued ("-" otherwise). Verdict: "pass" when every output and probe is
-within its bound, "FAIL" when one is not, "no useful bound" when the bound of the listed outputs is
-{USEFUL_REL:g} of their value scale or more (and not below 1/2 on an integer output), so verify refuses to
-pass whatever the measured error. vec2vec has no useful bound in either dtype: its continuous input goes
-through 1e6-steep ramps, so an input within ~1e-10 of a cell edge moves the output by a whole cell value
-(float64 happens to be right on these random inputs, float32 is not). tok2tok in float32 has no useful
-bound yet (a separate open issue), although the table below finds every one of its float32 tokens
-right. tok2tok is verified with its default parameters (T = 3, gated = 1), as every program is."""
+within its bound, "FAIL" when one is not, "no useful bound" when the listed outputs' bounds say nothing
+worth checking (`OutputPromise.useful`: 1/2 or more on an integer-valued output, {USEFUL_REL:g} of the value
+scale or more on another), so verify refuses to pass whatever the measured error. vec2vec has no useful
+bound in either dtype: its continuous input goes through 1e6-steep ramps, so an input within ~1e-10 of a
+cell edge moves the output by a whole cell value (the errors measured on random inputs are no guarantee
+either way). tok2tok in float32 has no useful bound yet (a separate open issue); the table below counts
+its float32 tokens up to length 4096. tok2tok is verified with its default parameters (T = 3, gated = 1),
+as every program is."""
 
 
 # ------------------------------------------------------------------------------------ exact-tokens table
@@ -135,8 +136,8 @@ def exact_inputs(name: str, prog, samples: int, length: int, seed: int) -> tuple
 def exact_rows(length: int = EXACT_LENGTH, samples: int = EXACT_SAMPLES, batch: int = 64,
                backends_: list[str] | None = None) -> list[list[object]]:
     """Per program and backend, compiled in float32 at the default max_len: the share of positions t = 1..length
-    whose rounded output equals the interpreter's (rounded, where its float64 value is within 1e-6 of an
-    integer, as mod_counter's rotation gives) output for the prefix of length t."""
+    whose rounded output equals the interpreter's rounded output for the prefix of length t (the row reports how
+    far the interpreter's float64 output was from an integer: ~1e-16 for mod_counter's rotation, else 0)."""
     cases = [(name, {}) for name in DISCRETE] + [("tok2tok", {"T": 3, "gated": g}) for g in (1, 0)]
     rows = []
     for name, params in cases:
