@@ -227,6 +227,17 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def cmd_dataset(args) -> int:
+    """A dataset of a checkpoint's inputs, outputs and activations (lsrl.interpretability.build_dataset)."""
+    from lsrl.interpretability import build_dataset
+
+    prog = load_program(args.program, _defines(args.define)) if args.program else None
+    sheet = build_dataset(args.checkpoint, args.output, args.n, args.length, prog, args.seed, args.shard_size)
+    print(f"dataset -> {args.output}: {sheet['sequences']} sequences of length {sheet['length']} in "
+          f"{len(sheet['shards'])} shard(s), {len(sheet['tensors'])} tensors each (see datasheet.json)")
+    return 0
+
+
 def _unit_name(u) -> str:
     where = f" @{u.span['line']}:{u.span['col']}" if u.span else ""
     return f"{u.variable or f'%{u.node}'}[{u.component}]{where}"
@@ -300,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--units", action="store_true", help="also list every unit of every layer and what it holds")
     sp.add_argument("-o", "--output", help="save the activations (safetensors) and unit labels (.units.json)")
     sp.set_defaults(fn=cmd_trace)
+
+    sp = sub.add_parser("dataset", help="inputs, outputs and every layer's activations of a checkpoint, in shards")
+    sp.add_argument("checkpoint", help="a checkpoint directory (lsrl compile -o DIR)")
+    sp.add_argument("--n", type=_at_least(1), required=True, help="number of sequences")
+    sp.add_argument("--length", type=_at_least(1), required=True, help="sequence length")
+    sp.add_argument("-o", "--output", required=True, help="output directory")
+    sp.add_argument("--program", help="the .lsrl source it was compiled from: adds the interpreter's values")
+    sp.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
+                    help="the params it was compiled with (with --program)")
+    sp.add_argument("--seed", type=_at_least(0), default=0)
+    sp.add_argument("--shard-size", type=_at_least(1), default=256, help="sequences per shard (default 256)")
+    sp.set_defaults(fn=cmd_dataset)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)
