@@ -1,4 +1,5 @@
-"""Command-line interface: lsrl check | ir | run | compile | verify | trace (also `python -m lsrl`)."""
+"""Command-line interface: lsrl check | ir | run | compile | verify | trace | dataset | graph (also
+`python -m lsrl`)."""
 
 from __future__ import annotations
 
@@ -238,6 +239,27 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    """The program's causal graph (IR) or compiled layer stack, as DOT, SVG or PNG, plus the JSON map."""
+    import json
+
+    from lsrl.compile import compile_program
+    from lsrl.interpretability.graph import causal_graph, render, to_dot
+
+    cg = causal_graph(compile_program(_load(args), _options(args)))
+    dot = to_dot(cg, args.what)
+    out = Path(args.output)
+    if args.format == "dot":
+        out.write_text(dot)
+    else:
+        out.write_bytes(render(dot, args.format))
+    if args.json:
+        Path(args.json).write_text(json.dumps(cg, indent=1, sort_keys=True) + "\n")
+    extra = f", map -> {args.json}" if args.json else ""
+    print(f"{args.what} graph of {args.file} ({cg['backend']}) -> {out}{extra}")
+    return 0
+
+
 def _unit_name(u) -> str:
     where = f" @{u.span['line']}:{u.span['col']}" if u.span else ""
     return f"{u.variable or f'%{u.node}'}[{u.component}]{where}"
@@ -323,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--shard-size", type=_at_least(1), default=256, help="sequences per shard (default 256)")
     sp.set_defaults(fn=cmd_dataset)
+
+    sp = sub.add_parser("graph", help="draw the causal graph (IR) or the compiled layer stack")
+    compiling(sp)
+    sp.add_argument("--what", choices=["ir", "layers"], default="ir", help="the IR (default) or the layers")
+    sp.add_argument("--format", choices=["dot", "svg", "png"], default="dot", help="svg/png need Graphviz")
+    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("--json", help="also write the causal graph and its unit correspondence as JSON")
+    sp.set_defaults(fn=cmd_graph)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)
