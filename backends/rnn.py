@@ -198,12 +198,16 @@ class RnnBackend:
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         # a unit holds relu(+-c) of the basis column c it decodes (value, MLP hidden unit or gate product;
         # a gate unit is 0 when its flag is), so |unit| <= that column's bound; the constant unit is 0/1
+        # units scaled by powers of two (lsrl.interpretability.obfuscate) hold a times that: their sums are
+        # multiples of a, so the bound that matters is the sum divided by a, the unscaled model's
         stages, _ = stack_bounds(stack, magnitudes, x_bound)
         mod, u_in, worst = emitted.module, np.full(stack.input_dim, float(x_bound)), 0.0
-        for rnn, cols, b in zip(mod.rnns, emitted.unit_columns, stages, strict=True):
-            u = np.array([b.basis[c] if c >= 0 else 1.0 for c in cols])
+        scales = emitted.constants.get("unit_scales") or [None] * len(mod.rnns)
+        for rnn, cols, b, a in zip(mod.rnns, emitted.unit_columns, stages, scales, strict=True):
+            a = np.ones(len(cols)) if a is None else np.asarray(a)
+            u = a * np.array([b.basis[c] if c >= 0 else 0.0 if c == -2 else 1.0 for c in cols])
             pre = (abs_np(rnn.weight_ih_l0) @ u_in + abs_np(rnn.bias_ih_l0) + abs_np(rnn.weight_hh_l0) @ u
-                   + abs_np(rnn.bias_hh_l0))
+                   + abs_np(rnn.bias_hh_l0)) / a
             worst, u_in = max(worst, float(pre.max(initial=0.0))), u
         for head in [mod.readout, *mod.probe_heads]:
             worst = max(worst, float((abs_np(head.weight) @ u_in + abs_np(head.bias)).max(initial=0.0)))

@@ -1,5 +1,5 @@
-"""Command-line interface: lsrl check | ir | run | compile | verify | trace | dataset | graph (also
-`python -m lsrl`)."""
+"""Command-line interface: lsrl check | ir | run | compile | verify | trace | dataset | graph | obfuscate
+(also `python -m lsrl`)."""
 
 from __future__ import annotations
 
@@ -260,6 +260,18 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_obfuscate(args) -> int:
+    """Compile, then permute/scale the units (function-preserving) and save with the manifest in sync."""
+    from lsrl.compile import compile_program
+    from lsrl.interpretability.obfuscate import obfuscate
+    from lsrl.runtime.checkpoint import save_checkpoint
+
+    compiled = obfuscate(compile_program(_load(args), _options(args)), args.seed, dead=args.dead)
+    out = save_checkpoint(compiled, args.output)
+    print(f"obfuscated {args.file} (backend {compiled.options.backend}, seed {args.seed}) -> {out}")
+    return 0
+
+
 def _unit_name(u) -> str:
     where = f" @{u.span['line']}:{u.span['col']}" if u.span else ""
     return f"{u.variable or f'%{u.node}'}[{u.component}]{where}"
@@ -353,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--json", help="also write the causal graph and its unit correspondence as JSON")
     sp.set_defaults(fn=cmd_graph)
+
+    sp = sub.add_parser("obfuscate", help="compile to a checkpoint whose units are permuted and scaled (same "
+                        "function, manifest in sync)")
+    compiling(sp)
+    sp.add_argument("--seed", type=_at_least(0), default=0)
+    sp.add_argument("--dead", type=_at_least(0), default=1, help="extra dead units per layer (default 1)")
+    sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    sp.set_defaults(fn=cmd_obfuscate)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)
