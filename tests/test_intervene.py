@@ -7,19 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lsrl.backends import BACKENDS
+from shipped import compiled
 
-from lsrl import interpret, load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl import interpret
 from lsrl.diagnostics import LsrlError
 from lsrl.interpretability import Intervention, intervene, node_of
 from lsrl.runtime.checkpoint import build_manifest
 
 ROOT = Path(__file__).parent.parent
-
-
-def _compiled(backend: str, name: str):
-    prog = load_program(str(ROOT / f"programs/{name}.lsrl"))
-    return prog, compile_program(prog, CompileOptions(backend, max_len=64))
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -28,7 +23,7 @@ def test_patching_any_value_from_another_input_matches_the_interpreter(backend, 
     """Each materialized value set, at steps 3 and 7, to its value on another input: the model's outputs
     and probes are the intervened interpreter's, or the intervention is refused (E1002) because it drives
     some value outside the range the model was compiled for."""
-    prog, c = _compiled(backend, name)
+    prog, c = compiled(backend, name)
     x, x2 = (prog.input.sample(np.random.default_rng(s), 4, 20) for s in (0, 1))
     other = interpret(c.graph, x2, trace=True)
     done = 0
@@ -47,7 +42,7 @@ def test_patching_any_value_from_another_input_matches_the_interpreter(backend, 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_a_state_set_mid_sequence_evolves_from_there(backend):
-    prog, c = _compiled(backend, "more_ones")
+    prog, c = compiled(backend, "more_ones")
     x = np.array([[[1], [0], [0], [1], [1], [0], [1], [1]]], dtype=float)
     node = node_of(build_manifest(c), "balance")
     clean = interpret(c.graph, x).output
@@ -59,7 +54,7 @@ def test_a_state_set_mid_sequence_evolves_from_there(backend):
 
 
 def test_out_of_range_interventions_are_refused():
-    _, c = _compiled("rnn", "more_ones")
+    _, c = compiled("rnn", "more_ones")
     node = node_of(build_manifest(c), "balance")
     with pytest.raises(LsrlError) as exc:
         intervene(c, np.zeros((1, 8, 1)), [Intervention(node, (2,), np.full((1, 8, 1), 1000.0))])

@@ -8,24 +8,19 @@ import numpy as np
 import pytest
 import torch
 from lsrl.backends import BACKENDS, get_backend
+from shipped import compiled
 
-from lsrl import interpret, load_program, save_checkpoint
+from lsrl import interpret, save_checkpoint
 from lsrl.cli import main
-from lsrl.compile import CompileOptions, compile_program
 from lsrl.interpretability import trace
 
 ROOT = Path(__file__).parent.parent
 
 
-def _compiled(backend: str, name: str):
-    prog = load_program(str(ROOT / f"programs/{name}.lsrl"))
-    return prog, compile_program(prog, CompileOptions(backend, max_len=64))
-
-
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize("name", ["more_ones", "dyck1", "parity", "mod_counter"])
 def test_traced_values_are_the_interpreters(backend, name, tmp_path):
-    prog, c = _compiled(backend, name)
+    prog, c = compiled(backend, name)
     x = prog.input.sample(np.random.default_rng(1), 3, 30)
     tr = trace(c, x)
     ref = interpret(c.graph, x, trace=True)
@@ -49,7 +44,7 @@ def test_traced_values_are_the_interpreters(backend, name, tmp_path):
 def test_every_unit_is_labelled_with_what_it_holds(backend):
     """Programs without state inits: every unit of every layer holds some value's component (the rnn/gru/lstm
     constant unit exists only for a state with a nonzero init)."""
-    prog, c = _compiled(backend, "parity")
+    prog, c = compiled(backend, "parity")
     x = prog.input.sample(np.random.default_rng(2), 2, 12)
     tr = trace(c, x)
     for layer, units in tr.units.items():
@@ -62,7 +57,7 @@ def test_every_unit_is_labelled_with_what_it_holds(backend):
 
 
 def test_trace_cli(tmp_path, capsys):
-    _, c = _compiled("gru", "more_ones")
+    _, c = compiled("gru", "more_ones")
     save_checkpoint(c, tmp_path / "ck")
     rc = main(["trace", str(tmp_path / "ck"), "--input", "1 0 0 1 1", "--units", "-o", str(tmp_path / "a.safetensors")])
     out = capsys.readouterr().out
