@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from lsrl.backends import BACKENDS
@@ -13,8 +11,6 @@ from lsrl import interpret
 from lsrl.diagnostics import LsrlError
 from lsrl.interpretability import Intervention, intervene, node_of
 from lsrl.runtime.checkpoint import build_manifest
-
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

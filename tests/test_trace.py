@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,6 @@ from shipped import compiled
 from lsrl import interpret, save_checkpoint
 from lsrl.cli import main
 from lsrl.interpretability import trace
-
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
