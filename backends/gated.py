@@ -376,8 +376,9 @@ def unit_weights(layer: GatedLayer) -> UnitWeights:
     R = RatArray.from_entries((n, n), {(u, v): x.eps * c / units[v].eps for u, x in enumerate(units)
                                        for v, c in x.recur.items() if c})
     rb = _vector(n, {u: x.eps * x.recur_bias for u, x in enumerate(units)})
-    return UnitWeights(eps, np.array([x.switch is not None for x in units]), (Md @ layer.src).to_float() * eps[:, None],
-                       bd.to_float() * eps, (Ms @ layer.src).to_float(), bs.to_float(), R.to_float(), rb.to_float())
+    switch = np.array([x.switch is not None for x in units], dtype=bool)
+    return UnitWeights(eps, switch, (Md @ layer.src).to_float() * eps[:, None], bd.to_float() * eps,
+                       (Ms @ layer.src).to_float(), bs.to_float(), R.to_float(), rb.to_float())
 
 
 class GatedBackend:
@@ -402,7 +403,9 @@ class GatedBackend:
         weights, places, infos = [], [], []
         for i, (st, b) in enumerate(zip(stack.stages, bounds, strict=True)):
             layer, info = _LAYER[st.kind](graph, st, dec, h, facts, self.name, dtype)
-            first = np.cumsum([0] + [self.switch_width if u.switch else 1 for u in layer.units])
+            if not layer.units:  # every value of the stage is provably 0 (a product with a 0 factor): torch
+                layer.add(Unit(Fraction(1), {}))  # layers need a unit, which holds 0 and nothing reads
+            first = np.cumsum([0] + [self.switch_width if u.switch else 1 for u in layer.units], dtype=np.int64)
             weights.append(self.layer_weights(unit_weights(layer), first))
             dec = self._decoder(layer, first)
             places += placements(f"{self.prefix}.{i}", dec, st.out)

@@ -1,5 +1,5 @@
-"""Command-line interface: lsrl check | ir | run | compile | verify | trace | dataset | graph | obfuscate
-(also `python -m lsrl`)."""
+"""Command-line interface: lsrl check | ir | run | compile | verify | trace | dataset | graph | obfuscate |
+zoo (also `python -m lsrl`)."""
 
 from __future__ import annotations
 
@@ -272,6 +272,22 @@ def cmd_obfuscate(args) -> int:
     return 0
 
 
+def cmd_zoo(args) -> int:
+    """Sample programs, compile each on the backends, write sources, checkpoints and a metadata table."""
+    from lsrl.interpretability.sampler import zoo
+
+    backends = args.backends.split(",") if args.backends else None
+    if backends:
+        from lsrl.backends import get_backend
+
+        for b in backends:
+            get_backend(b)
+    rows = zoo(args.n, args.output, backends, args.seed, args.size, checkpoints=not args.no_checkpoints)
+    nontrivial = sum(r["nontrivial"] for r in rows)
+    print(f"zoo -> {args.output}: {len(rows)} programs ({nontrivial} non-trivial), table in zoo.json / zoo.csv")
+    return 0
+
+
 def _unit_name(u) -> str:
     where = f" @{u.span['line']}:{u.span['col']}" if u.span else ""
     return f"{u.variable or f'%{u.node}'}[{u.component}]{where}"
@@ -373,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dead", type=_at_least(0), default=1, help="extra dead units per layer (default 1)")
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     sp.set_defaults(fn=cmd_obfuscate)
+
+    sp = sub.add_parser("zoo", help="sample random programs and compile each on every backend, with a table")
+    sp.add_argument("--n", type=_at_least(1), required=True, help="number of programs")
+    sp.add_argument("--size", type=_at_least(1), default=6, help="let-bindings per program (default 6)")
+    sp.add_argument("--backends", help="comma-separated (default: every registered backend)")
+    sp.add_argument("--seed", type=_at_least(0), default=0)
+    sp.add_argument("--no-checkpoints", action="store_true", help="write only the sources and the table")
+    sp.add_argument("-o", "--output", required=True, help="output directory")
+    sp.set_defaults(fn=cmd_zoo)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")
     common(sp)
