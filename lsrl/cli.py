@@ -267,6 +267,15 @@ def cmd_obfuscate(args) -> int:
     from lsrl.runtime.checkpoint import save_checkpoint
 
     compiled = obfuscate(compile_program(_load(args), _options(args)), args.seed, dead=args.dead)
+    if args.noise:
+        from lsrl.interpretability.obfuscate import with_noise
+        from lsrl.verify import compare
+
+        compiled = with_noise(compiled, args.noise, args.seed)
+        r = compare(compiled.program, compiled.module, compiled.promise(), 64, 64, args.seed)
+        share = f", {100 * r.exact_share:.2f}% exact tokens" if r.exact_share is not None else ""
+        print(f"noise {args.noise:g}: max abs err {r.max_abs:.3g} against the interpreter on 64 random "
+              f"sequences of length 64{share} (no promise holds for noisy weights)")
     out = save_checkpoint(compiled, args.output)
     print(f"obfuscated {args.file} (backend {compiled.options.backend}, seed {args.seed}) -> {out}")
     return 0
@@ -387,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     compiling(sp)
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--dead", type=_at_least(0), default=1, help="extra dead units per layer (default 1)")
+    sp.add_argument("--noise", type=float, default=0.0, help="relative Gaussian weight noise (not function-"
+                    "preserving: the degradation is measured and reported)")
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     sp.set_defaults(fn=cmd_obfuscate)
 

@@ -64,3 +64,24 @@ def test_obfuscate_cli(tmp_path, capsys):
     assert main(["obfuscate", src, "--backend", "gru", "--seed", "2", "-o", str(tmp_path / "ck")]) == 0
     assert main(["verify", src, "--checkpoint", str(tmp_path / "ck"), "--samples", "8", "--length", "32"]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_weight_noise_degrades_measurably_and_voids_the_promise(tmp_path, capsys):
+    prog = load_program(str(ROOT / "programs/dyck1.lsrl"))
+    c = compile_program(prog, CompileOptions("rnn", max_len=64))
+    from lsrl.interpretability.obfuscate import add_noise, with_noise
+
+    x = prog.input.sample(np.random.default_rng(0), 16, 48)
+    ref = interpret(c.graph, x).output
+    errs = []
+    for sigma in (0.0, 1e-6, 1e-2):
+        with torch.no_grad():
+            errs.append(float(np.abs(add_noise(c, sigma, seed=1)(torch.tensor(x)).numpy() - ref).max()))
+    assert errs[0] == 0 < errs[1] < errs[2]
+    noisy = with_noise(c, 1e-3)
+    assert all(o.abs_bound == float("inf") for o in noisy.promise().outputs.values())
+    assert main(["obfuscate", str(ROOT / "programs/dyck1.lsrl"), "--backend", "lstm", "--noise", "1e-3", "-o",
+                 str(tmp_path / "ck")]) == 0
+    assert "max abs err" in capsys.readouterr().out
+    assert main(["verify", str(ROOT / "programs/dyck1.lsrl"), "--checkpoint", str(tmp_path / "ck"),
+                 "--samples", "4", "--length", "16"]) == 1  # a noisy checkpoint claims no bound

@@ -17,6 +17,7 @@ manifest of the obfuscated checkpoint still decodes every value exactly, and its
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -72,6 +73,41 @@ def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
     out = replace(compiled, emitted=emitted)
     out.__dict__.pop("certificate", None)  # cached on the original; the new module is checked afresh
     return out
+
+
+def with_noise(compiled, sigma: float, seed: int = 0):
+    """A Compiled carrying `add_noise`'s module, whose promise says it holds no bound any more (so a saved
+    checkpoint does not claim one)."""
+    from lsrl.backends import Emitted
+    from lsrl.compile import Compiled
+    from lsrl.guarantee.promise import BOUNDED, OutputPromise
+
+    class Noisy(Compiled):
+        def promise(self, dtype=None):
+            p = super().promise(dtype)
+            none = {k: OutputPromise(BOUNDED, math.inf, o.reference_bound, o.integer) for k, o in p.outputs.items()}
+            return replace(p, outputs=none, certified="", note=f"weights carry relative noise {sigma:g}: no bound")
+
+    em = compiled.emitted
+    emitted = Emitted(add_noise(compiled, sigma, seed), em.config, em.placements, em.unit_columns, em.constants)
+    fields = {f: getattr(compiled, f) for f in compiled.__dataclass_fields__}
+    return Noisy(**{**fields, "emitted": emitted})
+
+
+def add_noise(compiled, sigma: float, seed: int = 0):
+    """A copy of the module whose layer weights carry multiplicative Gaussian noise, w (1 + sigma N(0, 1)):
+    relative to each entry, since entries span many orders of magnitude (a gated unit's 1/eps), and zeros
+    stay zero (the sparsity pattern a circuit-discovery method looks for is kept). Not function-preserving:
+    measure the degradation against the interpreter; the promise no longer holds."""
+    from lsrl.backends import get_backend
+
+    gen = torch.Generator().manual_seed(seed)
+    module = copy.deepcopy(compiled.module)
+    with torch.no_grad():
+        for p in getattr(module, get_backend(compiled.options.backend).prefix).parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+            p.mul_(1 + sigma * noise)
+    return module
 
 
 def _lrnn_width(stage) -> int:
