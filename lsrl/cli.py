@@ -266,7 +266,11 @@ def cmd_obfuscate(args) -> int:
     from lsrl.interpretability.obfuscate import obfuscate
     from lsrl.runtime.checkpoint import save_checkpoint
 
-    compiled = obfuscate(compile_program(_load(args), _options(args)), args.seed, dead=args.dead)
+    if args.checkpoint:
+        compiled = _recompiled(args)
+    else:
+        compiled = compile_program(_load(args), _options(args))
+    compiled = obfuscate(compiled, args.seed, dead=args.dead)
     if args.noise:
         from lsrl.interpretability.obfuscate import with_noise
         from lsrl.verify import compare
@@ -279,6 +283,26 @@ def cmd_obfuscate(args) -> int:
     out = save_checkpoint(compiled, args.output)
     print(f"obfuscated {args.file} (backend {compiled.options.backend}, seed {args.seed}) -> {out}")
     return 0
+
+
+def _recompiled(args):
+    """The checkpoint given by --checkpoint, compiled again from FILE with its recorded options and params,
+    checked to be the same model (obfuscation restates the promise, which needs the compiled stack)."""
+    import torch
+
+    from lsrl.compile import compile_program
+    from lsrl.runtime.checkpoint import check_program, load, load_config, recorded_options, recorded_params
+
+    cfg = load_config(args.checkpoint)
+    _agree_with_checkpoint(args, cfg)
+    prog = load_program(args.file, _defines(args.define) if args.define else recorded_params(cfg))
+    check_program(cfg, prog, args.checkpoint)
+    compiled = compile_program(prog, recorded_options(cfg))
+    saved = load(args.checkpoint).state_dict()
+    if any(not torch.equal(saved[k], v) for k, v in compiled.module.state_dict().items()):
+        raise error("E0705", f"compiling {args.file} again does not give the weights of {args.checkpoint}", None,
+                    "obfuscate with the lsrl version that compiled it, or recompile it")
+    return compiled
 
 
 def cmd_zoo(args) -> int:
@@ -391,9 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", help="also write the causal graph and its unit correspondence as JSON")
     sp.set_defaults(fn=cmd_graph)
 
-    sp = sub.add_parser("obfuscate", help="compile to a checkpoint whose units are permuted and scaled (same "
-                        "function, manifest in sync)")
+    sp = sub.add_parser("obfuscate", help="compile (or take --checkpoint) and save with the units permuted and "
+                        "scaled: the same function, the manifest in sync")
     compiling(sp)
+    sp.add_argument("--checkpoint", metavar="DIR", help="obfuscate this checkpoint (compiled from FILE)")
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--dead", type=_at_least(0), default=1, help="extra dead units per layer (default 1)")
     sp.add_argument("--noise", type=float, default=0.0, help="relative Gaussian weight noise (not function-"

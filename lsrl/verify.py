@@ -107,16 +107,11 @@ def verify_checkpoint(program: Program, directory, samples: int = 256, length: i
                       batch: int = 64) -> VerifyReport:
     """Check a saved checkpoint (loaded with all its integrity checks) against `program`'s interpreter,
     under the promise recorded when it was compiled. The program must be the one it was compiled from."""
-    from lsrl.runtime.checkpoint import load, load_config, program_record, recorded_promise
+    from lsrl.runtime.checkpoint import check_program, load, load_config, recorded_promise
 
     cfg = load_config(directory)
     module = load(directory)
-    want, got = cfg.get("program", {}), program_record(program)
-    for key, what in (("source_sha256", "source (sha256 {:.12}…)"), ("params", "params ({})")):
-        if want.get(key) != got[key]:
-            raise error("E0704", f"checkpoint {directory} was compiled from {what.format(str(want.get(key)))}, "
-                        f"not from {program.file} with {what.format(str(got[key]))}", None,
-                        "verify against the exact source and -D values it was compiled with, or recompile it")
+    check_program(cfg, program, directory)
     promise = recorded_promise(cfg, directory)
     check_length(length, promise.max_len)
     return compare(program, module, promise, samples, length, seed, batch)

@@ -85,3 +85,15 @@ def test_weight_noise_degrades_measurably_and_voids_the_promise(tmp_path, capsys
     assert "max abs err" in capsys.readouterr().out
     assert main(["verify", str(ROOT / "programs/dyck1.lsrl"), "--checkpoint", str(tmp_path / "ck"),
                  "--samples", "4", "--length", "16"]) == 1  # a noisy checkpoint claims no bound
+
+
+def test_obfuscating_a_saved_checkpoint(tmp_path):
+    """`lsrl obfuscate FILE --checkpoint DIR`: compiled again from its source with the recorded options,
+    checked to be the same model, obfuscated; a checkpoint of another source is refused (E0704)."""
+    src = str(ROOT / "programs/dyck1.lsrl")
+    assert main(["compile", src, "--backend", "lstm", "--max-len", "64", "-o", str(tmp_path / "ck")]) == 0
+    ck, ob = str(tmp_path / "ck"), str(tmp_path / "ob")
+    assert main(["obfuscate", src, "--checkpoint", ck, "--seed", "1", "-o", ob]) == 0
+    assert main(["verify", src, "--checkpoint", str(tmp_path / "ob"), "--samples", "4", "--length", "32"]) == 0
+    assert main(["obfuscate", str(ROOT / "programs/parity.lsrl"), "--checkpoint", str(tmp_path / "ck"), "-o",
+                 str(tmp_path / "x")]) == 1

@@ -36,18 +36,14 @@ def build_dataset(checkpoint, out_dir, n: int, length: int, program=None, seed: 
     from lsrl.interpretability.trace import trace
     from lsrl.ir.interpreter import interpret
     from lsrl.program import Domain, InputSpec
-    from lsrl.runtime.checkpoint import load, load_config, load_manifest, program_record
+    from lsrl.runtime.checkpoint import check_program, load, load_config, load_manifest
 
     cfg, module, manifest = load_config(checkpoint), load(checkpoint), load_manifest(checkpoint)
     if cfg.get("max_len") and length > cfg["max_len"]:
         raise error("E0703", f"--length {length} exceeds the max-len {cfg['max_len']} the model was compiled for",
                     None, "the model's constants and promise hold up to its max-len: draw shorter sequences")
     if program is not None:
-        got = program_record(program)
-        for key in ("source_sha256", "params"):
-            if cfg["program"].get(key) != got[key]:
-                raise error("E0704", f"checkpoint {checkpoint} was not compiled from {program.file} with these "
-                            f"params ({key} differs)", None, "pass the source and -D values it was compiled with")
+        check_program(cfg, program, checkpoint)
     rec = cfg["program"]["input"]
     dom = rec["domain"] and Domain(rec["domain"]["kind"], tuple(_num(v) for v in rec["domain"]["values"]))
     spec = program.input if program is not None else InputSpec(rec["name"], int(rec["dim"]), dom)

@@ -279,6 +279,24 @@ def program_record(prog) -> dict:
     }
 
 
+def check_program(cfg: dict, program, directory) -> None:
+    """E0704 unless `program` is the source and params the checkpoint was compiled from."""
+    want, got = cfg.get("program", {}), program_record(program)
+    for key, what in (("source_sha256", "source (sha256 {:.12}…)"), ("params", "params ({})")):
+        if want.get(key) != got[key]:
+            raise error("E0704", f"checkpoint {directory} was compiled from {what.format(str(want.get(key)))}, "
+                        f"not from {program.file} with {what.format(str(got[key]))}", None,
+                        "pass the exact source and -D values it was compiled with, or recompile it")
+
+
+def recorded_options(cfg: dict):
+    """The CompileOptions a checkpoint was compiled with."""
+    from lsrl.compile import CompileOptions
+
+    opts = cfg.get("compile_options", {})
+    return CompileOptions(cfg["backend"], opts.get("max_len"), cfg["dtype"], bool(opts.get("optimize", True)))
+
+
 def recorded_params(cfg: dict) -> dict[str, object]:
     """The params a checkpoint was compiled with, back as exact values (inverse of `program_record`)."""
 
