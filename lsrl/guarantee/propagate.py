@@ -242,12 +242,6 @@ class _Group:
         return out
 
 
-class _Hidden(dict):
-    """The groups of an MLP stage's hidden units (a dict; its own type marks an inner vector)."""
-
-    hid = True
-
-
 class _Errors:
     """Error bounds of one vector's values: `err` per value, and for values that are ReLU units of a group
     (or copies of them) the group and member index, so readers can use the group's joint patterns."""
@@ -377,7 +371,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
             hid_err = np.zeros(st.E.shape[0])
             for k, (gid, m) in member.items():
                 hid_err[k] = groups[gid].member_bound()[m]
-            hid = _Errors(hid_err, [member[k] for k in range(len(hid_err))], _Hidden(groups))
+            hid = _Errors(hid_err, [member[k] for k in range(len(hid_err))], groups)
             new = errs.read(st.C.f64) + hid.read(st.D.f64) + se.out
             hid_cls = _dep(_abs(st.E), cls)
             if se.relu_band is not None:  # a surrogate inside its band is bounded, not exact
