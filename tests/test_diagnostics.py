@@ -116,3 +116,25 @@ def test_commands_that_need_no_model_do_not_import_torch(args, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, *[a.replace("{prog}", str(prog)) for a in args]],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_huge_compile_time_powers_are_refused_not_computed(capsys, tmp_path):
+    prog = tmp_path / "p.lsrl"
+    prog.write_text("input x[1] in {0, 1}\noutput x + 10 ** 10 ** 10\n")
+    rc, err = _cli(["check", str(prog)], capsys)
+    assert rc == 1 and "error[E0226]" in err and "p.lsrl:2:12" in err
+
+
+def test_nesting_that_exhausts_the_recursion_limit_is_a_located_diagnostic(monkeypatch):
+    from lsrl.diagnostics import LsrlError
+    from lsrl.frontend import elaborate
+
+    def exhausted(self, module):
+        raise RecursionError
+
+    monkeypatch.setattr(elaborate.Elaborator, "program", exhausted)
+    src = "input x[1] in {0, 1}\noutput ((((x))))\n"
+    with pytest.raises(LsrlError) as exc:
+        elaborate.compile_source(src, "deep.lsrl")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0005" and (d.span.line, d.span.col) == (2, 11)  # the innermost bracket

@@ -466,16 +466,29 @@ def compile_source(text: str, file: str = "<input>", params: dict[str, object] |
     """Parse and elaborate a program; `params` overrides `param` declarations (numbers or strings)."""
     overrides = {k: v if isinstance(v, Const) else parse_param_value(k, str(v)) if isinstance(v, str)
                  else Const(obj_array(v)) for k, v in (params or {}).items()}
-    module = parse(text, file)
     elab = Elaborator(file, overrides)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))
     try:
-        graph = elab.program(module)
+        graph = elab.program(parse(text, file))
+    except RecursionError:
+        raise error("E0005", "the program nests too deeply to compile", _deepest(text, file),
+                    "split the expression with `let` bindings") from None
     finally:
         sys.setrecursionlimit(limit)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return Program(graph, elab.input, elab.params, file, digest)
+
+
+def _deepest(text: str, file: str) -> Span:
+    """Where brackets nest deepest (the likeliest place a nesting exhausted the recursion limit)."""
+    depth, best, at, line, col = 0, -1, (1, 1), 1, 1
+    for ch in text:
+        depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
+        if depth > best:
+            best, at = depth, (line, col)
+        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
+    return Span(file, at[0], at[1], at[0], at[1] + 1)
 
 
 def load_program(path: str, params: dict[str, object] | None = None) -> Program:

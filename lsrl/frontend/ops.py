@@ -170,6 +170,9 @@ def matmul(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
     return linear(ctx, [(Coeffs(m), b)], Coeffs.zeros(m.shape[0]), span)
 
 
+MAX_CONST_BITS = 1 << 16  # compile-time constants larger than this are refused (E0226)
+
+
 def power(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
     a, b = data_of(ctx, a, span, "an operand"), data_of(ctx, b, span, "an operand")
     if isinstance(a, Step) or isinstance(b, Step):
@@ -180,6 +183,12 @@ def power(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
     ie = as_int(e)
     if ie is not None:
         e = ie
+        # an exact power's size is |e| times its base's: refuse what would not fit in memory or time
+        bits = max((abs(Fraction(v).numerator).bit_length() + Fraction(v).denominator.bit_length()
+                    for v in a.arr.reshape(-1) if not isinstance(v, float)), default=0)
+        if bits * abs(ie) > MAX_CONST_BITS:
+            raise ctx.fail("E0226", f"`**` would make a constant of about {bits * abs(ie):,} bits (the limit is "
+                           f"{MAX_CONST_BITS:,})", span, "compile-time constants are exact rationals: keep them small")
     try:
         return Const(obj_array(np.vectorize(lambda v: v ** e, otypes=[object])(a.arr)))
     except ZeroDivisionError:

@@ -1,0 +1,162 @@
+"""Differential fuzzing, long tier: sampled programs on every backend, and mutated sources through the front end.
+
+    python -m bench.fuzz --n 10000 --mutants 2000      # writes docs/reliability.md
+
+Generated tier: `lsrl.interpretability.sampler.sample_program` sources (every construct it knows), compiled
+on every registered backend; each model is run against the interpreter on random inputs of length 48 and
+must stay within its promise, or the backend must refuse with a diagnostic. Outcomes per backend: ok,
+refused (by code), mismatch (beyond the promise), internal error (any other exception).
+
+Mutation tier: shipped programs and sampled sources with tokens deleted, duplicated or swapped, huge
+numbers, deep nesting and odd unicode spliced in, run through `lsrl check` (parse and elaborate): each must
+end in a clean diagnostic (exit 1 with a code) or be accepted (exit 0), never an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import random
+import re
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from lsrl.backends import BACKENDS
+
+from bench.common import table
+from lsrl.cli import main as cli_main
+from lsrl.compile import CompileOptions, compile_program
+from lsrl.diagnostics import LsrlError
+from lsrl.frontend.elaborate import compile_source
+from lsrl.interpretability.sampler import sample_program
+from lsrl.ir.interpreter import interpret
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "reliability.md"
+LENGTH = 48
+HANG_SECONDS = 20
+SPLICES = ["10 ** 10 ** 10", "(" * 300 + "1" + ")" * 300, "-" * 500 + "1", "x" * 5000, "\u00e9\u2603\U0001F600",
+           "999999999999999999999999999999", "[" * 200 + "]" * 200, "\x00", "{", "}", "<-", "state", "@", "1e309"]
+
+
+def generated(n: int, seed: int) -> Counter:
+    rng = np.random.default_rng(seed)
+    out: Counter = Counter()
+    for i in range(n):
+        source = sample_program(rng, size=int(rng.integers(3, 10)))
+        prog = compile_source(source, f"fuzz{i}.lsrl")
+        x = prog.input.sample(np.random.default_rng(i), 2, LENGTH)
+        ref = interpret(prog.graph, x).output
+        for backend in sorted(BACKENDS):
+            try:
+                c = compile_program(prog, CompileOptions(backend, max_len=LENGTH))
+                allowed = c.promise().output.allowed
+                with torch.no_grad():
+                    err = float(np.abs(c.module(torch.tensor(x)).numpy() - ref).max(initial=0.0))
+                out[(backend, "ok" if err <= allowed else "MISMATCH")] += 1
+            except LsrlError as exc:
+                out[(backend, f"refused {exc.diagnostics[0].code}")] += 1
+            except Exception as exc:  # noqa: BLE001 - what the fuzzer is for
+                out[(backend, f"INTERNAL {type(exc).__name__}")] += 1
+    return out
+
+
+def mutate(source: str, rnd: random.Random) -> str:
+    tokens = re.findall(r"\s+|\w+|[^\w\s]", source)
+    for _ in range(rnd.randint(1, 3)):
+        i = rnd.randrange(len(tokens))
+        op = rnd.choice(["delete", "duplicate", "swap", "splice"])
+        if op == "delete":
+            del tokens[i]
+        elif op == "duplicate":
+            tokens.insert(i, tokens[i])
+        elif op == "swap":
+            j = rnd.randrange(len(tokens))
+            tokens[i], tokens[j] = tokens[j], tokens[i]
+        else:
+            tokens.insert(i, rnd.choice(SPLICES))
+    return "".join(tokens)
+
+
+class _Hang(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Hang
+
+
+def mutated(n: int, seed: int, tmp: Path) -> Counter:
+    """Each source through `lsrl check`, stopped after HANG_SECONDS (counted as a hang, the source kept)."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    rnd = random.Random(seed)
+    rng = np.random.default_rng(seed)
+    bases = [p.read_text() for p in sorted((ROOT / "programs").glob("*.lsrl"))]
+    out: Counter = Counter()
+    for i in range(n):
+        base = rnd.choice(bases) if i % 2 else sample_program(rng)
+        path = tmp / f"m{i}.lsrl"
+        path.write_text(mutate(base, rnd), encoding="utf-8")
+        err = io.StringIO()
+        signal.alarm(HANG_SECONDS)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                rc = cli_main(["check", str(path)])
+            code = re.search(r"error\[(E\d+)\]", err.getvalue())
+            out["accepted" if rc == 0 else f"diagnostic {code.group(1)}" if rc == 1 and code else f"rc {rc}"] += 1
+        except _Hang:
+            out["INTERNAL hang"] += 1
+            (ROOT / "bench" / f"hang-{i}.lsrl").write_text(path.read_text())
+        except Exception as exc:  # noqa: BLE001
+            out[f"INTERNAL {type(exc).__name__}"] += 1
+        finally:
+            signal.alarm(0)
+    return out
+
+
+def report(gen: Counter, mut: Counter, n: int, m: int, seconds: float) -> str:
+    rows = [[b, outcome, count] for (b, outcome), count in sorted(gen.items())]
+    mrows = [[outcome, count] for outcome, count in sorted(mut.items(), key=lambda kv: -kv[1])]
+    internal = sum(c for (_, o), c in gen.items() if o.startswith(("INTERNAL", "MISMATCH")))
+    internal_m = sum(c for o, c in mut.items() if o.startswith(("INTERNAL", "rc")))
+    return "\n".join([
+        "# Reliability", "",
+        f"Recorded by `python -m bench.fuzz --n {n} --mutants {m}` ({time.strftime('%Y-%m-%d')}, {seconds:.0f} s; "
+        "the module docstring says what each tier does). The fast tier of the same checks runs in the default "
+        "test suite (`tests/test_fuzz_backends.py`, `tests/test_sampler.py`).", "",
+        f"## Generated programs: {n} sampled sources x {len(BACKENDS)} backends", "",
+        f"Internal errors and mismatches beyond the promise: **{internal}**.", "",
+        table(["backend", "outcome", "programs"], rows), "",
+        f"## Mutated sources through `lsrl check`: {m}", "",
+        f"Internal errors (a traceback or an exit status other than 0/1): **{internal_m}**.", "",
+        table(["outcome", "sources"], mrows), ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--mutants", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print instead of writing docs/reliability.md")
+    args = ap.parse_args()
+    import tempfile
+
+    t0 = time.time()
+    gen = generated(args.n, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        mut = mutated(args.mutants, args.seed, Path(tmp))
+    text = report(gen, mut, args.n, args.mutants, time.time() - t0)
+    if args.no_write:
+        print(text)
+    else:
+        DOC.write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
