@@ -103,22 +103,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import struct
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lsrl.diagnostics import error
-from lsrl.ir.rational import RatArray
+from lsrl.runtime.canon import _dumps, _plain, _scalar
+from lsrl.runtime.manifest import FORMAT_VERSION, MANIFEST_FORMAT, build_manifest, match_trace
 
 FORMAT = "lsrl-checkpoint"
-MANIFEST_FORMAT = "lsrl-manifest"
-FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -149,95 +146,6 @@ __all__ = [
     "recorded_promise",
     "save_checkpoint",
 ]
-
-
-# ---------------------------------------------------------------- JSON helpers
-
-
-# Backend module configs may depend on key order (e.g. the order of `probes` is the order of the probe
-# heads), so they keep the backend's (deterministic) order; every other object has its keys sorted.
-_KEEP_ORDER = ("module_config",)
-
-
-def _sorted(obj, keep: bool = False):
-    if isinstance(obj, dict):
-        items = obj.items() if keep else sorted(obj.items())
-        return {k: _sorted(v, keep or k in _KEEP_ORDER) for k, v in items}
-    if isinstance(obj, list):
-        return [_sorted(v, keep) for v in obj]
-    return obj
-
-
-def _dumps(obj) -> bytes:
-    """Canonical JSON: sorted keys (but see _KEEP_ORDER), 2-space indent, ASCII, trailing newline."""
-    text = json.dumps(_sorted(obj), indent=2, ensure_ascii=True, allow_nan=False)
-    return (text + "\n").encode()
-
-
-def _num(x) -> float | str:
-    """A coefficient as a JSON number (float64), non-finite values as strings."""
-    f = float(x)
-    return f + 0.0 if math.isfinite(f) else repr(f)
-
-
-def _scalar(v) -> object:
-    """A parameter/domain scalar: exact rationals as "p/q" strings ("3" when integral), floats as numbers."""
-    if isinstance(v, (bool, np.bool_)):
-        return str(int(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, Fraction):
-        return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
-    if isinstance(v, (float, np.floating)):
-        return _num(v)
-    if isinstance(v, np.ndarray):
-        return [_scalar(x) for x in v.tolist()] if v.ndim else _scalar(v.item())
-    if isinstance(v, (list, tuple)):
-        return [_scalar(x) for x in v]
-    if hasattr(v, "arr"):  # a frontend Const
-        return _scalar(v.arr)
-    return str(v)
-
-
-def _rational(num, den: int) -> str:
-    """One exact rational num/den as a reduced "p/q" string ("p" when integral)."""
-    return _scalar(Fraction(int(num), int(den)))
-
-
-def _exact(arr: RatArray) -> list:
-    """An exact rational array as (nested) lists of "p/q" strings ("p" when integral)."""
-    return np.frompyfunc(lambda n: _rational(n, arr.den), 1, 1)(np.asarray(arr.num, dtype=object)).tolist()
-
-
-def _plain(obj):
-    """A backend config made JSON-safe (numpy scalars/arrays to Python, tuples to lists)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _num(obj)
-    if isinstance(obj, Fraction):
-        return _scalar(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise TypeError(f"backend config holds a non-JSON value {obj!r}")
-
-
-def _span(span) -> dict | None:
-    if span is None:
-        return None
-    return {
-        "file": os.path.basename(span.file),
-        "line": span.line,
-        "col": span.col,
-        "end_line": span.end_line,
-        "end_col": span.end_col,
-    }
 
 
 # ---------------------------------------------------------------- saving
@@ -387,170 +295,6 @@ def save_checkpoint(compiled, directory) -> Path:
             "choose a writable directory path",
         ) from None
     return directory
-
-
-# ---------------------------------------------------------------- manifest
-
-
-def _layer_index(name: str) -> tuple[int, str]:
-    if name == "input":
-        return (-1, name)
-    head, _, idx = name.rpartition(".")
-    return (int(idx), head) if idx.isdigit() else (1 << 30, name)
-
-
-def _layers(compiled) -> list[dict]:
-    """The manifest's layers: the input, then each module layer `{prefix}.{i}` (one per stack stage)."""
-    from lsrl.backends import get_backend
-
-    backend = get_backend(compiled.options.backend)
-    stages = compiled.stack.stages
-    if backend.name == "lrnn":  # the module is the lowered stack itself: layer i outputs stage i's values
-        widths = [st.out.width for st in stages]
-    else:  # one torch layer per stage, whose hidden size the module config records
-        widths = [int(h) for h in compiled.emitted.config["hiddens"]]
-    out = [{"name": "input", "kind": "input", "width": compiled.graph.input_dim}]
-    for i, (st, width) in enumerate(zip(stages, widths, strict=True)):
-        out.append({"name": f"{backend.prefix}.{i}", "kind": st.kind, "width": width})
-    return out
-
-
-def _placement(p) -> dict:
-    return {
-        "layer": p.layer,
-        "start": p.start,
-        "stop": p.stop,
-        "decode": _exact(p.decode),
-        "offset": _exact(p.offset),
-        "weight": [[_num(v) for v in row] for row in p.decode.to_float()],
-    }
-
-
-def _readout(form, dim: int, places: dict[int, dict[str, object]], order: list[str]):
-    """The value's linear read-out from the earliest layer holding all its operands, or None: its linear form
-    composed with the operands' placements there (weight = sum M_m @ decode_m, bias = b + sum M_m @ offset_m)."""
-    bias = RatArray.of(form.bias).to_fractions()
-    if not form.terms:
-        return {"layer": None, "start": 0, "stop": 0, "weight": [[] for _ in range(dim)],
-                "bias": [_num(v) for v in bias]}
-    for layer in order:
-        spots = [places.get(m, {}).get(layer) for m in form.deps]
-        if any(s is None for s in spots):
-            continue
-        start, stop = min(s.start for s in spots), max(s.stop for s in spots)
-        w = np.full((dim, stop - start), Fraction(0), dtype=object)
-        b = bias.copy()
-        for (_, mat), p in zip(form.terms, spots, strict=True):
-            m = RatArray.of(mat)
-            w[:, p.start - start : p.stop - start] += (m @ p.decode).to_fractions()
-            b += (m @ p.offset).to_fractions()
-        return {
-            "layer": layer,
-            "start": start,
-            "stop": stop,
-            "weight": [[_num(v) for v in row] for row in w],
-            "bias": [_num(v) for v in b],
-        }
-    return None
-
-
-def build_manifest(compiled) -> dict:
-    """The manifest dict (see the module docstring) of a compiled program."""
-    from lsrl.backends import Placement
-    from lsrl.lowering.forms import MATERIAL, forms
-
-    graph = compiled.graph
-    fs = forms(graph)
-    layers = _layers(compiled)
-    order = [la["name"] for la in layers]
-    d_in = graph.input_dim
-    given = [Placement(graph.input, "input", 0, d_in, RatArray.eye(d_in), RatArray.zeros(d_in))]
-    given += compiled.emitted.placements
-    extra = [la for la in {p.layer for p in given} if la not in order]
-    order += sorted(extra, key=_layer_index)
-    rank = {name: i for i, name in enumerate(order)}
-    places: dict[int, dict[str, Placement]] = {}  # node -> layer -> its first placement there
-    listed: dict[int, list[Placement]] = {}
-    for p in given:
-        places.setdefault(p.node, {}).setdefault(p.layer, p)
-        listed.setdefault(p.node, []).append(p)
-
-    def entry(node_id: int) -> dict:
-        n = graph[node_id]
-        material = isinstance(n.op, MATERIAL)
-        form = fs[node_id]
-        mine = sorted(listed.get(n.id, []), key=lambda p: (rank[p.layer], p.start))
-        return {
-            "node": n.id,
-            "label": n.label,
-            "op": n.op.mnemonic,
-            "dim": n.dim,
-            "span": _span(n.span),
-            "materialized": material,
-            "placements": [_placement(p) for p in mine],
-            "depends_on": [] if material else [{"node": m, "label": graph[m].label} for m in form.deps],
-            "readout": _readout(form, n.dim, places, order),
-        }
-
-    variables: dict[str, list[dict]] = {}
-    for n in graph.nodes:
-        if n.label:
-            variables.setdefault(n.label, []).append(entry(n.id))
-    unnamed = [entry(n.id) for n in graph.nodes if not n.label and isinstance(n.op, MATERIAL)]
-    heads = {name: f"probe_heads.{i}" for i, (name, _) in enumerate(graph.probes)}
-    return {
-        "format": MANIFEST_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "backend": compiled.options.backend,
-        "program": os.path.basename(compiled.program.file),
-        "layers": layers,
-        "variables": variables,
-        "unnamed": unnamed,
-        "probes": {
-            name: {"head": heads[name], "dim": graph[i].dim, "value": entry(i)} for name, i in graph.probes
-        },
-        "output": {"head": "readout", "dim": graph.output_dim, "value": entry(graph.output)},
-    }
-
-
-def _entries(manifest: dict) -> list[dict]:
-    """Every entry of a manifest: the variables', the probes' values and the output's value."""
-    out = [e for es in manifest.get("variables", {}).values() for e in es]
-    out += [p["value"] for p in manifest.get("probes", {}).values()]
-    if "output" in manifest:
-        out.append(manifest["output"]["value"])
-    return out
-
-
-def match_trace(manifest: dict, program_graph) -> dict[int, int]:
-    """{manifest node id: `program_graph` node id} for the manifest's nodes that can be found in the program's
-    own (unoptimised) graph, whose ids `lsrl.interpret(program_graph, x, trace=True).values` reports.
-
-    Manifest node ids are ids of the optimised graph (`compiled.graph`), which the optimiser renumbers, so
-    nodes are matched by what survives optimisation: the ``label`` and the source ``span`` (file basename,
-    line, col, end_line, end_col), with equal ``dim`` as a check. Only unique matches count: a (label, span,
-    dim) key that more than one node has on either side (e.g. a function local, bound at the same span on
-    every call) is left out, and so are unlabelled nodes and nodes without a span. For a traced run,
-    ``trace.values[match[e["node"]]]`` is then the program's value of manifest entry ``e``."""
-
-    def key(label, span, dim):
-        return (label, tuple(sorted(span.items())), dim) if label and span else None
-
-    theirs: dict[tuple, list[int]] = {}
-    for n in program_graph.nodes:
-        k = key(n.label, _span(n.span), n.dim)
-        if k is not None:
-            theirs.setdefault(k, []).append(n.id)
-    ours: dict[tuple, set[int]] = {}
-    for e in _entries(manifest):
-        k = key(e.get("label"), e.get("span"), e.get("dim"))
-        if k is not None:
-            ours.setdefault(k, set()).add(e["node"])
-    return {
-        next(iter(nodes)): theirs[k][0]
-        for k, nodes in ours.items()
-        if len(nodes) == 1 and len(theirs.get(k, ())) == 1
-    }
 
 
 # ---------------------------------------------------------------- loading
