@@ -154,16 +154,26 @@ def cmd_verify(args) -> int:
     else:
         prog, options = _load(args), _options(args)
         what = f"backend {options.backend}, {options.dtype}"
-    print(f"verify {args.file}: {what}, {args.samples} random sequences + edge cases, length {args.length}, "
-          f"seed {args.seed}")
-    if prog.params:
-        print(f"  params: {prog.describe_params()}")
+    if not args.json:
+        print(f"verify {args.file}: {what}, {args.samples} random sequences + edge cases, length {args.length}, "
+              f"seed {args.seed}")
+        if prog.params:
+            print(f"  params: {prog.describe_params()}")
     if args.checkpoint:
         report = verify_checkpoint(prog, args.checkpoint, samples=args.samples, length=args.length, seed=args.seed)
     else:
         report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed)
-    print("\n".join(report.lines()))
+    if args.json:
+        import json
+
+        print(json.dumps({"file": args.file, **report.to_json()}, indent=1, sort_keys=True, default=_jsonable))
+    else:
+        print("\n".join(report.lines()))
     return 0 if report.passed else 1
+
+
+def _jsonable(v):
+    return None if v is None else str(v)
 
 
 def _same_source(path: str, cfg: dict) -> bool:
@@ -384,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--checkpoint", metavar="DIR",
                     help="verify this saved checkpoint (compiled from FILE) instead of compiling")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.set_defaults(fn=cmd_verify)
 
     sp = sub.add_parser("trace", help="a checkpoint's activations on one input, and what every unit holds")

@@ -54,6 +54,13 @@ class VerifyReport:
         return (self.bounded and not self.platform
                 and all(e <= self.promise.outputs[k].allowed for k, e in self.errors.items()))
 
+    def to_json(self) -> dict:
+        """The report as JSON-able data (`lsrl verify --json`)."""
+        return {"backend": self.backend, "dtype": self.dtype, "sequences": self.sequences, "length": self.length,
+                "parameters": self.parameters, "passed": self.passed, "bounded": self.bounded,
+                "errors": self.errors, "scales": self.scales, "exact_share": self.exact_share,
+                "platform_failures": list(self.platform), "promise": self.promise.to_json()}
+
     def lines(self) -> list[str]:
         p = self.promise
         out = [f"  model: {self.parameters:,} parameters",

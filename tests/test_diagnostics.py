@@ -138,3 +138,15 @@ def test_nesting_that_exhausts_the_recursion_limit_is_a_located_diagnostic(monke
         elaborate.compile_source(src, "deep.lsrl")
     d = exc.value.diagnostics[0]
     assert d.code == "E0005" and (d.span.line, d.span.col) == (2, 11)  # the innermost bracket
+
+
+def test_verify_json_report(capsys):
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    rc = main(["verify", str(root / "programs/more_ones.lsrl"), "--backend", "lstm", "--json", "--samples", "4",
+               "--length", "16"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["passed"] is True and report["backend"] == "lstm"
+    assert report["promise"]["max_len"] == 4096 and set(report["errors"]) == {"output", "balance"}
