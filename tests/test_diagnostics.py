@@ -150,3 +150,24 @@ def test_verify_json_report(capsys):
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and report["passed"] is True and report["backend"] == "lstm"
     assert report["promise"]["max_len"] == 4096 and set(report["errors"]) == {"output", "balance"}
+
+
+@pytest.mark.parametrize(("source", "code"), [
+    ("input x[1000000000000]\noutput x\n", "E0228"),
+    ("input x[1] in {0, 1}\nlet m = [[i + j for j in range(5000)] for i in range(5000)]\noutput x\n", "E0227"),
+    ("input x[1] in {0, 1}\nlet m = eye(100000)\noutput x\n", "E0227"),
+    ("input x[1] in {0, 1}\nlet v = repeat(1, 5000000)\noutput x\n", "E0227"),
+    ("input x[1] in {0, 1}\noutput repeat(x, 100000)\n", "E0228"),
+])
+def test_limits_refuse_before_anything_large_is_built(source, code, tmp_path, capsys, monkeypatch):
+    import time
+
+    from lsrl.frontend import limits
+
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 200_000)  # the mechanism, quickly (the default is 2,000,000)
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(source)
+    t0 = time.perf_counter()
+    rc, err = _cli(["check", str(prog)], capsys)
+    assert rc == 1 and f"error[{code}]" in err and "p.lsrl:" in err
+    assert time.perf_counter() - t0 < 10  # refused early (a 5000 x 5000 comprehension would take minutes)

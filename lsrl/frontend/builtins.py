@@ -85,23 +85,28 @@ def _range(ctx, args, span):
         raise ctx.fail("E0217", "`range` step must not be zero", span)
     if len(r) > 1_000_000:
         raise ctx.fail("E0219", f"range of {len(r)} elements is too long", span)
+    ctx.spend(len(r), span, "this range")
     return Const(obj_array(list(r)) if len(r) else np.empty((0,), dtype=object))
 
 
 @builtin("eye", 1)
 def _eye(ctx, args, span):
-    return Const(obj_array(np.eye(_int(ctx, args[0], span, "eye", 1), dtype=np.int64)))
+    n = _int(ctx, args[0], span, "eye", 1)
+    ctx.spend(n * n, span, "this matrix")
+    return Const(obj_array(np.eye(n, dtype=np.int64)))
 
 
 @builtin("zeros", 1, 2)
 def _zeros(ctx, args, span):
     shape = [_int(ctx, a, span, "zeros", 1) for a in args]
+    ctx.spend(math.prod(shape), span, "this array")
     return Const(obj_array(np.zeros(shape, dtype=np.int64)))
 
 
 @builtin("ones", 1, 2)
 def _ones(ctx, args, span):
     shape = [_int(ctx, a, span, "ones", 1) for a in args]
+    ctx.spend(math.prod(shape), span, "this array")
     return Const(obj_array(np.ones(shape, dtype=np.int64)))
 
 
@@ -118,6 +123,7 @@ def _onehot(ctx, args, span):
     i, n = _int(ctx, args[0], span, "onehot"), _int(ctx, args[1], span, "onehot", 1)
     if i >= n:
         raise ctx.fail("E0213", f"onehot index {i} is out of range for length {n}", span)
+    ctx.spend(n, span, "this vector")
     return Const(obj_array([int(k == i) for k in range(n)]))
 
 
@@ -171,6 +177,7 @@ def _sum(ctx, args, span):
 @builtin("repeat", 2)
 def _repeat(ctx, args, span):
     n = _int(ctx, args[1], span, "repeat", 1)
+    ctx.spend(n, span, "this repeat")
     v = ops.data_of(ctx, args[0], span, "the argument of repeat")
     if isinstance(v, Const):
         if v.ndim != 0:

@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 
 from lsrl.diagnostics import SOURCES, LsrlError, Note, Span, error
-from lsrl.frontend import ast, ops
+from lsrl.frontend import ast, limits, ops
 from lsrl.frontend.builder import Builder
 from lsrl.frontend.builtins import BUILTINS, builtin_values
 from lsrl.frontend.parser import parse
@@ -52,6 +52,7 @@ class Elaborator:
         self.output_span: Span | None = None
         self.probes: list[tuple[str, int]] = []
         self.probe_spans: dict[str, Span] = {}
+        self.budget = limits.MAX_ELEMENTS  # compile-time work left (lsrl.frontend.limits)
         root = Scope()
         for name, value in builtin_values().items():
             root.vars[name] = Binding("builtin", value, None)
@@ -78,8 +79,21 @@ class Elaborator:
 
     def node(self, op: ir.Op, args: list[int], span: Span) -> Step:
         frame = self._prelude_frame
-        nid = self.b.add(op, args, frame.call_span if frame else span)
+        where = frame.call_span if frame else span
+        dim = op.out_dim(tuple(self.b.dim(a) for a in args))
+        if dim > limits.MAX_DIM:
+            raise self.fail("E0228", f"this value would have dimension {dim:,} (the limit is {limits.MAX_DIM:,})",
+                            where, "set LSRL_MAX_DIM to allow more, or keep values smaller")
+        nid = self.b.add(op, args, where)
         return Step(nid, self.b.dim(nid))
+
+    def spend(self, n: int, span: Span, what: str) -> None:
+        """Count n elements of compile-time work (E0227 past lsrl.frontend.limits.MAX_ELEMENTS)."""
+        self.budget -= n
+        if self.budget < 0:
+            raise self.fail("E0227", f"{what} takes the program's compile-time work past "
+                            f"{limits.MAX_ELEMENTS:,} elements", span,
+                            "set LSRL_MAX_ELEMENTS to allow more, or use smaller params")
 
     def _label(self, value: Value, name: str) -> None:
         if isinstance(value, Step) and self._prelude_frame is None:
@@ -274,6 +288,7 @@ class Elaborator:
             raise self.fail("E0220", f"cannot loop over a {it.describe()}", s.iterable.span,
                             "loops run at compile time over constants, e.g. `for i in range(T)`")
         for item in it.arr:
+            self.spend(1, s.iterable.span, "this loop")
             inner = Scope(scope)
             inner.vars[s.var] = Binding("loop", Const(obj_array(item)), s.span)
             result = self.exec_block(s.body, inner)
@@ -338,6 +353,7 @@ class Elaborator:
                             "comprehensions run at compile time over constants, e.g. `range(T)`")
         items = []
         for item in it.arr:
+            self.spend(1, e.span, "this comprehension")
             inner = Scope(scope)
             inner.vars[e.var] = Binding("loop", Const(obj_array(item)), e.span)
             items.append(self.eval(e.item, inner))
