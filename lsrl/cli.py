@@ -68,10 +68,14 @@ def parse_tokens(text: str, dim: int, exact: bool) -> np.ndarray:
             raise error("E0902", f"input token {i} `{tok}` has {len(parts)} component(s), the program's input "
                         f"has dim {dim}", None, "separate components of one token with commas, tokens with spaces")
         try:
-            rows.append([Fraction(p) if exact else float(Fraction(p) if "/" in p else p) for p in parts])
+            row = [Fraction(p) if exact else float(Fraction(p) if "/" in p else p) for p in parts]
         except (ValueError, ZeroDivisionError):
             raise error("E0901", f"input token {i} `{tok}` is not a number", None,
                         "numbers like 1, -0.5, 2e3 or 1/3") from None
+        if not all(np.isfinite(float(v)) for v in row):
+            raise error("E0901", f"input token {i} `{tok}` is not a finite number", None,
+                        "nan and inf have no place in a program's input")
+        rows.append(row)
     if not rows:
         raise error("E0903", "the input sequence is empty", None, 'e.g. --input "1 0 1"')
     return np.array(rows, dtype=object if exact else np.float64)
@@ -201,6 +205,8 @@ def _agree_with_checkpoint(args, cfg: dict) -> None:
 def _input_text(args) -> str:
     if not args.input_file:
         return args.input
+    if args.input_file == "-":
+        return sys.stdin.read()
     try:
         with open(args.input_file, encoding="utf-8") as fh:
             return fh.read()
@@ -450,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help='tokens separated by spaces, components by commas: "1 0 1" or "0.5,1 2,3"')
-    src.add_argument("--input-file", help="a file holding the tokens in the same format")
+    src.add_argument("--input-file", help="a file holding the tokens in the same format (`-`: standard input)")
     sp.add_argument("--exact", action="store_true", help="exact rational arithmetic")
     sp.add_argument("--trace", action="store_true", help="also print every named value per step")
     sp.set_defaults(fn=cmd_run)

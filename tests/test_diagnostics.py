@@ -50,6 +50,8 @@ BAD_CLI = [
     (["run", "{prog}", "--input", "1 a 0"], "error[E0901]: input token 1 `a` is not a number"),
     (["run", "{prog}", "--input", "1 0,1"], "error[E0902]: input token 1 `0,1` has 2 component(s)"),
     (["run", "{prog}", "--input", "   "], "error[E0903]: the input sequence is empty"),
+    (["run", "{prog}", "--input", "1 nan"], "error[E0901]: input token 1 `nan` is not a finite number"),
+    (["run", "{prog}", "--input", "0 -inf"], "error[E0901]: input token 1 `-inf` is not a finite number"),
     (["run", "{prog}", "--input", "1", "-D", "q=3"], "error[E0405]: -D q: the program has no `param q`"),
     (["run", "{prog}", "--input", "1", "-D", "k"], "error[E0410]: -D k: expected NAME=VALUE"),
     (["run", "{prog}", "--input", "1", "-D", "k=(("], "error[E0410]: -D k=((: the value is not a constant"),
@@ -171,3 +173,13 @@ def test_limits_refuse_before_anything_large_is_built(source, code, tmp_path, ca
     rc, err = _cli(["check", str(prog)], capsys)
     assert rc == 1 and f"error[{code}]" in err and "p.lsrl:" in err
     assert time.perf_counter() - t0 < 10  # refused early (a 5000 x 5000 comprehension would take minutes)
+
+
+def test_run_reads_standard_input(tmp_path, monkeypatch, capsys):
+    import io
+
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    monkeypatch.setattr("sys.stdin", io.StringIO("1 0 1\n"))
+    rc, _ = _cli(["run", str(prog), "--input-file", "-"], capsys)
+    assert rc == 0
