@@ -94,15 +94,25 @@ def format_number(v) -> str:
 
 
 def cmd_check(args) -> int:
-    prog = _load(args)
+    """Every file is checked; the exit status is 1 if any has an error (each one's diagnostics printed)."""
+    failed = 0
+    for path in args.files:
+        try:
+            _check_one(load_program(path, _defines(args.define)), path)
+        except LsrlError as exc:
+            print(exc.render(SOURCES), file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _check_one(prog, path: str) -> None:
     g = prog.graph
     states = sum(1 for n in g.nodes if n.op.mnemonic == "linstate")
     dom = f" in {prog.input.domain}" if prog.input.domain else ""
-    print(f"ok: {args.file}: input {prog.input.name}[{prog.input.dim}]{dom}; output dim {g.output_dim}; "
+    print(f"ok: {path}: input {prog.input.name}[{prog.input.dim}]{dom}; output dim {g.output_dim}; "
           f"{states} state(s); {len(g.nodes)} nodes; probes: {', '.join(n for n, _ in g.probes) or 'none'}")
     if prog.params:
         print(f"params: {prog.describe_params()}")
-    return 0
 
 
 def cmd_ir(args) -> int:
@@ -345,11 +355,18 @@ def _unit_name(u) -> str:
 def cmd_run(args) -> int:
     prog = _load(args)
     x = parse_tokens(_input_text(args), prog.input.dim, args.exact)
-    result = interpret(prog.graph, x[None], exact=args.exact, trace=args.trace)
-    named = result.named(prog.graph) if args.trace else {}
+    tracing = args.trace is not None
+    result = interpret(prog.graph, x[None], exact=args.exact, trace=tracing)
+    named = result.named(prog.graph) if tracing else {}
+    unknown = [n for n in args.trace or () if n not in named]
+    if unknown:
+        raise error("E0907", f"--trace: no value named {', '.join(f'`{n}`' for n in unknown)}", None,
+                    f"named values: {', '.join(named)}")
+    if args.trace:
+        named = {n: named[n] for n in args.trace}
     for t in range(x.shape[0]):
         line = " ".join(format_number(v) for v in result.output[0, t])
-        if args.trace:
+        if tracing:
             extras = " ".join(f"{k}=" + ",".join(format_number(v) for v in a[0, t]) for k, a in named.items())
             line = f"{line}\t# {extras}"
         print(line)
@@ -370,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a `param` (repeatable)")
 
     sp = sub.add_parser("check", help="parse and elaborate; print a summary or diagnostics")
-    common(sp)
+    sp.add_argument("files", nargs="+", metavar="file", help="the .lsrl programs")
+    sp.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a `param` (repeatable)")
     sp.set_defaults(fn=cmd_check)
 
     sp = sub.add_parser("ir", help="print the IR of a program")
@@ -458,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--input", help='tokens separated by spaces, components by commas: "1 0 1" or "0.5,1 2,3"')
     src.add_argument("--input-file", help="a file holding the tokens in the same format (`-`: standard input)")
     sp.add_argument("--exact", action="store_true", help="exact rational arithmetic")
-    sp.add_argument("--trace", action="store_true", help="also print every named value per step")
+    sp.add_argument("--trace", nargs="*", metavar="NAME", default=None,
+                    help="also print named values per step (all of them, or the NAMEs given)")
     sp.set_defaults(fn=cmd_run)
     return p
 

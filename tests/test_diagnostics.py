@@ -183,3 +183,16 @@ def test_run_reads_standard_input(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("1 0 1\n"))
     rc, _ = _cli(["run", str(prog), "--input-file", "-"], capsys)
     assert rc == 0
+
+
+def test_check_takes_several_files_and_run_traces_chosen_names(tmp_path, capsys):
+    good, bad = tmp_path / "good.lsrl", tmp_path / "bad.lsrl"
+    good.write_text(PROGRAM)
+    bad.write_text("input x[1]\noutput y\n")
+    rc = main(["check", str(good), str(bad), str(good)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.count("ok: ") == 2 and "bad.lsrl:2" in err  # every file checked, errors reported
+    assert main(["run", str(good), "--input", "1 1", "--trace", "s"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["2\t# s=2", "4\t# s=4"]
+    rc, err = _cli(["run", str(good), "--input", "1", "--trace", "nope"], capsys)
+    assert rc == 1 and "error[E0907]" in err
