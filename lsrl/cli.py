@@ -141,9 +141,9 @@ def cmd_compile(args) -> int:
     from lsrl.compile import compile_program
     from lsrl.runtime.checkpoint import save_checkpoint
 
-    prog = _load(args)
+    prog, target = _load(args), _out_dir(args)
     compiled = compile_program(prog, _options(args))
-    out = save_checkpoint(compiled, args.output)
+    out = save_checkpoint(compiled, target)
     opts, cfg = compiled.options, compiled.emitted.config
     widths = cfg.get("hiddens") or compiled.stack.widths()[1:]  # the model's layer widths (units, not values)
     print(f"compiled {args.file} -> {out} (backend {opts.backend}, {opts.dtype}, max_len {opts.length_limit}): "
@@ -212,6 +212,19 @@ def _agree_with_checkpoint(args, cfg: dict) -> None:
                         f"{flag} {saved}", None, f"drop {flag}: a checkpoint is verified as it was compiled")
 
 
+def _out_dir(args) -> str:
+    """The -o directory, refused when empty text (E0908: it would write into the current folder) or an existing
+    non-empty folder (E0908 unless --force: files there would be overwritten or mixed in)."""
+    out = args.output
+    if not out.strip():
+        raise error("E0908", "-o needs a directory name", None, "e.g. -o out/model")
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not args.force:
+        raise error("E0908", f"{out} already exists and is not an empty folder", None,
+                    "choose a new folder, or pass --force to write into it")
+    return out
+
+
 def _input_text(args) -> str:
     if not args.input_file:
         return args.input
@@ -259,7 +272,7 @@ def cmd_dataset(args) -> int:
     from lsrl.interpretability import build_dataset
 
     prog = load_program(args.program, _defines(args.define)) if args.program else None
-    sheet = build_dataset(args.checkpoint, args.output, args.n, args.length, prog, args.seed, args.shard_size)
+    sheet = build_dataset(args.checkpoint, _out_dir(args), args.n, args.length, prog, args.seed, args.shard_size)
     print(f"dataset -> {args.output}: {sheet['sequences']} sequences of length {sheet['length']} in "
           f"{len(sheet['shards'])} shard(s), {len(sheet['tensors'])} tensors each (see datasheet.json)")
     return 0
@@ -292,6 +305,7 @@ def cmd_obfuscate(args) -> int:
     from lsrl.interpretability.obfuscate import obfuscate
     from lsrl.runtime.checkpoint import save_checkpoint
 
+    target = _out_dir(args)
     if args.checkpoint:
         compiled = _recompiled(args)
     else:
@@ -306,7 +320,7 @@ def cmd_obfuscate(args) -> int:
         share = f", {100 * r.exact_share:.2f}% exact tokens" if r.exact_share is not None else ""
         print(f"noise {args.noise:g}: max abs err {r.max_abs:.3g} against the interpreter on 64 random "
               f"sequences of length 64{share} (no promise holds for noisy weights)")
-    out = save_checkpoint(compiled, args.output)
+    out = save_checkpoint(compiled, target)
     print(f"obfuscated {args.file} (backend {compiled.options.backend}, seed {args.seed}) -> {out}")
     return 0
 
@@ -341,7 +355,7 @@ def cmd_zoo(args) -> int:
 
         for b in backends:
             get_backend(b)
-    rows = zoo(args.n, args.output, backends, args.seed, args.size, checkpoints=not args.no_checkpoints)
+    rows = zoo(args.n, _out_dir(args), backends, args.seed, args.size, checkpoints=not args.no_checkpoints)
     nontrivial = sum(r["nontrivial"] for r in rows)
     print(f"zoo -> {args.output}: {len(rows)} programs ({nontrivial} non-trivial), table in zoo.json / zoo.csv")
     return 0
@@ -410,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compile", help="compile to a checkpoint directory (safetensors + JSON)")
     compiling(sp)
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_compile)
 
     sp = sub.add_parser("verify", help="compile and check the model against the interpreter")
@@ -441,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the params it was compiled with (with --program)")
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--shard-size", type=_at_least(1), default=256, help="sequences per shard (default 256)")
+    sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_dataset)
 
     sp = sub.add_parser("graph", help="draw the causal graph (IR) or the compiled layer stack")
@@ -460,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--noise", type=float, default=0.0, help="relative Gaussian weight noise (not function-"
                     "preserving: the degradation is measured and reported)")
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_obfuscate)
 
     sp = sub.add_parser("zoo", help="sample random programs and compile each on every backend, with a table")
@@ -469,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--no-checkpoints", action="store_true", help="write only the sources and the table")
     sp.add_argument("-o", "--output", required=True, help="output directory")
+    sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_zoo)
 
     sp = sub.add_parser("run", help="run the reference interpreter on one input sequence")

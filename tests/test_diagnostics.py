@@ -196,3 +196,15 @@ def test_check_takes_several_files_and_run_traces_chosen_names(tmp_path, capsys)
     assert capsys.readouterr().out.splitlines() == ["2\t# s=2", "4\t# s=4"]
     rc, err = _cli(["run", str(good), "--input", "1", "--trace", "nope"], capsys)
     assert rc == 1 and "error[E0907]" in err
+
+
+def test_output_folders_are_not_overwritten_without_force(tmp_path, capsys):
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    out = tmp_path / "ck"
+    assert main(["compile", str(prog), "-o", str(out)]) == 0
+    rc, err = _cli(["compile", str(prog), "-o", str(out)], capsys)
+    assert rc == 1 and "error[E0908]" in err
+    assert main(["compile", str(prog), "-o", str(out), "--force"]) == 0
+    rc, err = _cli(["compile", str(prog), "-o", ""], capsys)
+    assert rc == 1 and "error[E0908]" in err
