@@ -13,7 +13,7 @@ from lsrl.backends.base import Emitted, LayerStack, PresetInit, Target, abs_np, 
 from torch import nn
 
 from lsrl.cached import cached
-from lsrl.diagnostics import Note, error
+from lsrl.diagnostics import SOURCES, Note, error
 from lsrl.guarantee.facts import Facts
 from lsrl.guarantee.propagate import Context, StageErrors, gamma, rounding
 from lsrl.ir.graph import Graph
@@ -292,7 +292,7 @@ def _safe_big(bound: float) -> int:
 def _inexact_gate(graph: Graph, node: int):
     n = graph[node]
     a, b = (graph[x] for x in n.args)
-    names = " and ".join(f"`{x.label}`" if x.label else "an unnamed value" for x in (a, b))
+    names = " and ".join(f"`{x.label or SOURCES.span_text(x.span) or f'%{x.id}'}`" for x in (a, b))
     return error("E0701", f"the rnn backend cannot realise this product exactly: neither factor ({names}) is "
                  "provably 0/1", n.span,
                  "use --backend lrnn (exact gates), make one factor a boolean (e.g. step/larger/eq/and), or "

@@ -63,6 +63,13 @@ class SourceMap:
     def add(self, name: str, text: str) -> None:
         self.texts[name] = text
 
+    def span_text(self, span: Span | None) -> str | None:
+        """The source text a one-line span covers (None when unknown or spanning lines)."""
+        if span is None or span.line != span.end_line:
+            return None
+        text = self.line(span.file, span.line)
+        return None if text is None else text[span.col - 1:span.end_col - 1] or None
+
     def line(self, name: str, line: int) -> str | None:
         text = self.texts.get(name)
         if text is None:

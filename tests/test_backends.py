@@ -63,6 +63,7 @@ def test_rnn_refuses_a_product_of_two_non_booleans():
         _emit("rnn", prog)
     d = exc.value.diagnostics[0]
     assert d.code == "E0701" and d.span.line == 4 and "lrnn" in d.hint
+    assert "an unnamed value" not in d.message and "`" in d.message  # factors named by label or source text
     with pytest.raises(LsrlError) as exc:  # the driver refuses it the same way
         compile_program(prog, CompileOptions("rnn", max_len=64))
     assert exc.value.diagnostics[0].code == "E0701"

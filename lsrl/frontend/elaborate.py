@@ -240,8 +240,9 @@ class Elaborator:
                             "use `let`/`=` for per-step values")
         info = binding.state
         if info.update_span is not None:
-            raise self.fail("E0304", f"state `{s.name}` is updated twice", s.span,
-                            "a state has exactly one update; combine them into one expression")
+            raise error("E0304", f"state `{s.name}` is updated twice", s.span,
+                        "a state has exactly one update; combine them into one expression",
+                        (Note("the first update is here", info.update_span),))
         inner = Scope(scope)
         prev = Step(self.b.prev(info, self._span(s.span)), binding.value.dim)
         inner.vars[s.name] = Binding("state-prev", prev, s.span)

@@ -233,6 +233,19 @@ def _expected(names) -> str:
     return ", ".join(shown)
 
 
+def _unclosed_brace(file: str, text: str) -> Span | None:
+    """The last '{' without its '}' (blocks: braces are not tracked by the bracket-aware lexer), comments
+    skipped."""
+    stack = []
+    for n, line in enumerate(text.splitlines(), 1):
+        for c, ch in enumerate(line.split("#", 1)[0], 1):
+            if ch == "{":
+                stack.append(Span(file, n, c, n, c + 1))
+            elif ch == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
 def _syntax_error(file: str, exc: UnexpectedInput):
     if isinstance(exc, UnexpectedCharacters):
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
@@ -250,6 +263,10 @@ def _syntax_error(file: str, exc: UnexpectedInput):
             tok = still_open[-1]
             return error("E0004", f"unclosed '{tok}'", _tok_span(file, tok),
                          f"add the matching '{')' if str(tok) == '(' else ']'}'")
+        brace = _unclosed_brace(file, text)
+        if brace is not None:
+            return error("E0001", "unexpected end of file", span, "add the matching '}'",
+                         (Note("'{' opened here is still open", brace),))
         return error("E0001", "unexpected end of file", span, f"expected {_expected(exc.expected)}")
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
