@@ -63,10 +63,19 @@ def test_rnn_refuses_a_product_of_two_non_booleans():
         _emit("rnn", prog)
     d = exc.value.diagnostics[0]
     assert d.code == "E0701" and d.span.line == 4 and "lrnn" in d.hint
-    assert "an unnamed value" not in d.message and "`" in d.message  # factors named by label or source text
     with pytest.raises(LsrlError) as exc:  # the driver refuses it the same way
         compile_program(prog, CompileOptions("rnn", max_len=64))
     assert exc.value.diagnostics[0].code == "E0701"
+
+
+def test_e0701_names_unnamed_factors_by_their_source_text():
+    from lsrl.diagnostics import SOURCES
+
+    src = "input x[1] in [0, 1]\nlet a = accumulate(x)\noutput a * (x + 1)\n"
+    SOURCES.add("named.lsrl", src)
+    with pytest.raises(LsrlError) as exc:
+        compile_program(compile_source(src, "named.lsrl"), CompileOptions("rnn", max_len=64))
+    assert "(`a` and `x + 1`)" in exc.value.diagnostics[0].message
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
