@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from fractions import Fraction
+
+import numpy as np
 
 from lsrl.ir import graph as ir
 
@@ -26,6 +27,7 @@ from lsrl.ir import graph as ir
 def causal_graph(compiled) -> dict:
     from lsrl.lowering.forms import MATERIAL
     from lsrl.runtime.checkpoint import build_manifest
+    from lsrl.runtime.manifest import entries, placement_decode
 
     g = compiled.graph
     manifest = build_manifest(compiled)
@@ -36,17 +38,16 @@ def causal_graph(compiled) -> dict:
     edges = [{"src": a, "dst": n.id, "lag": 0} for n in g.nodes for a in n.args]
     edges += [{"src": n.id, "dst": n.id, "lag": 1} for n in g.nodes if isinstance(n.op, ir.LinState)]
     corr = {}
-    for e in [*(e for es in manifest["variables"].values() for e in es), *manifest.get("unnamed", [])]:
+    for e in entries(manifest):
         if not e["placements"] or e["node"] in corr:
             continue
         units, singles = {}, []
         for p in e["placements"]:
-            for comp, row in enumerate(p["decode"]):
-                for j, c in enumerate(row):
-                    if Fraction(c):
-                        units.setdefault(p["layer"], set()).add(p["start"] + j)
-                        singles.append({"layer": p["layer"], "unit": p["start"] + j, "component": comp,
-                                        "coefficient": float(Fraction(c))})
+            decode, _ = placement_decode(p)
+            for comp, j in zip(*np.nonzero(decode), strict=True):
+                units.setdefault(p["layer"], set()).add(p["start"] + int(j))
+                singles.append({"layer": p["layer"], "unit": p["start"] + int(j), "component": int(comp),
+                                "coefficient": float(decode[comp, j])})
         corr[e["node"]] = {"layers": list(units), "units": {k: sorted(v) for k, v in units.items()},
                            "single_units": singles}
     return {"program": manifest["program"], "backend": manifest["backend"], "nodes": nodes, "edges": edges,

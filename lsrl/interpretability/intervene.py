@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import torch
+
+from lsrl.runtime.manifest import entries, placement_decode
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,11 @@ def placement_of(manifest: dict, node: int) -> dict:
     """The node's first placement (the layer that computes it)."""
     from lsrl.diagnostics import error
 
-    for e in _entries(manifest):
+    for e in entries(manifest):
         if e["node"] == node and e["placements"]:
             return e["placements"][0]
     raise error("E1001", f"node %{node} has no units in this model (not a materialized value)", None,
                 "intervene on a value the manifest lists with placements (a state, ReLU, product or input)")
-
-
-def _entries(manifest: dict):
-    for es in manifest["variables"].values():
-        yield from es
-    yield from manifest.get("unnamed", [])
-
-
-def _decode(p: dict) -> tuple[np.ndarray, np.ndarray]:
-    D = np.array([[float(Fraction(v)) for v in row] for row in p["decode"]])
-    return D, np.array([float(Fraction(v)) for v in p["offset"]])
 
 
 @contextmanager
@@ -85,7 +75,7 @@ def patched(module: torch.nn.Module, manifest: dict, interventions: list[Interve
 
 def _target_units(units: torch.Tensor, iv: Intervention, p: dict, t: int) -> torch.Tensor:
     """The placement's units at step t moved (minimum norm) to decode to the intervention's value."""
-    D, off = _decode(p)
+    D, off = placement_decode(p)
     u = units[:, t, p["start"]:p["stop"]].double().numpy()
     want = np.asarray(iv.value, dtype=np.float64)[:, t] - off
     fix = np.linalg.lstsq(D, (want - u @ D.T).T, rcond=None)[0].T  # min-norm solution of D fix = residual

@@ -10,7 +10,6 @@ variables' values as the model computes them, step by step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,7 @@ def trace(target, x, manifest: dict | None = None) -> Trace:
     directory, a `lsrl.compile.Compiled`, or a module (then pass its `manifest`)."""
     from lsrl.backends import get_backend
     from lsrl.runtime.checkpoint import build_manifest, load, load_manifest
+    from lsrl.runtime.manifest import entries, placement_decode
 
     if isinstance(target, str | Path):
         module, manifest = load(target), load_manifest(target)
@@ -80,20 +80,17 @@ def trace(target, x, manifest: dict | None = None) -> Trace:
     units = {la["name"]: [[] for _ in range(acts[la["name"]].shape[-1])] for la in manifest["layers"]
              if la["name"] in acts}
     values, labels = {}, {}
-    for entries in [*manifest["variables"].values(), manifest.get("unnamed", []),
-                    *([p["value"]] for p in manifest["probes"].values()), [manifest["output"]["value"]]]:
-        for e in entries:
-            labels.setdefault(e["node"], e["label"])
-            for p in e["placements"]:
-                decode = np.array([[float(Fraction(v)) for v in row] for row in p["decode"]]).reshape(e["dim"], -1)
-                offset = np.array([float(Fraction(v)) for v in p["offset"]])
-                if e["node"] not in values:
-                    values[e["node"]] = acts[p["layer"]][..., p["start"]:p["stop"]] @ decode.T + offset
-                for comp, j in zip(*np.nonzero(decode), strict=True):
-                    label = UnitLabel(p["layer"], p["start"] + int(j), e["node"], e["label"], int(comp),
-                                      float(decode[comp, j]), e["span"])
-                    if label not in units[p["layer"]][p["start"] + int(j)]:
-                        units[p["layer"]][p["start"] + int(j)].append(label)
+    for e in entries(manifest):
+        labels.setdefault(e["node"], e["label"])
+        for p in e["placements"]:
+            decode, offset = placement_decode(p)
+            if e["node"] not in values:
+                values[e["node"]] = acts[p["layer"]][..., p["start"]:p["stop"]] @ decode.T + offset
+            for comp, j in zip(*np.nonzero(decode), strict=True):
+                label = UnitLabel(p["layer"], p["start"] + int(j), e["node"], e["label"], int(comp),
+                                  float(decode[comp, j]), e["span"])
+                if label not in units[p["layer"]][p["start"] + int(j)]:
+                    units[p["layer"]][p["start"] + int(j)].append(label)
     return Trace(acts, units, values, labels, y.double().numpy(),
                  {k: v.double().numpy() for k, v in probes.items()})
 

@@ -136,13 +136,21 @@ def build_manifest(compiled) -> dict:
     }
 
 
-def _entries(manifest: dict) -> list[dict]:
-    """Every entry of a manifest: the variables', the probes' values and the output's value."""
+def entries(manifest: dict) -> list[dict]:
+    """Every entry of a manifest: the variables', the unnamed values', the probes' values and the output's
+    value, in that order."""
     out = [e for es in manifest.get("variables", {}).values() for e in es]
+    out += manifest.get("unnamed", [])
     out += [p["value"] for p in manifest.get("probes", {}).values()]
     if "output" in manifest:
         out.append(manifest["output"]["value"])
     return out
+
+
+def placement_decode(p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A manifest placement's (decode, offset) as float64 arrays, from its exact entries."""
+    decode = np.array([[float(Fraction(v)) for v in row] for row in p["decode"]]).reshape(len(p["decode"]), -1)
+    return decode, np.array([float(Fraction(v)) for v in p["offset"]])
 
 
 def match_trace(manifest: dict, program_graph) -> dict[int, int]:
@@ -165,7 +173,7 @@ def match_trace(manifest: dict, program_graph) -> dict[int, int]:
         if k is not None:
             theirs.setdefault(k, []).append(n.id)
     ours: dict[tuple, set[int]] = {}
-    for e in _entries(manifest):
+    for e in entries(manifest):
         k = key(e.get("label"), e.get("span"), e.get("dim"))
         if k is not None:
             ours.setdefault(k, set()).add(e["node"])
