@@ -94,7 +94,7 @@ class Backend(Protocol):
         """Platform facts the promise relies on (beyond IEEE arithmetic)."""
         ...
 
-    def check_platform(self, dtype: torch.dtype) -> list[str]:
+    def check_platform(self, dtype: torch.dtype) -> tuple[str, ...]:
         """The conditions that fail on this machine (checked by `lsrl verify` before it passes a model)."""
         ...
 

@@ -21,6 +21,7 @@ h_a'): h_a - h_c = sigma(s) eps v. Each backend only maps these units to its gat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
@@ -320,8 +321,9 @@ def _kernel_probe(dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([v, s], -1).to(dtype)
 
 
-def check_platform(dtype: torch.dtype) -> list[str]:
-    """Which CONDITIONS fail for this torch build on the CPU (each checked on a sample)."""
+@functools.cache
+def check_platform(dtype: torch.dtype) -> tuple[str, ...]:
+    """Which CONDITIONS fail for this torch build on the CPU (each checked on a sample, once per dtype)."""
     failed = []
     lim = 2.0 ** (EPS_LOG2 + 1)
     x = torch.cat([torch.linspace(-lim, lim, 4097, dtype=dtype), torch.tensor([lim, -lim, 2.0**-120], dtype=dtype)])
@@ -338,7 +340,7 @@ def check_platform(dtype: torch.dtype) -> list[str]:
     ulp = torch.finfo(dtype).eps * torch.tensor(want, dtype=torch.float64)
     if not torch.all((got - torch.tensor(want, dtype=torch.float64)).abs() <= SIGMOID_ULPS * ulp):
         failed.append(CONDITIONS[2])
-    return failed
+    return tuple(failed)
 
 
 # ---------------------------------------------------------------- the shared backend driver
@@ -414,10 +416,8 @@ class GatedBackend:
         hiddens = [int(w["weight_hh_l0"].shape[1]) for w in weights]
         config = layers_config(stack, hiddens)
         module = self.build_module(config)
-        with torch.no_grad():
-            for layer_module, w in zip(getattr(module, self.prefix), weights, strict=True):
-                for k, v in w.items():
-                    getattr(layer_module, k).copy_(torch.from_numpy(v))
+        for layer_module, w in zip(getattr(module, self.prefix), weights, strict=True):
+            _load(layer_module, w)
         module.set_heads(stack, dec)
         return Emitted(module, config, places, None, {"stages": infos})
 
@@ -444,11 +444,12 @@ class GatedBackend:
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return CONDITIONS
 
-    def check_platform(self, dtype: torch.dtype) -> list[str]:
+    @functools.cache  # noqa: B019 - the backends are module-level singletons; the machine does not change
+    def check_platform(self, dtype: torch.dtype) -> tuple[str, ...]:
         """CONDITIONS checked on this machine, through the backend's own layer (torch may run it on kernels
         of its own, e.g. oneDNN for float32 LSTMs): a value unit must pass small-signal inputs unchanged
-        and a switch must gate them exactly, on and off."""
-        failed = check_platform(dtype)
+        and a switch must gate them exactly, on and off. Checked once per process and dtype."""
+        failed = list(check_platform(dtype))
         x = _kernel_probe(dtype)
         v, s = x[..., 0], x[..., 1]
         w = UnitWeights(np.ones(2), np.array([False, True]), np.array([[1.0, 0.0], [1.0, 0.0]]), np.zeros(2),
@@ -458,17 +459,23 @@ class GatedBackend:
         module = self.build_module({"inputs": [2], "hiddens": [int(first[-1])], "readout_in": int(first[-1]),
                                     "output_dim": 1, "probes": {}}).to(dtype)
         layer = getattr(module, self.prefix)[0]
+        _load(layer, layer_w)
         with torch.no_grad():
-            for k, val in layer_w.items():
-                getattr(layer, k).copy_(torch.from_numpy(val))
             h = layer(x)[0]
         gated = h[..., 1] - h[..., 2] if self.switch_width == 2 else h[..., 1]
         if not torch.equal(h[..., 0], v) or not torch.equal(gated, torch.where(s > 0, v, torch.zeros_like(v))):
             failed.append(f"the {self.name} layer's own kernels ({dtype}) pass small signals and switch exactly")
-        return failed
+        return tuple(failed)
 
     def sum_bound(self, stack: Stack, emitted, magnitudes, x_bound: float) -> float:
         return math.nan  # scaled tanh units: not integer arithmetic (the propagated bound covers them)
+
+
+def _load(layer: torch.nn.Module, weights: dict[str, np.ndarray]) -> None:
+    """Copy a layer's float64 weights (by parameter name) into the torch layer."""
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(layer, name).copy_(torch.from_numpy(value))
 
 
 def expand(w: UnitWeights, first: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -93,8 +93,8 @@ class LrnnBackend:
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return ()
 
-    def check_platform(self, dtype: torch.dtype) -> list[str]:
-        return []
+    def check_platform(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return ()
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         stages, reads = stack_bounds(stack, magnitudes, x_bound)  # the module computes the stack itself

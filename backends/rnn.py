@@ -192,8 +192,8 @@ class RnnBackend:
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return ()
 
-    def check_platform(self, dtype: torch.dtype) -> list[str]:
-        return []
+    def check_platform(self, dtype: torch.dtype) -> tuple[str, ...]:
+        return ()
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         # a unit holds relu(+-c) of the basis column c it decodes (value, MLP hidden unit or gate product;
