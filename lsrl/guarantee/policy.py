@@ -20,6 +20,7 @@ import torch
 from lsrl.diagnostics import LsrlError
 from lsrl.guarantee.promise import BOUNDED, CLASSES, OutputPromise, Promise
 from lsrl.guarantee.propagate import BIG, propagate, rounding
+from lsrl.lowering.bounds import layout_bounds
 
 if TYPE_CHECKING:
     from lsrl.compile import Compiled
@@ -78,9 +79,7 @@ def _integer_read(stack, read, facts) -> bool:
     if read.W.rat.den != 1 or read.b.rat.den != 1:
         return False
     layout = stack.stages[-1].out if stack.stages else stack.input_layout
-    ints = np.zeros(layout.width, dtype=bool)
-    for seg in layout.segments:
-        ints[seg.start:seg.start + seg.dim] = facts.integers(seg.node)
+    ints = layout_bounds(layout, facts.integers).astype(bool)
     return bool(np.all(ints[np.flatnonzero((read.W.f64 != 0).any(axis=0))]))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -170,14 +171,8 @@ def _move(place, mapping, cls):
     new = np.zeros((dec.shape[0], stop - start), dtype=object)
     new[:] = 0
     for j, c in enumerate(cols):
-        new[:, c - start] = [v / _frac(scales[place.start + j]) for v in dec[:, j]]
+        new[:, c - start] = [v / Fraction(scales[place.start + j]) for v in dec[:, j]]
     return cls(place.node, place.layer, start, stop, RatArray.of(new), place.offset)
-
-
-def _frac(x: float):
-    from fractions import Fraction
-
-    return Fraction(x)
 
 
 def _moved_list(values: list, perm, width: int, fill) -> list:
