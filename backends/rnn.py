@@ -15,7 +15,7 @@ from torch import nn
 from lsrl.cached import cached
 from lsrl.diagnostics import SOURCES, Note, error
 from lsrl.guarantee.facts import Facts
-from lsrl.guarantee.propagate import Context, StageErrors, gamma, rounding
+from lsrl.guarantee.propagate import Context, StageErrors, gamma, integer_factors, rounding
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray, int_dtype
 from lsrl.ir.recurrence import coupled_components
@@ -185,7 +185,9 @@ class RnnBackend:
         fu = np.abs(stage.U.f64) @ ctx.h + np.abs(stage.u.f64)
         fv = np.abs(stage.V.f64) @ ctx.h + np.abs(stage.v.f64)
         val = np.where(flag_is_u, fv, fu)
-        se.inner = se.inner + gamma(ctx.fan_in + 1, ctx.u) * (2 * big + val)
+        # v - L(1 - b) is integer arithmetic, exact in the dtype, when both factors are and it stays below 1/u
+        exact = integer_factors(stage, ctx) & (2 * big + val <= 1 / ctx.u)
+        se.inner = se.inner + np.where(exact, 0.0, gamma(ctx.fan_in + 1, ctx.u) * (2 * big + val))
         se.gain = np.maximum(1.0, big / np.maximum(val, 1e-300))
         return se
 

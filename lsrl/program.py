@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from lsrl.cached import cached
 from lsrl.diagnostics import Span
 from lsrl.ir.coeffs import Scalar, format_scalar
 from lsrl.ir.graph import Graph
@@ -57,6 +58,14 @@ class Program:
     params: dict[str, object] = field(default_factory=dict)
     file: str = "<input>"
     source_sha256: str = ""
+
+    @cached
+    def reference_graph(self) -> Graph:
+        """The graph whose float64 interpretation models are checked against: `graph` with its periodic states
+        on their exact orbits (lsrl.passes.exact_orbits), as the compiler realises them."""
+        from lsrl.passes import exact_orbits
+
+        return exact_orbits(self.graph)
 
     def describe_params(self) -> str:
         return ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())

@@ -143,7 +143,7 @@ def compare(program: Program, module: torch.nn.Module, promise: Promise, samples
     dtype = DTYPES[promise.dtype]
     for start in range(0, x.shape[0], batch):
         xb = x[start:start + batch]
-        ref = interpret(program.graph, xb)
+        ref = interpret(program.reference_graph, xb)
         with torch.no_grad():
             y, probes = module(torch.tensor(xb, dtype=dtype), probes=True)
         got = {"output": (y.double().numpy(), ref.output)}

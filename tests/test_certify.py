@@ -98,13 +98,21 @@ def test_sums_beyond_float32_are_certified_for_float64_only():
     assert "float64 arithmetic certified exact" in p64.certified and p64.output.abs_bound == 0
 
 
-@pytest.mark.parametrize(("name", "reason"), [("tok2tok", "coefficient is not an integer"),
-                                               ("window_sum", "input domain is not a set of integers"),
-                                               ("mod_counter", "coefficient is not an integer")])
-def test_programs_outside_integer_arithmetic_get_no_certificate(name, reason):
-    c = _compiled("lrnn", "float32", name)
+@pytest.mark.parametrize(("source", "reason"), [
+    ("input x[1] in [0, 1]\nstate s = 0\ns <- s + x\noutput s", "input domain is not a set of integers"),
+    ("input x[1] in {0, 1}\noutput x / 3", "coefficient is not an integer")])
+def test_programs_outside_integer_arithmetic_get_no_certificate(source, reason):
+    c = _compiled("lrnn", "float32", source=source)
     assert c.certificate.bound is None and reason in c.certificate.reason
     assert not c.certificate.exact_in(torch.float64)
+
+
+@pytest.mark.parametrize("name", ["mod_counter", "tok2tok"])
+def test_rotation_counters_compile_to_certified_integer_arithmetic(name):
+    """Their rotation states (rounded cosines) are lifted to cyclic one-hots and the steps reading them fold
+    to integer maps (lsrl/passes/lift_orbits.py, fold_onehot.py): nothing inexact is left."""
+    c = _compiled("lrnn", "float32", name)
+    assert c.certificate.exact_in(torch.float64)
 
 
 def test_a_certified_float32_program_verifies_under_the_float64_allowance():

@@ -140,13 +140,19 @@ def rounding(stage, ctx: Context) -> StageErrors:
         out = dot_rounding([(stage.C, h, ih), (stage.D, hid, _int_rows(hid_parts, stage.e))], stage.c, ctx.u)
         return StageErrors(out, dot_rounding(hid_parts, stage.e, ctx.u))
     fu, fv = _abs(stage.U) @ h + _abs(stage.u), _abs(stage.V) @ h + _abs(stage.v)
-    iu, iv = _int_rows([(stage.U, h, ih)], stage.u), _int_rows([(stage.V, h, ih)], stage.v)
     prod = fu * fv
-    int_prod = iu & iv
+    int_prod = integer_factors(stage, ctx)
     prod_err = np.where(int_prod & (prod <= 1 / ctx.u), 0.0, ctx.u * prod)
     out = dot_rounding([(stage.P, h, ih), (stage.Q, prod, int_prod)], None, ctx.u)
     return StageErrors(out, prod_err, (dot_rounding([(stage.U, h, ih)], stage.u, ctx.u),
                                        dot_rounding([(stage.V, h, ih)], stage.v, ctx.u)))
+
+
+def integer_factors(stage, ctx: Context) -> np.ndarray:
+    """Per product of a gate stage: both factors are integer arithmetic over exact integers (so the products,
+    and a backend's integer constructions of them, are integers too)."""
+    h, ih = ctx.h, ctx.int_h
+    return _int_rows([(stage.U, h, ih)], stage.u) & _int_rows([(stage.V, h, ih)], stage.v)
 
 
 def power_sums(A: np.ndarray, steps: int) -> np.ndarray:

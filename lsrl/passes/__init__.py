@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from types import ModuleType
 
-from lsrl.ir.graph import Graph
+from lsrl.ir.graph import Graph, LinState
 from lsrl.ir.passes import Pass, PassReport, run_passes
-from lsrl.passes import cse, dce, fold_constants, fuse_linear, merge_states, remove_identities
+from lsrl.passes import cse, dce, fold_constants, fold_onehot, fuse_linear, lift_orbits, merge_states, remove_identities
 from lsrl.passes.rewrite import rewrite
 
 MAX_ROUNDS = 10  # the cleanup loop settles in 2-3 rounds on real programs; this only bounds a bad rule
@@ -50,7 +50,9 @@ PIPELINE: list[Pass] = [
     fold_constants.PASS,
     remove_identities.PASS,
     cse.PASS,
+    lift_orbits.PASS,
     fuse_linear.PASS,
+    fold_onehot.PASS,
     merge_states.PASS,
     fixpoint("simplify", CLEANUP, "sweep the rules of fold_constants, remove_identities, fuse_linear and cse "
              "together until nothing changes"),
@@ -58,7 +60,17 @@ PIPELINE: list[Pass] = [
 
 PASS_NAMES: list[str] = [p.name for p in PIPELINE]
 PASSES: dict[str, Pass] = {p.name: p for p in (
-    dce.PASS, fold_constants.PASS, remove_identities.PASS, cse.PASS, fuse_linear.PASS, merge_states.PASS)}
+    dce.PASS, fold_constants.PASS, remove_identities.PASS, cse.PASS, lift_orbits.PASS, fuse_linear.PASS,
+    fold_onehot.PASS, merge_states.PASS)}
+
+
+def exact_orbits(graph: Graph) -> Graph:
+    """`graph` with periodic states lifted to cyclic one-hots and the functions of those folded (lift_orbits,
+    fold_onehot), nothing else changed: what a program means where its rotations are rounded cosines, and
+    the reference `lsrl verify` interprets (the float64 drift of the rounded orbit is no error of a model)."""
+    if not any(isinstance(n.op, LinState) and n.op.B is None for n in graph.nodes):
+        return graph
+    return rewrite(graph, lift_orbits.RULES + fold_onehot.RULES)[0]
 
 
 def optimize(graph: Graph, upto: str | None = None) -> tuple[Graph, list[PassReport]]:
@@ -68,4 +80,4 @@ def optimize(graph: Graph, upto: str | None = None) -> tuple[Graph, list[PassRep
     return run_passes(graph, PIPELINE, upto)
 
 
-__all__ = ["PASSES", "PASS_NAMES", "PIPELINE", "Pass", "PassReport", "fixpoint", "optimize"]
+__all__ = ["PASSES", "PASS_NAMES", "PIPELINE", "Pass", "PassReport", "exact_orbits", "fixpoint", "optimize"]
