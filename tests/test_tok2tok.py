@@ -85,11 +85,12 @@ def oracle(seq: list[int], T: int) -> dict[str, np.ndarray]:
     matching = np.zeros(L)
     buf = np.zeros((L, T + 1))
     all_matching = np.zeros(L)
-    started_on = np.zeros(L)
+    start = np.zeros(L)
+    started = np.zeros((L, T))
     copy_on = np.zeros(L)
     reg = np.zeros((L, T))
     out = np.zeros(L)
-    q, s, r = np.zeros(T), 0.0, np.zeros(T)
+    q, r = np.zeros(T), np.zeros(T)
     for i in range(L):
         if i < T:
             q[i] = seq[i]
@@ -97,10 +98,9 @@ def oracle(seq: list[int], T: int) -> dict[str, np.ndarray]:
         matching[i] = float(is_compare[i] == 1 and seq[i] == q[i % T])
         buf[i] = [matching[j] if j >= 0 else 0.0 for j in range(i - T, i + 1)]
         all_matching[i] = float(buf[i, :T].sum() == T)
-        if all_matching[i] and first_copy[i]:
-            s += i
-        started_on[i] = s
-        copy_on[i] = float(is_copy[i] == 1 and i < s + T)
+        start[i] = float(all_matching[i] == 1 and first_copy[i] == 1)
+        started[i] = [start[j] if j >= 0 else 0.0 for j in range(i - T + 1, i + 1)]
+        copy_on[i] = float(is_copy[i] == 1 and started[i].any())
         if copy_on[i]:
             r[i % T] += seq[i]
         reg[i] = r
@@ -111,7 +111,7 @@ def oracle(seq: list[int], T: int) -> dict[str, np.ndarray]:
         "switches": col(t, is_prompt, is_compare, is_copy, first_copy),
         "query_reg": query,
         "matches": np.concatenate([matching[:, None], buf, all_matching[:, None]], axis=1),
-        "copying": np.concatenate([started_on[:, None], copy_on[:, None], reg], axis=1),
+        "copying": np.concatenate([started, copy_on[:, None], reg], axis=1),
         "output": out[:, None],
     }
 
@@ -120,7 +120,8 @@ def test_oracle_on_a_worked_example():
     """The oracle itself, on a hand-checked input (T = 2): query (3, 4) matches the second key."""
     seq = build_input((3, 4), [((3, 5), (1, 1)), ((3, 4), (7, 8)), ((4, 3), (2, 2))])
     o = oracle(seq, 2)
-    assert o["copying"][:, 0].tolist() == [0] * 8 + [8] * 6
+    assert o["copying"][:, 1].tolist() == [0] * 8 + [1] + [0] * 5  # the value starts at step 8
+    assert o["copying"][:, 2].tolist() == [0] * 8 + [1, 1] + [0] * 4  # and is copied for T = 2 steps
     assert o["output"][-2:, 0].tolist() == [7, 8]
     assert o["matches"][:, 0].tolist() == [0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
 
@@ -145,7 +146,7 @@ def test_last_T_outputs_are_the_value(T, gated):
 
 @pytest.mark.parametrize("T,gated", CASES)
 def test_probes_and_output_trace_follow_the_construction(T, gated):
-    """Counters, switches, query register, matching buffer, started_on/registers and the full output
+    """Counters, switches, query register, matching buffer, start flags/registers and the full output
     trace, per step, against the oracle (the reference test's test_counters .. test_copying)."""
     prog = program(T, gated)
 
@@ -218,16 +219,16 @@ def test_long_prompt_up_to_max_len(gated):
     np.testing.assert_allclose(res.probes["counters"][0], oracle(seqs[0], T)["counters"], rtol=0, atol=ATOL)
 
 
-def test_relu_only_big_is_tight():
-    """gated = 0 sets big = max(V, max_len): exact for a sequence of max_len tokens, and too small
-    (the step counter leaks through the started_on conditional) once the sequence is longer than big.
-    This shows the constant is not oversized, and that max_len is a real limit."""
-    T = 1
-    pairs = [((k,), ((k + 3) % 10,)) for k in (5, 1, 2, 3, 4, 6, 7, 0)]
-    seq = build_input((5,), pairs)  # 17 tokens, match in the first pair
-    assert run(program(T, 0, 10, max_len=len(seq)), [seq]).output[0, -1, 0] == pytest.approx(8, abs=ATOL)
-    assert run(program(T, 0, 10, max_len=10), [seq]).output[0, -1, 0] != pytest.approx(8, abs=0.5)
-    assert run(program(T, 1, 10, max_len=10), [seq]).output[0, -1, 0] == pytest.approx(8, abs=ATOL)
+def test_relu_only_big_covers_repeated_matches():
+    """gated = 0 sets big = V * max_len: the registers exceed V only when several keys match (each match adds
+    its value), at most max_len times. With every key equal to the query the ReLU-only model still agrees
+    with the gated one; with big too small (max_len = 2: big = 20) the other register leaks into the output."""
+    T = 2
+    seq = build_input((5, 5), [((5, 5), (9, 9))] * 8)  # the registers reach 72
+    gated = run(program(T, 1), [seq]).output[0, -1, 0]
+    assert gated == pytest.approx(72, abs=ATOL)
+    assert run(program(T, 0), [seq]).output[0, -1, 0] == pytest.approx(gated, abs=ATOL)
+    assert run(program(T, 0, 10, max_len=2), [seq]).output[0, -1, 0] != pytest.approx(gated, abs=0.5)
 
 
 @pytest.mark.parametrize("gated", [1, 0])
