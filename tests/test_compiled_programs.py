@@ -37,6 +37,19 @@ def test_verify_float32(name, backend):
     assert report.passed, report.lines()
 
 
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("T", [2, 8])
+def test_tok2tok_verifies_in_float32_at_the_default_max_len(backend, T):
+    """tok2tok in float32 up to max_len 4096, with a stated bound below 1/2 on its token output: its rotation
+    counters are lifted to exact one-hots and what remains is integer arithmetic within float32's range."""
+    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T})
+    report = verify(prog, CompileOptions(backend, dtype="float32"), samples=16, length=128, seed=3)
+    assert report.passed, report.lines()
+    out = report.promise.output
+    assert report.promise.max_len == 4096 and out.integer and out.allowed < 0.5 and out.exact_after_rounding
+    assert report.exact_share == 1.0
+
+
 def tok2tok_inputs(T: int, pairs: int, batch: int, seed: int):
     rng = np.random.default_rng(seed)
     xs, want = [], []
