@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from lsrl.backends import gru, lrnn, lstm, rnn
+from lsrl.backends import gru, lrnn, lstm, mamba, rnn
 from lsrl.backends.base import Backend, Emitted, Placement, Target
 
 from lsrl.diagnostics import error
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND, gru.BACKEND, lstm.BACKEND)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND, gru.BACKEND, lstm.BACKEND,
+                                                   mamba.BACKEND)}
 
 
 def get_backend(name: str) -> Backend:

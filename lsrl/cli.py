@@ -345,6 +345,15 @@ def _recompiled(args):
     return compiled
 
 
+def cmd_export(args) -> int:
+    from lsrl.runtime.hf_export import LSRL_INFO, export_hf
+
+    out = export_hf(args.checkpoint, _out_dir(args))
+    print(f"exported {args.checkpoint} -> {out}: transformers.MambaForCausalLM.from_pretrained({str(out)!r}) loads "
+          f"it (token ids and the head's logits: {out / LSRL_INFO})")
+    return 0
+
+
 def cmd_zoo(args) -> int:
     """Sample programs, compile each on the backends, write sources, checkpoints and a metadata table."""
     from lsrl.interpretability.sampler import zoo
@@ -414,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def compiling(sp):
         common(sp)
-        sp.add_argument("--backend", help="target architecture: one of lsrl.backends.BACKENDS, e.g. lrnn, rnn, "
-                        "gru, lstm (default lrnn)")
+        sp.add_argument("--backend", help="target architecture: one of lsrl.backends.BACKENDS: lrnn, rnn, "
+                        "gru, lstm, mamba (default lrnn)")
         sp.add_argument("--max-len", type=_at_least(1), default=None,
                         help="longest sequence the compiled constants must be safe for (default 4096)")
         sp.add_argument("--dtype", choices=["float32", "float64"], help="default float64")
@@ -478,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_obfuscate)
+
+    sp = sub.add_parser("export", help="write a mamba checkpoint as a transformers MambaForCausalLM directory")
+    sp.add_argument("checkpoint", help="a checkpoint directory (lsrl compile --backend mamba --dtype float32)")
+    sp.add_argument("--format", choices=["hf"], required=True, help="hf: loadable with from_pretrained")
+    sp.add_argument("-o", "--output", required=True, help="directory to write")
+    sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
+    sp.set_defaults(fn=cmd_export)
 
     sp = sub.add_parser("zoo", help="sample random programs and compile each on every backend, with a table")
     sp.add_argument("--n", type=_at_least(1), required=True, help="number of programs")

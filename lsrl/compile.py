@@ -16,6 +16,7 @@ from lsrl.guarantee.policy import make_promise
 from lsrl.guarantee.promise import Promise
 from lsrl.ir.graph import Graph
 from lsrl.ir.passes import PassReport
+from lsrl.legalize import legalize
 from lsrl.lowering import Stack, lower
 from lsrl.passes import optimize
 from lsrl.program import Program
@@ -76,6 +77,9 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
     graph, reports = program.graph, []
     if options.optimize:
         graph, reports = optimize(graph)
+    graph, legal = legalize(graph, backend.target.transitions, options.length_limit, f"the {backend.name} backend")
+    if legal is not None:
+        reports.append(legal)
     facts = range_facts(graph, program, options.max_len) if backend.target.needs_facts else None
     stack, _ = lower(graph, backend.target.template)
     emitted = backend.emit(graph, stack, facts, DTYPES[options.dtype])

@@ -42,7 +42,7 @@ def is_onehot_state(op: ir.Op) -> bool:
     return all(sorted(c) == [0] * (len(c) - 1) + [1] for c in cols)
 
 
-def _orbit(op: ir.LinState) -> list[np.ndarray] | None:
+def orbit(op: ir.LinState) -> list[np.ndarray] | None:
     """The values v_0 .. v_{n-1} a periodic input-free state shows its readers (exact Fractions when A, bias
     and init are exact), or None when it is not periodic within MAX_ORBIT steps."""
     A, b, v = op.A.f64, op.bias.f64, op.init.f64
@@ -74,14 +74,14 @@ def _orbit(op: ir.LinState) -> list[np.ndarray] | None:
 def lift_periodic_state(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:
     if not isinstance(op, ir.LinState) or op.B is not None or is_onehot_state(op):
         return None
-    orbit = _orbit(op)
-    if orbit is None or len(orbit) < 2:
+    orb = orbit(op)
+    if orb is None or len(orb) < 2:
         return None
-    n = len(orbit)
+    n = len(orb)
     shift = Coeffs.ones_at((n, n), [(j + 1) % n for j in range(n)], list(range(n)))  # e_j -> e_{j+1}
     init = Coeffs.ones_at((n, 1), [n - 1], [0]).data[:, 0]  # so that the first step shows e_0
     p = rw.add(ir.LinState(shift, None, mx.zeros(n), Coeffs(init)), ())
-    M = mx.coeffs(np.stack(orbit, axis=1))
+    M = mx.coeffs(np.stack(orb, axis=1))
     return ir.Linear((M,), mx.zeros(op.A.shape[0])), (p,)
 
 

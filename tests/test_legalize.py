@@ -1,0 +1,121 @@
+"""Legalisation for diagonal [0, 1] targets: the rewritten graph equals the program up to max_len, the last
+step included, and every state it keeps is one such a target realises."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsrl import LsrlError, compile_source, interpret, load_program
+from lsrl.ir import graph as ir
+from lsrl.legalize import legalize
+from lsrl.legalize.periodic import choose
+from lsrl.legalize.spectrum import diagonal01
+from lsrl.passes import optimize
+
+PROGRAMS = sorted(Path(__file__).parent.parent.joinpath("programs").glob("*.lsrl"))
+
+
+def _legal(g: ir.Graph, max_len: int) -> ir.Graph:
+    new, _ = legalize(g, "diagonal01", max_len, "test")
+    assert all(diagonal01(n.op) for n in new.nodes if isinstance(n.op, ir.LinState))
+    return new
+
+
+def _same(a: ir.Graph, b: ir.Graph, x: np.ndarray) -> None:
+    ra, rb = interpret(a, x), interpret(b, x)
+    assert np.array_equal(ra.output, rb.output)
+    for name in ra.probes:
+        assert np.array_equal(ra.probes[name], rb.probes[name])
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("max_len", [7, 64])
+def test_programs_keep_their_meaning_up_to_max_len(path, max_len):
+    prog = load_program(str(path))
+    g = optimize(prog.graph)[0]
+    x = prog.input.sample(np.random.default_rng(max_len), 6, max_len)  # the last step is max_len - 1
+    _same(g, _legal(g, max_len), x)
+
+
+@pytest.mark.parametrize("T", [2, 5, 8])
+def test_tok2tok_long_registers_and_phases(T):
+    """T = 8: shift registers of 8 and 9 slots become chains of 4-slot delay lines; the phases of T and 2 T
+    share one decoder."""
+    prog = load_program("programs/tok2tok.lsrl", {"T": T})
+    g = optimize(prog.graph)[0]
+    new, report = legalize(g, "diagonal01", 300, "test")
+    assert report.rewrites["decoder.binary"] + report.rewrites.get("decoder.flat", 0) == 1
+    x = prog.input.sample(np.random.default_rng(T), 8, 300)
+    _same(g, new, x)
+
+
+@pytest.mark.parametrize(("n", "max_len", "kind"), [(5, 4, "flat"), (7, 6, "flat"), (3, 4096, "binary"),
+                                                    (5, 97, "binary"), (12, 13, "binary")])
+def test_each_decoder_is_exact_at_every_step_to_max_len(n, max_len, kind):
+    assert choose(n, max_len).kind == kind
+    g = compile_source(f"input x[1] in {{0, 1}}\noutput mod_counter({n})\nprobe oh = mod_onehot({n})", "t.lsrl").graph
+    new = _legal(optimize(g)[0], max_len)
+    got = interpret(new, np.zeros((1, max_len, 1)))
+    t = np.arange(max_len)
+    assert np.array_equal(got.output[0, :, 0], t % n)
+    assert np.array_equal(got.probes["oh"][0], np.eye(n)[t % n])
+
+
+def test_binary_decoder_values_stay_small():
+    """Range analysis bounds every decoder value by about 2 max_len, so float32 holds them as integers."""
+    from lsrl.analysis.ranges import analyze
+
+    g = compile_source("input x[1] in {0, 1}\noutput mod_counter(10)", "t.lsrl").graph
+    new = _legal(optimize(g)[0], 4096)
+    r = analyze(new, compile_source("input x[1] in {0, 1}\noutput x", "d.lsrl").input.domain, 4096)
+    assert max(max(r[n.id].magnitudes) for n in new.nodes) <= 2 * 4096
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 9), st.data())
+def test_random_permutation_states(n, data):
+    """Any permutation with any init (a cycle of the orbit, possibly shorter than n) and a linear read."""
+    perm = data.draw(st.permutations(range(n)))
+    init = data.draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n))
+    A = [[int(perm[j] == i) for j in range(n)] for i in range(n)]
+    src = f"input x[1] in {{0, 1}}\nstate s[{n}] = {init}\ns <- {A} @ s\noutput s + repeat(x, {n})"
+    g = compile_source(src, "t.lsrl").graph
+    max_len = data.draw(st.integers(1, 40))
+    x = np.random.default_rng(n).integers(0, 2, (2, max_len, 1)).astype(float)
+    _same(g, _legal(g, max_len), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 11), st.data())
+def test_random_nilpotent_states(n, data):
+    """Strictly lower-triangular A (nilpotent, any index up to n) with an input, a bias and an init."""
+    A = [[data.draw(st.integers(-2, 2)) if j < i else 0 for j in range(n)] for i in range(n)]
+    init = data.draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n))
+    bias = data.draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n))
+    src = (f"input x[1] in {{-1, 0, 1}}\nstate s[{n}] = {init}\n"
+           f"s <- {A} @ s + repeat(x, {n}) + {bias}\noutput s")
+    g = compile_source(src, "t.lsrl").graph
+    xe = np.vectorize(Fraction, otypes=[object])(np.random.default_rng(n).integers(-1, 2, (2, 3 * n, 1)))
+    new = _legal(g, 64)
+    assert interpret(new, xe, exact=True).output.tolist() == interpret(g, xe, exact=True).output.tolist()
+
+
+def test_input_driven_rotation_is_a_located_error():
+    src = "input x[1] in {0, 1}\nstate r[2] = [1, 0]\nr <- [[0, -1], [1, 0]] @ r + [x, x]\noutput r"
+    g = compile_source(src, "rot.lsrl").graph
+    with pytest.raises(LsrlError) as exc:
+        legalize(g, "diagonal01", 64, "the mamba backend")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0706" and "`r`" in d.message and "reads an input" in d.message
+    assert d.span.file == "rot.lsrl" and d.span.line == 2  # the declaration
+
+
+def test_targets_with_any_transition_are_left_alone():
+    g = load_program("programs/mod_counter.lsrl").graph
+    assert legalize(g, "any", 64) == (g, None)
