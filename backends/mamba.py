@@ -83,40 +83,94 @@ class Mixer(nn.Module):
         self.out_proj = nn.Linear(inner, hidden, bias=False, **kw)
         self.dt_rank, self.d_state = dt_rank, d_state
 
-    def forward(self, u: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+    def _prepare(self, u: torch.Tensor):
+        """x' (after conv and silu), z, dt (before its bias), B, C: every input of the scan, for the whole
+        sequence (layouts (batch, channels or states, time))."""
         L = u.shape[1]
         x, z = self.in_proj(u).transpose(1, 2).chunk(2, dim=1)
         x = F.silu(self.conv1d(x)[..., :L])
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)
+        return x, z, delta, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+
+    def _scan(self, x, z, delta, B, C, impl, h0=None, last=False):
         # a channel whose dt is exactly 0 at every step keeps h = 0, so its scan output is D x' (bitwise):
         # the scan runs on the other channels only (most of a compiled mixer's channels have no state)
         y = (x * self.D[:, None]) * F.silu(z)
         on = (F.softplus(delta + self.dt_proj.bias[:, None]) != 0).any(dim=2).any(dim=0).nonzero()[:, 0]
+        h = x.new_zeros(x.shape[0], x.shape[1], self.d_state) if h0 is None else h0.clone()
         if len(on):
-            y[:, on] = selective_scan(x[:, on].contiguous(), delta[:, on].contiguous(), -torch.exp(self.A_log[on]),
-                                      B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D[on],
-                                      z[:, on].contiguous(), self.dt_proj.bias[on], True, impl=impl)
-        return self.out_proj(y.transpose(1, 2))
+            out = selective_scan(x[:, on].contiguous(), delta[:, on].contiguous(), -torch.exp(self.A_log[on]), B, C,
+                                 self.D[on], z[:, on].contiguous(), self.dt_proj.bias[on], True,
+                                 None if h0 is None else h0[:, on].contiguous(), last, impl=impl)
+            y[:, on], h_on = out if last else (out, None)
+            if last:
+                h[:, on] = h_on.to(h.dtype)
+        return (y, h) if last else y
+
+    def forward(self, u: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+        return self.out_proj(self._scan(*self._prepare(u), impl).transpose(1, 2))
+
+    def scan_state(self, u: torch.Tensor, t: int, impl: str | None = None) -> torch.Tensor:
+        """The scan state h (batch, channels, d_state) after step t."""
+        x, z, delta, B, C = (a[..., :t + 1] for a in self._prepare(u))
+        return self._scan(x, z, delta, B, C, impl, last=True)[1]
+
+    def resume(self, u: torch.Tensor, t: int, h: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+        """The output at steps t + 1.. when the scan state after step t is h."""
+        x, z, delta, B, C = (a[..., t + 1:].contiguous() for a in self._prepare(u))
+        return self.out_proj(self._scan(x, z, delta, B, C, impl, h0=h).transpose(1, 2))
+
+
+class Block(nn.Module):
+    """One residual layer, r + mixer(r): transformers' MambaBlock without its RMSNorm (the HF export adds it as
+    an exact identity). Its output is the stream after the layer, which the placements describe."""
+
+    def __init__(self, hidden: int, inner: int, d_state: int, dtype: torch.dtype, slots=()):
+        super().__init__()
+        self.mixer = Mixer(hidden, inner, d_state=d_state, dtype=dtype)
+        self.scan_impl: str | None = None  # None: lsrl.runtime.scan picks (Triton on CUDA, else torch)
+        self.slots = [tuple(s) for s in slots]  # per scan state n: (its channel, the stream coordinate holding it
+        # or -1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return r + self.mixer(r, self.scan_impl)
+
+    def resume(self, r: torch.Tensor, t: int, out_t: torch.Tensor) -> torch.Tensor:
+        """The block's output at steps t + 1.. when its output at step t was set to `out_t` (an intervention):
+        each state slot continues from the value its row holds there."""
+        with torch.no_grad():
+            h = self.mixer.scan_state(r, t, self.scan_impl)
+            for n, (chan, row) in enumerate(self.slots):
+                if row >= 0:
+                    h[:, chan, n] = out_t[:, row]
+            return r[:, t + 1:] + self.mixer.resume(r, t, h, self.scan_impl)
 
 
 class MambaStack(HeadedStack):
-    """forward(x[B, T, d_in]): the stream [x, 0.., 1] through residual mixers, then the read-out heads."""
+    """forward(x[B, T, d_in]): the stream [x, 0.., 1] through the residual blocks, then the read-out heads."""
 
     def __init__(self, config: dict, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.hidden, self.input_dim = config["hidden"], config["input_dim"]
-        self.layers = nn.ModuleList(Mixer(self.hidden, n, d_state=k, dtype=dtype)
-                                    for n, k in zip(config["inners"], config["states"], strict=True))
-        self.scan_impl: str | None = None  # None: lsrl.runtime.scan picks (Triton on CUDA, else torch)
+        # where the stream's logical coordinates sit (identity unless obfuscated): x first, the constant last
+        self.stream = list(config.get("stream") or range(self.hidden))
+        slots = config.get("slots") or [()] * len(config["inners"])
+        self.layers = nn.ModuleList(Block(self.hidden, n, k, dtype, sl)
+                                    for n, k, sl in zip(config["inners"], config["states"], slots, strict=True))
         self._add_heads(config, dtype)
+
+    def set_scan_impl(self, impl: str | None) -> None:
+        """Force the scan path of every layer ("torch", "triton"; None: automatic)."""
+        for block in self.layers:
+            block.scan_impl = impl
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         r = x.new_zeros(*x.shape[:-1], self.hidden)
-        r[..., :self.input_dim] = x
-        r[..., -1] = 1
-        for layer in self.layers:
-            r = r + layer(r, self.scan_impl)
+        r[..., self.stream[:self.input_dim]] = x
+        r[..., self.stream[-1]] = 1
+        for block in self.layers:
+            r = block(r)
         return r
 
 
@@ -332,7 +386,7 @@ def _merge_lin(p: Plan) -> None:
         for d in lins:
             ch, coef = p.chans[d], reads.pop(d)
             reads[0] = reads.get(0, Fraction(0)) + coef * ch.shift  # undo its shift removal
-            form = form + coef * np.array(ch.form, dtype=object)
+            form[:len(ch.form)] = form[:len(ch.form)] + coef * np.array(ch.form, dtype=object)  # () is 0
             bias += coef * ch.bias
         p.lin(r, tuple(form), bias, Fraction(1))
     _drop_unread(p)
@@ -539,6 +593,7 @@ class MambaBackend:
             layout = st.out
         config = {"hidden": hidden, "input_dim": stack.input_dim, "inners": [len(p.chans) for p in plans],
                   "states": [max(1, len(p.slots)) for p in plans],
+                  "slots": [[[sl["chan"], -1 if sl["row"] is None else sl["row"]] for sl in p.slots] for p in plans],
                   "hiddens": [hidden] * len(plans),  # each layer's output units: the residual stream
                   "output_dim": stack.output.b.shape[0], "readout_in": hidden,
                   "probes": {n: r.b.shape[0] for n, r in stack.probes}}
@@ -546,7 +601,7 @@ class MambaBackend:
         with torch.no_grad():
             for layer, p in zip(module.layers, plans, strict=True):
                 for name, value in mixer_weights(p, hidden, ident).items():
-                    layer.get_parameter(name).copy_(torch.from_numpy(value))
+                    layer.mixer.get_parameter(name).copy_(torch.from_numpy(value))
         last = stack.stages[-1].out.width if stack.stages else stack.input_dim
         module.set_heads(stack, RatArray.from_entries((last, hidden), {(i, i): 1 for i in range(last)}))
         places = [Placement(seg.node, f"layers.{i}", seg.start, seg.start + seg.dim, RatArray.eye(seg.dim),
@@ -589,4 +644,4 @@ class MambaBackend:
 
 
 BACKEND = MambaBackend()
-__all__ = ["BACKEND", "MambaStack", "Mixer"]
+__all__ = ["BACKEND", "Block", "MambaStack", "Mixer"]

@@ -16,7 +16,7 @@ from lsrl.guarantee.policy import make_promise
 from lsrl.guarantee.promise import Promise
 from lsrl.ir.graph import Graph
 from lsrl.ir.passes import PassReport
-from lsrl.legalize import legalize
+from lsrl.legalize import legalize_mapped
 from lsrl.lowering import Stack, lower
 from lsrl.passes import optimize
 from lsrl.program import Program
@@ -77,10 +77,16 @@ def compile_program(program: Program, options: CompileOptions | None = None) -> 
     graph, reports = program.graph, []
     if options.optimize:
         graph, reports = optimize(graph)
-    graph, legal = legalize(graph, backend.target.transitions, options.length_limit, f"the {backend.name} backend")
+    before = graph
+    graph, legal, kept = legalize_mapped(graph, backend.target.transitions, options.length_limit,
+                                         f"the {backend.name} backend")
+    facts = None
     if legal is not None:
         reports.append(legal)
-    facts = range_facts(graph, program, options.max_len) if backend.target.needs_facts else None
+        if backend.target.needs_facts:  # what the analysis proved before the rewrite holds for the nodes kept
+            facts = range_facts(graph, program, options.max_len, (range_facts(before, program, options.max_len), kept))
+    elif backend.target.needs_facts:
+        facts = range_facts(graph, program, options.max_len)
     stack, _ = lower(graph, backend.target.template)
     emitted = backend.emit(graph, stack, facts, DTYPES[options.dtype])
     if DTYPES[options.dtype] != torch.float64:  # emit gives float64; a no-op .to() still costs ~2 ms

@@ -227,7 +227,10 @@ def test_config_records_max_len_and_the_promise(tmp_path, backend):
     assert promise["backend"] == backend and promise["dtype"] == "float32" and promise["max_len"] == 64
     assert set(promise["outputs"]) == {"output", "diff"} and "rel_tol" not in promise
     assert recorded_promise(cfg, tmp_path) == Promise.from_json(promise)
-    for key in ("inputs", "hiddens", "readout_in", "output_dim", "probes") if backend != "lrnn" else ("stages",):
+    keys = {"lrnn": ("stages",), "mamba": ("hidden", "inners", "states", "hiddens", "readout_in", "output_dim",
+                                          "probes")}.get(backend, ("inputs", "hiddens", "readout_in", "output_dim",
+                                                                  "probes"))
+    for key in keys:
         assert key in cfg["module_config"]
 
 

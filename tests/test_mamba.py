@@ -48,14 +48,18 @@ def test_mixers_are_transformers_mamba_mixers_bit_for_bit():
     m = c.module
     r = _stream(m, torch.tensor(prog.input.sample(np.random.default_rng(0), 4, 40), dtype=torch.float32))
     with torch.no_grad():
-        for i, layer in enumerate(m.layers):
-            cfg = MambaConfig(hidden_size=m.hidden, state_size=layer.d_state, expand=1, intermediate_size=layer.D.shape[0],
-                              conv_kernel=4, time_step_rank=1, use_bias=False, use_conv_bias=True)
+        for i, block in enumerate(m.layers):
+            layer = block.mixer
+            cfg = MambaConfig(hidden_size=m.hidden, state_size=layer.d_state, expand=1,
+                              intermediate_size=layer.D.shape[0], conv_kernel=4, time_step_rank=1, use_bias=False,
+                              use_conv_bias=True)
             hf = MambaMixer(cfg, layer_idx=i).float()
             hf.load_state_dict(layer.state_dict())  # strict: the same names and shapes
             ours = layer(r)
             assert torch.equal(ours, hf(r))
-            r = r + ours
+            nxt = block(r)  # the residual block adds the mixer's output to the stream
+            assert torch.equal(nxt, r + ours)
+            r = nxt
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None or os.environ.get("TRITON_INTERPRET") != "1",
@@ -64,9 +68,9 @@ def test_triton_scan_runs_a_compiled_program():
     prog, c = _compiled("dyck1", max_len=64)
     x = torch.tensor(prog.input.sample(np.random.default_rng(1), 3, 40), dtype=torch.float32)
     with torch.no_grad():
-        c.module.scan_impl = "torch"
+        c.module.set_scan_impl("torch")
         ref = c.module(x)
-        c.module.scan_impl = "triton"
+        c.module.set_scan_impl("triton")
         got = c.module(x)
     assert torch.equal(got, ref)
     want = interpret(prog.reference_graph, x.double().numpy()).output

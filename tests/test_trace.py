@@ -44,7 +44,12 @@ def test_every_unit_is_labelled_with_what_it_holds(backend):
     x = prog.input.sample(np.random.default_rng(2), 2, 12)
     tr = trace(c, x)
     for layer, units in tr.units.items():
-        assert all(units), f"{layer}: unlabelled units {[j for j, u in enumerate(units) if not u]}"
+        bare = [j for j, u in enumerate(units) if not u]
+        if backend == "mamba" and bare:  # a residual stream: its constant 1 and the coordinates no value uses now
+            acts = tr.layers[layer][..., bare]
+            assert bare[-1:] == [len(units) - 1] and np.all(acts[..., -1] == 1) and np.all(acts[..., :-1] == 0)
+            continue
+        assert not bare, f"{layer}: unlabelled units {bare}"
         for j, labels in enumerate(units):
             for u in labels:
                 assert u.layer == layer and u.unit == j and u.coefficient != 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+
 from lsrl.analysis.ranges import DEFAULT_MAX_LEN, Ranges, analyze
 from lsrl.analysis.ranges.arith import to_fraction
 from lsrl.ir import graph as ir
@@ -83,6 +85,106 @@ class Facts:
         return self._margins[node]
 
 
+class CarriedFacts(Facts):
+    """Facts of a rewritten graph (legalisation) that equals the analysed one value for value up to max_len on
+    every node it kept (`to_old`: new id -> old id). Those nodes answer from the old analysis, which saw the
+    program before the rewrite (a cyclic one-hot as one state with a known orbit, not as separately decoded
+    components whose sums intervals overestimate); the rewrite's own nodes answer from the new analysis."""
+
+    def __init__(self, ranges: Ranges, old: Facts, to_old: dict[int, int]):
+        super().__init__(ranges)
+        self.old, self.to_old = old, to_old
+        self.derived: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # new node -> (lo, hi, integer)
+        for n in ranges.graph.nodes:  # the rewrite's Linears and delay lines, from their operands' facts
+            if n.id not in to_old:
+                self._derive(n)
+
+    def _ask(self, name: str, node: int, *args):
+        """A query answered by the old analysis for a kept node, else by the new one."""
+        old = self.to_old.get(node)
+        return getattr(self.old, name)(old, *args) if old is not None else getattr(Facts, name)(self, node, *args)
+
+    def lo(self, node: int) -> list[float]:
+        d = self.derived.get(node)
+        return [float(v) for v in d[0]] if d is not None else self._ask("lo", node)
+
+    def hi(self, node: int) -> list[float]:
+        d = self.derived.get(node)
+        return [float(v) for v in d[1]] if d is not None else self._ask("hi", node)
+
+    def integers(self, node: int) -> list[bool]:
+        d = self.derived.get(node)
+        return [bool(v) for v in d[2]] if d is not None else self._ask("integers", node)
+
+    def magnitudes(self, node: int) -> list[float]:
+        d = self.derived.get(node)
+        if d is None:
+            return self._ask("magnitudes", node)
+        return [float(max(abs(a), abs(b))) for a, b in zip(d[0], d[1], strict=True)]
+
+    def bound(self, node: int, why: str = "this backend's constants") -> float:
+        return self._ask("bound", node, why)
+
+    def is_boolean(self, node: int) -> bool:
+        return self._ask("is_boolean", node)
+
+    def nonnegative(self, node: int) -> bool:
+        return self._ask("nonnegative", node)
+
+    def values(self, node: int, comp: int = 0, limit: int = 16):
+        return self._ask("values", node, comp, limit)
+
+    def balls(self, node: int, comp: int = 0, limit: int = 256):
+        return self._ask("balls", node, comp, limit)
+
+    def lattice(self, node: int, comp: int = 0):
+        return self._ask("lattice", node, comp)
+
+    def relu_margin(self, node: int) -> float:
+        return self._ask("relu_margin", node)
+
+    def _interval(self, node: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if node in self.derived:
+            return self.derived[node]
+        return (np.array(self.lo(node)), np.array(self.hi(node)), np.array(self.integers(node), dtype=bool))
+
+    def _derive(self, n: ir.Node) -> None:
+        """Intervals of a Linear over its operands, and of a delay line (a nilpotent shift state with no bias
+        or init: each component is some lag of its drive, or 0), intersected with the new analysis."""
+        op = n.op
+        if isinstance(op, ir.Linear):
+            lo, hi, ints = _affine(op.mats, op.bias, [self._interval(a) for a in n.args])
+        elif (isinstance(op, ir.LinState) and op.B is not None and op.bias.is_zero and op.init.is_zero
+              and all(sorted(r) in ([0] * len(r), [0] * (len(r) - 1) + [1]) for r in op.A.f64.tolist())
+              and not np.linalg.matrix_power(op.A.f64, n.dim).any()):
+            lo, hi, ints = _affine((op.B,), op.bias, [self._interval(n.args[0])])
+            A = op.A.f64
+            for _ in range(n.dim):  # slot i holds slot j's previous value where A[i, j] = 1
+                lo, hi = np.minimum(lo, A @ lo), np.maximum(hi, A @ hi)
+            lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+            ints = ints & (A @ ints.astype(float) == A.sum(axis=1))
+        else:
+            return
+        new_lo, new_hi = np.array(Facts.lo(self, n.id)), np.array(Facts.hi(self, n.id))
+        self.derived[n.id] = (np.maximum(lo, new_lo), np.minimum(hi, new_hi),
+                              ints | np.array(Facts.integers(self, n.id), dtype=bool))
+
+
+def _affine(mats, bias, operands) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interval arithmetic of sum_k M_k x_k + bias, and integrality (integer coefficients over integers)."""
+    b = bias.f64
+    lo, hi, ints = b.copy(), b.copy(), bias.rat.den == 1
+    for M, (alo, ahi, aint) in zip(mats, operands, strict=True):
+        W = M.f64
+        with np.errstate(invalid="ignore"):  # 0 * inf
+            lo = lo + np.where(W > 0, W * alo, 0.0).sum(axis=1) + np.where(W < 0, W * ahi, 0.0).sum(axis=1)
+            hi = hi + np.where(W > 0, W * ahi, 0.0).sum(axis=1) + np.where(W < 0, W * alo, 0.0).sum(axis=1)
+        ints = ints & (M.rat.den == 1) & ~((W != 0) & ~aint[None, :]).any(axis=1)
+    return lo, hi, np.broadcast_to(ints, lo.shape).copy()
+
+
+
+
 def _margin(val) -> float:
     """Smallest nonzero |x| over the values of one wire (inf when 0 is its only value)."""
     if val.rad:  # balls: the nearest edge of a ball not around 0 (0 where one is)
@@ -98,6 +200,9 @@ def _margin(val) -> float:
     return 0.0 if val.lo <= 0 <= val.hi else float(min(abs(val.lo), abs(val.hi)))
 
 
-def range_facts(graph: ir.Graph, program, max_len: int | None) -> Facts:
-    """Range analysis of `graph` (an optimised program graph) for the program's input domain."""
-    return Facts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN))
+def range_facts(graph: ir.Graph, program, max_len: int | None, before: tuple[Facts, dict[int, int]] | None = None
+                ) -> Facts:
+    """Range analysis of `graph` (an optimised program graph) for the program's input domain; `before`: the
+    facts of the graph a legalisation rewrote into this one and the map of the nodes it kept."""
+    ranges = analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN)
+    return Facts(ranges) if before is None else CarriedFacts(ranges, *before)

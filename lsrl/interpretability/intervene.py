@@ -6,7 +6,8 @@ the value (its first placement) moves that placement's units to a preimage of th
 minimum-norm correction `u + D^T (D D^T)^-1 (v - offset - D u)` of the decode `D`: every reader of the
 layer reads values through decodes, so any preimage gives the same downstream values), and where the layer
 carries state from step to step it runs the rest of the sequence again from the patched step (torch
-recurrent layers from that hidden state, an lrnn state stage from that state). Both sides then give the
+recurrent layers from that hidden state, an lrnn state stage from that state, a mamba block's scan from
+the state slots its patched rows hold). Both sides then give the
 same outputs, up to the backend's promise: the ground truth that activation patching is scored against.
 """
 
@@ -99,7 +100,7 @@ def _layer_patch(iv: Intervention, p: dict, layer: torch.nn.Module):
         for t in sorted(iv.steps):
             out[:, t, p["start"]:p["stop"]] = _target_units(out, iv, p, t)
             if t + 1 < out.shape[1]:
-                rest = _continue(layer, h_in[:, t + 1:], out[:, t])
+                rest = _continue(layer, h_in, t, out[:, t])
                 if rest is not None:
                     out[:, t + 1:] = rest
         return (out, *output[1:]) if isinstance(output, tuple) else out
@@ -125,9 +126,12 @@ def _check_ranges(target, ref) -> None:
                         "the compiled constants and the promise hold on the proven ranges only")
 
 
-def _continue(layer: torch.nn.Module, h_in: torch.Tensor, state: torch.Tensor) -> torch.Tensor | None:
-    """The layer's output on the rest of the sequence from `state` at the previous step (None: the layer
-    carries nothing from step to step)."""
+def _continue(layer: torch.nn.Module, h_all: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor | None:
+    """The layer's output on steps t + 1.. of its input `h_all` from `state`, its output at step t (None: the
+    layer carries nothing from step to step)."""
+    if hasattr(layer, "resume"):  # a mamba block: its scan states restart from their patched rows
+        return layer.resume(h_all, t, state)
+    h_in = h_all[:, t + 1:]
     with torch.no_grad():  # `forward`, not the module call: its hooks (this patch among them) stay out
         h0 = state.unsqueeze(0).contiguous()
         if isinstance(layer, torch.nn.LSTM):  # the gated constructions keep c = h on every unit that recurs

@@ -31,13 +31,16 @@ _LRNN_COLS = {"state": ("A", "B"), "mlp": ("C", "E"), "gate": ("P", "U", "V")}  
 
 
 def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
-    from lsrl.backends import Emitted, Placement, get_backend
+    from lsrl.backends import get_backend
 
     rng = np.random.default_rng(seed)
     backend = get_backend(compiled.options.backend)
     module = copy.deepcopy(compiled.module)
     config = copy.deepcopy(compiled.emitted.config)
     layers = getattr(module, backend.prefix)
+    if backend.name == "mamba":
+        module, config, maps = _obfuscate_stream(backend, module, config, rng, dead)
+        return _with_module(compiled, module, config, maps)
     torch_layers = bool(len(layers)) and isinstance(layers[0], torch.nn.RNNBase)
     dead = dead if torch_layers else 0  # an lrnn stage's width is its stack stage's
     maps = []  # per layer: (new index of each old unit, scale of each old unit, new width)
@@ -63,7 +66,15 @@ def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
         rebuilt = backend.build_module(config).to(next(module.parameters()).dtype)
         rebuilt.load_state_dict(module.state_dict())
         module = rebuilt
-    index = {f"{backend.prefix}.{i}": m for i, m in enumerate(maps)}
+    return _with_module(compiled, module, config, maps)
+
+
+def _with_module(compiled, module, config, maps):
+    """The Compiled carrying the obfuscated module, its placements (and unit columns) moved by `maps`."""
+    from lsrl.backends import Emitted, Placement, get_backend
+
+    prefix = get_backend(compiled.options.backend).prefix
+    index = {f"{prefix}.{i}": m for i, m in enumerate(maps)}
     places = [_move(p, index[p.layer], Placement) if p.layer in index else p for p in compiled.emitted.placements]
     columns = compiled.emitted.unit_columns
     constants = dict(compiled.emitted.constants)
@@ -74,6 +85,41 @@ def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
     out = replace(compiled, emitted=emitted)
     out.__dict__.pop("certificate", None)  # cached on the original; the new module is checked afresh
     return out
+
+
+def _obfuscate_stream(backend, module, config, rng, dead: int):
+    """mamba: one permutation of the residual stream (every layer shares it: the blocks add into it) with
+    `dead` extra coordinates, and each mixer's channels permuted (its rows, conv taps, scan parameters and
+    out_proj columns; the scan's state slots follow their channels)."""
+    H = config["hidden"]
+    width = H + dead
+    perm = rng.permutation(width)[:H]  # logical coordinate j -> physical perm[j]
+    stream = [int(perm[j]) for j in (config.get("stream") or range(H))]
+    new_cfg = {**config, "hidden": width, "stream": stream, "hiddens": [width] * len(config["inners"]),
+               "readout_in": width}
+    chans = [rng.permutation(n) for n in config["inners"]]  # new channel k is old channel chans[k]
+    new_cfg["slots"] = [[[int(np.argsort(q)[c]), int(perm[row]) if row >= 0 else -1] for c, row in sl]
+                        for q, sl in zip(chans, config.get("slots") or [[]] * len(chans), strict=True)]
+    rebuilt = backend.build_module(new_cfg).to(next(module.parameters()).dtype)
+    p = torch.as_tensor(perm)
+    with torch.no_grad():
+        for old, new, q in zip(module.layers, rebuilt.layers, chans, strict=True):
+            o, m, q = old.mixer, new.mixer, torch.as_tensor(q)
+            n = len(q)
+            w_in = o.in_proj.weight[torch.cat([q, q + n])]
+            m.in_proj.weight.zero_()
+            m.in_proj.weight[:, p] = w_in
+            for name in ("conv1d.weight", "conv1d.bias", "dt_proj.weight", "dt_proj.bias", "A_log", "D"):
+                m.get_parameter(name).copy_(o.get_parameter(name)[q])
+            m.x_proj.weight.copy_(o.x_proj.weight[:, q])
+            m.out_proj.weight.zero_()
+            m.out_proj.weight[p] = o.out_proj.weight[:, q]
+        for old, new in zip([module.readout, *module.probe_heads], [rebuilt.readout, *rebuilt.probe_heads],
+                            strict=True):
+            new.weight.zero_()
+            new.weight[:, p] = old.weight
+            new.bias.copy_(old.bias)
+    return rebuilt, new_cfg, [(perm, np.ones(H), width)] * len(chans)
 
 
 def with_noise(compiled, sigma: float, seed: int = 0):

@@ -10,9 +10,10 @@ several) and rewrites each block it cannot realise:
 - delays.py: a nilpotent block longer than the convolution -> chained 4-slot delay lines, exact at every
   step.
 
-A block none of these realises is a located error (E0706) naming the state, raised before any rewrite. The rewritten graph equals the input
-graph under the interpreter at every step up to max_len (tests/test_legalize.py checks it, last step
-included).
+A block none of these realises is a located error (E0706) naming the state, raised before any rewrite.
+The rewritten graph equals the input graph under the interpreter at every step up to max_len
+(tests/test_legalize.py checks it, last step included), so range facts of the nodes it keeps carry over
+(`legalize_mapped`, lsrl.guarantee.facts.CarriedFacts).
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ from lsrl.legalize.delays import split_delay_line
 from lsrl.legalize.periodic import Phases, decode_periodic, period
 from lsrl.legalize.spectrum import block_kind, blocks, diagonal01, nilpotency, sub
 from lsrl.passes import matrices as mx
-from lsrl.passes.rewrite import Result, Rewriter, Rule, rewrite
+from lsrl.passes.rewrite import Result, Rewriter, Rule
 
 
 def legalize(graph: ir.Graph, transitions: str, max_len: int, target: str = "this target"
              ) -> tuple[ir.Graph, PassReport | None]:
     """`graph` rewritten for a target with the given `transitions` ("any": unchanged, no report)."""
+    new, report, _ = legalize_mapped(graph, transitions, max_len, target)
+    return new, report
+
+
+def legalize_mapped(graph: ir.Graph, transitions: str, max_len: int, target: str = "this target"
+                    ) -> tuple[ir.Graph, PassReport | None, dict[int, int]]:
+    """`legalize`, plus the map new id -> old id of every node the rewrite kept (the same value at every step
+    up to max_len), through which range facts of `graph` carry over."""
     if transitions == "any":
-        return graph, None
+        return graph, None, {n.id: n.id for n in graph.nodes}
     if transitions != "diagonal01":
         raise ValueError(f"unknown transitions {transitions!r}")
     for n in graph.nodes:  # refuse first, naming the program's own state
@@ -61,14 +70,20 @@ def legalize(graph: ir.Graph, transitions: str, max_len: int, target: str = "thi
 
     rules = [Rule("legalize_state", legalize_state, ir.LinState)]
 
+    kept: dict[int, int] = {}
+
     def run(g: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
-        new, counts = rewrite(g, rules, share=True)
+        rw = Rewriter(g, rules, share=True)
+        new, counts = rw.run(prune=False)  # ids stay the builder's, which rw.remap gives
+        for old, nid in rw.remap.items():
+            kept.setdefault(nid, old)
         for d in phases.decoders:  # which decoder each periodic state got, and its size (for the compile report)
             for key, v in ((f"decoder.{d.kind}", 1), ("decoder.units", d.units), ("decoder.layers", d.layers)):
                 counts[key] = counts.get(key, 0) + v
         return new, counts
 
-    return Pass("legalize", run, "rewrite states a diagonal [0, 1] target cannot realise")(graph)
+    new, report = Pass("legalize", run, "rewrite states a diagonal [0, 1] target cannot realise")(graph)
+    return new, report, kept
 
 
 def _block(op: ir.LinState, idx: list[int]) -> ir.LinState:
@@ -94,4 +109,4 @@ def _unrealisable(n: ir.Node, bad: list[int], target: str):
         "transitions, or compile to a backend with general transitions (lrnn, rnn, gru, lstm)")
 
 
-__all__ = ["legalize"]
+__all__ = ["legalize", "legalize_mapped"]

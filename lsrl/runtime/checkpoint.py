@@ -11,7 +11,8 @@ A checkpoint directory holds three files:
     The module's ``state_dict`` (contiguous tensors in the compiled dtype, parameter names exactly as the
     backend's module has them: ``{prefix}.{i}.<param>`` for layer i, where ``prefix`` is the backend's
     layer attribute (``lsrl.backends.BACKENDS[name].prefix``: ``stages`` for lrnn, ``rnns`` for rnn,
-    ``grus`` for gru, ``lstms`` for lstm), e.g. ``stages.0.A`` or ``grus.1.weight_hh_l0``; then
+    ``grus`` for gru, ``lstms`` for lstm, ``layers`` for mamba), e.g. ``stages.0.A``, ``grus.1.weight_hh_l0``
+    or ``layers.2.mixer.A_log``; then
     ``readout.weight``/``readout.bias`` and ``probe_heads.{k}.*``). The safetensors metadata is
     ``{"format": "pt", "lsrl_format": "lsrl-checkpoint", "lsrl_format_version": "2", "lsrl_version": ...,
     "backend": ..., "dtype": ...}``; the header is written with sorted keys so the bytes are reproducible.
@@ -21,8 +22,9 @@ A checkpoint directory holds three files:
     ``backend``, ``module_config`` (the backend's ``Emitted.config``; ``get_backend(backend).build_module``
     rebuilds the module from it; for rnn/gru/lstm it holds ``inputs``, ``hiddens``, ``readout_in``,
     ``output_dim`` and ``probes``, enough to rebuild the model from vanilla ``torch.nn.RNN``/``GRU``/``LSTM``
-    and ``torch.nn.Linear`` layers), ``dtype``, ``tensors`` (name -> shape), ``compile_options`` (as given:
-    its ``max_len`` may be null, meaning the default), ``max_len`` (the effective one:
+    and ``torch.nn.Linear`` layers; for mamba ``hidden``, ``inners``, ``states``, ``hiddens``, ``input_dim``,
+    ``readout_in``, ``output_dim``, ``probes`` and ``slots``), ``dtype``, ``tensors`` (name -> shape),
+    ``compile_options`` (as given: its ``max_len`` may be null, meaning the default), ``max_len`` (the effective one:
     ``compiled.options.length_limit``, which every constant and the promise are made for), ``program``
     (``file`` = basename of the source, ``source_sha256``, ``params`` with exact rationals as "p/q" strings
     and floats as JSON numbers, ``input`` = name, dim, domain), ``weights`` (``file``, ``sha256``) and

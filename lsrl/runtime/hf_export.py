@@ -15,8 +15,8 @@ embedding, an RMSNorm before every mixer and before the head, and an untied lm_h
   is the token nearest the program's output y; otherwise the logits are the program's outputs themselves.
 
 Mixers are padded to one width and one state size (transformers' config has one intermediate_size and
-one state_size) with channels that do nothing (x = 0, dt = 0, out_proj 0) and slots with B = C = 0. The model computes in float32 (HF's norms and scans do), so only
-float32 checkpoints are exported.
+one state_size) with channels that do nothing (x = 0, dt = 0, out_proj 0) and slots with B = C = 0. The
+model computes in float32 (HF's norms and scans do), so only float32 checkpoints are exported.
 """
 
 from __future__ import annotations
@@ -56,14 +56,15 @@ def hf_state(module, cfg: dict) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(state_dict, transformers config, lsrl info) of the HF model for a loaded mamba module."""
     hidden, n_in = module.hidden, module.input_dim
     H = _power_of_4_at_least(hidden)
-    inner = max([layer.D.shape[0] for layer in module.layers], default=1)
-    N = max([layer.d_state for layer in module.layers], default=1)
+    mixers = [block.mixer for block in module.layers]
+    inner = max([m.D.shape[0] for m in mixers], default=1)
+    N = max([m.d_state for m in mixers], default=1)
     const = H - 1
     f32 = {"dtype": torch.float32}
     norm = torch.full((H,), LC / math.sqrt(H), **f32)
     sd: dict[str, torch.Tensor] = {}
     cols = list(range(hidden - 1)) + [const]  # lsrl stream coordinate -> HF coordinate
-    for i, layer in enumerate(module.layers):
+    for i, layer in enumerate(mixers):
         n = layer.D.shape[0]
         p = f"backbone.layers.{i}."
         sd[p + "norm.weight"] = norm.clone()
@@ -106,7 +107,7 @@ def hf_state(module, cfg: dict) -> tuple[dict[str, torch.Tensor], dict, dict]:
             emb[:, 0], emb[:, const] = torch.tensor(tokens, **f32), LC
     sd["backbone.embeddings.weight"], sd["lm_head.weight"] = emb, head
     config = {"architectures": ["MambaForCausalLM"], "model_type": "mamba", "vocab_size": emb.shape[0],
-              "hidden_size": H, "state_size": N, "num_hidden_layers": len(module.layers), "intermediate_size": inner,
+              "hidden_size": H, "state_size": N, "num_hidden_layers": len(mixers), "intermediate_size": inner,
               "expand": 1, "conv_kernel": 4, "use_bias": False, "use_conv_bias": True, "hidden_act": "silu",
               "time_step_rank": 1, "residual_in_fp32": True, "layer_norm_epsilon": 1e-5,
               "tie_word_embeddings": False, "use_associative_scan": False, "use_cache": False,
