@@ -316,21 +316,26 @@ def _rows(c: Coeffs) -> np.ndarray:
 
 def _state_plan(p: Plan, st) -> None:
     A, B, bias, init = _rows(st.A), _rows(st.B), _rows(st.bias), _rows(st.init)
-    powers = [np.eye(A.shape[0], dtype=object) * Fraction(1)]
-    for _ in range(CONV_LAGS):
-        powers.append(powers[-1] @ A)
     for blk in blocks(st.A):
         kind = block_kind(sub(st.A, blk))
         if kind == "illegal":
             raise ValueError("a state transition the mamba backend cannot realise (legalise the graph first)")
-        for r in blk:
-            if kind == "decay" and A[r, r] != 0:
-                p.state(r, tuple(B[r]), bias[r], A[r, r], init[r], Fraction(1))
-                continue
-            for i, P in enumerate(powers if kind == "fir" else powers[:1]):
-                p.lin(r, tuple(P[r] @ B), (P[r] @ bias), Fraction(1), ((i, Fraction(1)),))
-            for j in range(1, D_CONV if kind == "fir" else 1):
-                v = powers[j][r] @ init if j < len(powers) else 0
+        if kind == "decay" and A[blk[0], blk[0]] != 0:
+            r = blk[0]
+            p.state(r, tuple(B[r]), bias[r], A[r, r], init[r], Fraction(1))
+            continue
+        # a shift register (or a row A does not couple): s_t = sum_{i <= 3} A^i (B h_{t-i} + bias [t > i])
+        # + sum_{j <= 3} [t = j] A^j init, the powers of the block alone (blocks are small)
+        Ab = A[np.ix_(blk, blk)]
+        powers = [np.eye(len(blk), dtype=object) * Fraction(1)]
+        for _ in range(CONV_LAGS if kind == "fir" else 0):
+            powers.append(powers[-1] @ Ab)
+        Bb, bb, ib = B[blk], bias[blk], init[blk]
+        for a, r in enumerate(blk):
+            for i, P in enumerate(powers):
+                p.lin(r, tuple(P[a] @ Bb), P[a] @ bb, Fraction(1), ((i, Fraction(1)),))
+            for j in range(1, len(powers)):
+                v = powers[j][a] @ ib
                 if v:
                     p.first_step(r, j, v)
 
