@@ -47,6 +47,7 @@ from lsrl.ir.coeffs import Coeffs
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
 from lsrl.legalize.spectrum import CONV_LAGS, block_kind, blocks, sub
+from lsrl.lowering.bounds import layout_bounds
 from lsrl.lowering.stack import Stack
 from lsrl.runtime.scan import selective_scan
 
@@ -360,7 +361,7 @@ def _gate_plan(p: Plan, st) -> None:
             p.prod(int(r), tuple(U[k]), u[k], tuple(V[k]), v[k], Q[r, k])
 
 
-def _relu_sharpness(graph: Graph, st, facts: Facts) -> list[tuple[Fraction, float]]:
+def _relu_sharpness(st, facts: Facts) -> list[tuple[Fraction, float]]:
     """Per hidden unit: k with k * margin >= SILU_ZERO (silu(k w) / k is then relu(w) exactly: every nonzero
     argument lies past the band |w| < SILU_ZERO / k), else K_MAX."""
     D = st.D.f64
@@ -410,7 +411,7 @@ def _drop_unread(p: Plan) -> None:
         sl["drive"], sl["chan"] = new[sl["drive"]], new[sl["chan"]]
 
 
-def mixer_weights(p: Plan, hidden: int, ident: int) -> dict[str, np.ndarray]:
+def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
     """The MambaMixer parameters (float64) of a plan, reading the stream of width `hidden`."""
     n, N = len(p.chans), max(1, len(p.slots))
     W = {"in_proj.weight": np.zeros((2 * n, hidden)), "conv1d.weight": np.zeros((n, 1, D_CONV)),
@@ -583,12 +584,12 @@ class MambaBackend:
         layout = stack.input_layout
         plans = []
         for st in stack.stages:
-            lo, hi = self._ranges(graph, layout, facts)
+            lo, hi = self._ranges(layout, facts)
             p = Plan(lo, hi, ident, width_in=layout.width, width_out=st.out.width)
             if st.kind == "state":
                 _state_plan(p, st)
             elif st.kind == "mlp":
-                _mlp_plan(p, st, _relu_sharpness(graph, st, facts))
+                _mlp_plan(p, st, _relu_sharpness(st, facts))
             else:
                 _gate_plan(p, st)
             p.crosstalk()
@@ -605,7 +606,7 @@ class MambaBackend:
         module = self.build_module(config)
         with torch.no_grad():
             for layer, p in zip(module.layers, plans, strict=True):
-                for name, value in mixer_weights(p, hidden, ident).items():
+                for name, value in mixer_weights(p, hidden).items():
                     layer.mixer.get_parameter(name).copy_(torch.from_numpy(value))
         last = stack.stages[-1].out.width if stack.stages else stack.input_dim
         module.set_heads(stack, RatArray.from_entries((last, hidden), {(i, i): 1 for i in range(last)}))
@@ -614,11 +615,10 @@ class MambaBackend:
         return Emitted(module, config, places, None, {"plans": plans, "max_len": facts.max_len})
 
     @staticmethod
-    def _ranges(graph: Graph, layout, facts: Facts) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = np.zeros(layout.width), np.zeros(layout.width)
+    def _ranges(layout, facts: Facts) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = layout_bounds(layout, facts.lo), layout_bounds(layout, facts.hi)
         for s in layout.segments:
-            lo[s.start:s.start + s.dim], hi[s.start:s.start + s.dim] = facts.lo(s.node), facts.hi(s.node)
-            if not (np.isfinite(lo[s.start:s.start + s.dim]).all() and np.isfinite(hi[s.start:s.start + s.dim]).all()):
+            if not np.isfinite(np.concatenate([lo[s.start:s.start + s.dim], hi[s.start:s.start + s.dim]])).all():
                 facts.bound(s.node, "the mamba backend's channel shifts")  # a located E0601
         return lo, hi
 

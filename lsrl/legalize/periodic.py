@@ -17,6 +17,7 @@ is clamped to [0, 1]), so float arithmetic on them is integer arithmetic. The sm
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -111,18 +112,21 @@ class Phases:
         return _lin(rw, fold, np.zeros(n, dtype=int), self.built[big])
 
 
+@functools.lru_cache(maxsize=256)  # asked per block to refuse, to plan the phases and to decode (ops hash)
+def _orbit(op: ir.LinState):
+    return orbit(op) if op.B is None else None
+
+
 def period(op: ir.LinState) -> int | None:
     """The period of an input-free state's orbit, or None."""
-    orb = orbit(op) if op.B is None else None
+    orb = _orbit(op)
     return None if orb is None else len(orb)
 
 
 def decode_periodic(rw: Rewriter, op: ir.LinState, phases: Phases) -> int | None:
     """A node equal to the input-free state `op` up to max_len (counter and decoder), or None when its orbit
     is not periodic (within lift_orbits.MAX_ORBIT steps)."""
-    if op.B is not None:
-        return None
-    orb = orbit(op)
+    orb = _orbit(op)
     if orb is None:
         return None
     M = mx.coeffs(np.stack(orb, axis=1))
