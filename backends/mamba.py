@@ -39,15 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lsrl.backends.base import Emitted, HeadedStack, Placement, Target
+from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, Plan, plan_errors, stage_plan, stream_ranges
 from torch import nn
 
 from lsrl.guarantee.facts import Facts
-from lsrl.guarantee.propagate import FLOAT_EXACT_I, Context, StageErrors, dot_rounding, gamma
-from lsrl.ir.coeffs import Coeffs
+from lsrl.guarantee.propagate import Context, StageErrors, gamma
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
-from lsrl.legalize.spectrum import CONV_LAGS, block_kind, blocks, sub
-from lsrl.lowering.bounds import layout_bounds
 from lsrl.lowering.stack import Stack
 from lsrl.runtime.scan import selective_scan
 
@@ -58,12 +56,6 @@ A_LOG_ZERO = 10.0  # A = -exp(10): the decay exp(Z A) is exactly 0
 SILU_ID = {torch.float32: 17, torch.float64: 37}  # silu(x) == x for x >= this
 SILU_ZERO = 710  # silu(x) == -0 for x <= -this (float32 from -88.7, float64 from -709.8)
 SURROGATE = 0.2785  # max_w |silu(k w) / k - relu(w)| = 0.2785 / k
-K_MAX = 2**40  # the steepest ReLU channel (a ReLU whose argument may come arbitrarily close to 0)
-D_CONV = CONV_LAGS + 1
-
-
-def _pow2_at_least(x: float) -> Fraction:
-    return Fraction(2) ** max(0, math.ceil(math.log2(x))) if x > 1 else Fraction(1)
 
 
 # ---------------------------------------------------------------------------------------------- module
@@ -179,103 +171,19 @@ class MambaStack(HeadedStack):
 
 
 @dataclass
-class Chan:
-    kind: str  # const | lin | relu | prod | state
-    form: tuple  # Fractions over the stage input (x row before scaling)
-    bias: Fraction  # the form's constant (read from the stream's constant coordinate)
-    taps: tuple = ((0, Fraction(1)),)  # (lag, weight)
-    shift: Fraction = Fraction(0)  # conv bias
-    k: Fraction = Fraction(1)  # relu sharpness
-    gate: tuple | None = None  # prod: (form, bias) of the gate z, its shift included in the bias
-    gate_shift: Fraction = Fraction(0)
-    decay: Fraction | None = None  # state: lambda
-    slot: int = -1  # state: its scan state n (of d_state)
-    exact: bool = False  # relu: silu(k w) / k == relu(w) at every value w takes
+class MambaPlan(Plan):
+    """A mixer's channels: x' = silu(conv(x) + shift), gate silu(z); states as per-row scan slots."""
 
-    @property
-    def gain(self) -> Fraction:
-        """Physical v_d over the channel's value: Z (gate Z), Z^2 for const (value 1), 1 for prod."""
-        return {"const": Fraction(Z * Z), "prod": Fraction(1)}.get(self.kind, Fraction(Z))
-
-
-@dataclass
-class Plan:
-    """The channels of one mixer and, per stream coordinate, the channels it sums (value units)."""
-
-    lo: np.ndarray  # range of each stage-input value (float), for the shifts
-    hi: np.ndarray
-    ident: int  # silu(x) == x from here
-    chans: list[Chan] = field(default_factory=list)
-    index: dict = field(default_factory=dict)
-    rows: dict[int, dict[int, Fraction]] = field(default_factory=dict)
-    width_in: int = 0
-    width_out: int = 0
-    ks: list[Fraction] = field(default_factory=list)  # mlp: each hidden ReLU's sharpness
-    prod_shifts: list[tuple[Fraction, Fraction]] = field(default_factory=list)  # gate: each product's (Ma, Mb)
     # state: per scan state n, its drive (form, bias), lambda, the lin channel whose x' feeds B_n, the state
     # channel that holds it, and the row whose value it is (None: the reference sum G)
     slots: list[dict] = field(default_factory=list)
     state_reads: list[tuple[int, int, Fraction]] = field(default_factory=list)  # (row, slot, coef)
 
-    def __post_init__(self):
-        self.chans.append(Chan("const", (), Fraction(0), shift=Fraction(Z)))  # channel 0: x' = Z
+    CONST_X = Fraction(Z)
 
-    def _add(self, ch: Chan) -> int:
-        key = (ch.kind, ch.form, ch.bias, ch.taps, ch.k, ch.gate, ch.decay, ch.slot)
-        if key not in self.index:
-            self.index[key] = len(self.chans)
-            self.chans.append(ch)
-        return self.index[key]
-
-    def read(self, row: int, ch: int, coef: Fraction) -> None:
-        if coef:
-            r = self.rows.setdefault(row, {})
-            r[ch] = r.get(ch, Fraction(0)) + coef
-
-    def range_of(self, form: tuple, bias: Fraction, taps) -> tuple[float, float]:
-        """The range of sum_taps w f_{t-lag}; a lagged value is 0 before the first step."""
-        c = np.zeros(len(self.lo))
-        c[:len(form)] = [float(v) for v in form]
-        with np.errstate(invalid="ignore"):  # 0 * inf
-            flo = float(np.sum(np.where(c > 0, c * self.lo, 0.0) + np.where(c < 0, c * self.hi, 0.0))) + float(bias)
-            fhi = float(np.sum(np.where(c > 0, c * self.hi, 0.0) + np.where(c < 0, c * self.lo, 0.0))) + float(bias)
-        lo = hi = 0.0
-        for lag, w in taps:
-            a, b = (flo, fhi) if lag == 0 else (min(flo, 0.0), max(fhi, 0.0))
-            a, b = sorted((float(w) * a, float(w) * b))
-            lo, hi = lo + a, hi + b
-        return lo, hi
-
-    def _shift(self, form, bias, taps) -> Fraction:
-        lo, _ = self.range_of(form, bias, taps)
-        if not math.isfinite(lo):
-            raise ValueError("unbounded")
-        return Fraction(0) if lo >= self.ident else _pow2_at_least(self.ident - lo)
-
-    def const(self, row: int, coef: Fraction) -> None:
-        self.read(row, 0, coef)
-
-    def lin(self, row: int, form: tuple, bias: Fraction, coef: Fraction, taps=((0, Fraction(1)),)) -> None:
-        if not coef or (not any(form) and not bias):
-            return
-        shift = self._shift(form, bias, taps)
-        self.read(row, self._add(Chan("lin", form, bias, tuple(taps), shift)), coef)
-        self.const(row, -coef * shift)
-
-    def relu(self, row: int, form: tuple, bias: Fraction, coef: Fraction, k: Fraction, margin: float) -> None:
-        exact = math.isinf(margin) or k * Fraction(margin) >= SILU_ZERO  # every nonzero argument past the band
-        self.read(row, self._add(Chan("relu", form, bias, k=k, exact=exact)), coef)
-
-    def prod(self, row: int, fa: tuple, ba: Fraction, fb: tuple, bb: Fraction, coef: Fraction) -> None:
-        ma, mb = self.factor_shifts(fa, ba, fb, bb)
-        self.read(row, self._add(Chan("prod", fa, ba, shift=ma, gate=(fb, bb + mb), gate_shift=mb)), coef)
-        # (a + Ma)(b + Mb) - Mb a - Ma b - Ma Mb = a b
-        self.lin(row, fa, ba, -coef * mb)
-        self.lin(row, fb, bb, -coef * ma)
-        self.const(row, -coef * ma * mb)
-
-    def factor_shifts(self, fa, ba, fb, bb) -> tuple[Fraction, Fraction]:
-        return self._shift(fa, ba, ((0, 1),)), self._shift(fb, bb, ((0, 1),))
+    def gain(self, ch: Chan) -> Fraction:
+        """Z (gate Z), Z^2 for const (value 1), 1 for prod (relu: 1 / k is its D)."""
+        return {"const": Fraction(Z * Z), "prod": Fraction(1)}.get(ch.kind, Fraction(Z))
 
     def state(self, row: int, form: tuple, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
         """coef s_t, s_t = lam s_{t-1} + w_t, s_0 = init: a scan state of its own (slot n), whose channel holds
@@ -290,7 +198,7 @@ class Plan:
             if (sl["form"], sl["bias"], sl["lam"]) == (form, bias, lam):
                 return n
         n = len(self.slots)
-        drive = self._add(Chan("lin", form, bias, shift=self._shift(form, bias, ((0, 1),))))
+        drive = self._add(Chan("lin", form, bias, shift=self._shift(form, bias, LAG0, self.act.x_ident)))
         chan = self._add(Chan("state", (), Fraction(0), shift=Fraction(Z), decay=lam, slot=n))
         self.slots.append({"form": form, "bias": bias, "lam": lam, "drive": drive, "chan": chan, "row": row})
         return n
@@ -306,109 +214,27 @@ class Plan:
                 if m != n:
                     self.lin(row, sl["form"], sl["bias"], -coef)
 
-    def first_step(self, row: int, j: int, coef: Fraction) -> None:
-        """coef [t = j] (j = 1..3): the constant's lags j - 1 and j (zero padding before the first step)."""
-        self.lin(row, (), Fraction(1), coef, ((j - 1, Fraction(1)), (j, Fraction(-1))))
+    def pinned(self) -> set[int]:
+        return super().pinned() | {sl[k] for sl in self.slots for k in ("drive", "chan")}
 
+    def renumber(self, new: dict[int, int]) -> None:
+        for sl in self.slots:
+            sl["drive"], sl["chan"] = new[sl["drive"]], new[sl["chan"]]
 
-def _rows(c: Coeffs) -> np.ndarray:
-    return c.rat.to_fractions()
-
-
-def _state_plan(p: Plan, st) -> None:
-    A, B, bias, init = _rows(st.A), _rows(st.B), _rows(st.bias), _rows(st.init)
-    for blk in blocks(st.A):
-        kind = block_kind(sub(st.A, blk))
-        if kind == "illegal":
-            raise ValueError("a state transition the mamba backend cannot realise (legalise the graph first)")
-        if kind == "decay" and A[blk[0], blk[0]] != 0:
-            r = blk[0]
-            p.state(r, tuple(B[r]), bias[r], A[r, r], init[r], Fraction(1))
-            continue
-        # a shift register (or a row A does not couple): s_t = sum_{i <= 3} A^i (B h_{t-i} + bias [t > i])
-        # + sum_{j <= 3} [t = j] A^j init, the powers of the block alone (blocks are small)
-        Ab = A[np.ix_(blk, blk)]
-        powers = [np.eye(len(blk), dtype=object) * Fraction(1)]
-        for _ in range(CONV_LAGS if kind == "fir" else 0):
-            powers.append(powers[-1] @ Ab)
-        Bb, bb, ib = B[blk], bias[blk], init[blk]
-        for a, r in enumerate(blk):
-            for i, P in enumerate(powers):
-                p.lin(r, tuple(P[a] @ Bb), P[a] @ bb, Fraction(1), ((i, Fraction(1)),))
-            for j in range(1, len(powers)):
-                v = powers[j][a] @ ib
-                if v:
-                    p.first_step(r, j, v)
-
-
-def _mlp_plan(p: Plan, st, sharp: list[tuple[Fraction, float]]) -> None:
-    C, c, D, E, e = (_rows(x) for x in (st.C, st.c, st.D, st.E, st.e))
-    p.ks = [k for k, _ in sharp]
-    for r in range(C.shape[0]):
-        p.lin(r, tuple(C[r]), c[r], Fraction(1))
-    for k in range(E.shape[0]):
-        for r in np.flatnonzero(D[:, k] != 0):
-            p.relu(int(r), tuple(E[k]), e[k], D[r, k], *sharp[k])
-
-
-def _gate_plan(p: Plan, st) -> None:
-    P, U, u, V, v, Q = (_rows(x) for x in (st.P, st.U, st.u, st.V, st.v, st.Q))
-    for r in range(P.shape[0]):
-        p.lin(r, tuple(P[r]), Fraction(0), Fraction(1))
-    for k in range(U.shape[0]):
-        p.prod_shifts.append(p.factor_shifts(tuple(U[k]), u[k], tuple(V[k]), v[k]))
-        for r in np.flatnonzero(Q[:, k] != 0):
-            p.prod(int(r), tuple(U[k]), u[k], tuple(V[k]), v[k], Q[r, k])
-
-
-def _relu_sharpness(st, facts: Facts) -> list[tuple[Fraction, float]]:
-    """Per hidden unit: k with k * margin >= SILU_ZERO (silu(k w) / k is then relu(w) exactly: every nonzero
-    argument lies past the band |w| < SILU_ZERO / k), else K_MAX."""
-    D = st.D.f64
-    out = []
-    for k in range(D.shape[1]):
-        r = int(np.flatnonzero(D[:, k])[0])
-        node = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
-        m = facts.relu_margin(node)
-        k_m = Fraction(1) if math.isinf(m) else K_MAX if m <= 0 else min(K_MAX, _pow2_at_least(SILU_ZERO / m))
-        out.append((k_m, m))
-    return out
-
-
-def _subtract_old(p: Plan) -> None:
-    """The mixer adds to the stream: each coordinate receives new - old (0 - old past the new width)."""
-    for r in range(p.width_in):
-        p.lin(r, tuple(Fraction(int(j == r)) for j in range(p.width_in)), Fraction(0), Fraction(-1))
-
-
-def _merge_lin(p: Plan) -> None:
-    """Fold every row's lag-0 lin channels into one (the old value's removal joins the row's own form)."""
-    for r, reads in list(p.rows.items()):
-        lins = [d for d in reads if p.chans[d].kind == "lin" and p.chans[d].taps == ((0, Fraction(1)),)]
-        if len(lins) < 2:
-            continue
-        form = np.zeros(p.width_in, dtype=object) * Fraction(0)
-        bias = Fraction(0)
-        for d in lins:
-            ch, coef = p.chans[d], reads.pop(d)
-            reads[0] = reads.get(0, Fraction(0)) + coef * ch.shift  # undo its shift removal
-            form[:len(ch.form)] = form[:len(ch.form)] + coef * np.array(ch.form, dtype=object)  # () is 0
-            bias += coef * ch.bias
-        p.lin(r, tuple(form), bias, Fraction(1))
-    _drop_unread(p)
-
-
-def _drop_unread(p: Plan) -> None:
-    """Drop channels nothing reads (out_proj, or x_proj for a slot's drive); channel 0 (const) stays."""
-    used = {0} | {d for reads in p.rows.values() for d, c in reads.items() if c}
-    used |= {sl[k] for sl in p.slots for k in ("drive", "chan")}
-    keep = [d for d in range(len(p.chans)) if d in used]
-    new = {d: i for i, d in enumerate(keep)}
-    p.chans = [p.chans[d] for d in keep]
-    p.index = {k: new[d] for k, d in p.index.items() if d in new}
-    p.rows = {r: {new[d]: c for d, c in reads.items() if c} for r, reads in p.rows.items()}
-    for sl in p.slots:
-        sl["drive"], sl["chan"] = new[sl["drive"]], new[sl["chan"]]
+    def state_errors(self, ctx: Context, max_len: int, rho, mag, ints, val, exact_val, own) -> None:
+        """A state channel's |value| (its state, bounded by range analysis, plus the other slots' drives),
+        whether it is exact integer arithmetic, and its per-step error: B's rounding (the drive's x', then
+        x' - M), the sum over slots, the accumulation, and for 0 < lambda < 1 the rounding of exp(dt A)."""
+        u = ctx.u
+        drives = [sl["drive"] for sl in self.slots]
+        for sl in self.slots:
+            d, lam, e = sl["chan"], float(sl["lam"]), sl["drive"]
+            G = max_len if lam == 1 else 1 / (1 - lam)
+            s = ctx.out[sl["row"]] if sl["row"] is not None else G * (mag[e] - float(self.chans[e].shift))
+            val[d] = s + sum(mag[f] for f in drives if f != e)
+            exact_val[d] = all(ints[f] for f in drives) and lam == 1 and val[d] + mag[e] <= 1 / u
+            if not exact_val[d]:
+                own[d] = rho[e] + gamma(len(drives) + 2, u) * (val[d] + mag[e]) + (0 if lam == 1 else 4 * u * s)
 
 
 def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
@@ -446,122 +272,8 @@ def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
         W["x_proj.weight"][1 + N + m, 0] = 1 / Z
     for r, reads in p.rows.items():
         for d, c in reads.items():
-            W["out_proj.weight"][r, d] = float(c / p.chans[d].gain)
+            W["out_proj.weight"][r, d] = float(c / p.gain(p.chans[d]))
     return W
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-def _form_coeffs(chans: list[Chan], width: int) -> tuple[Coeffs, Coeffs]:
-    """The channels' forms as one coefficient matrix over the stage input, and the x' constants (the form's
-    constant times the taps' sum, plus the conv bias)."""
-    M = np.zeros((len(chans), width), dtype=object) * Fraction(0)
-    b = np.zeros(len(chans), dtype=object) * Fraction(0)
-    for i, ch in enumerate(chans):
-        M[i, :len(ch.form)] = ch.form
-        b[i] = ch.bias * sum(w for _, w in ch.taps) + ch.shift
-    return Coeffs(M), Coeffs(b)
-
-
-def _shifted(M: Coeffs, b: Coeffs, shifts, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of M h + b + shift: rounding, magnitude and integrality."""
-    b = b + Coeffs(np.array(list(shifts), dtype=object)) if len(shifts) else b
-    rho = dot_rounding([(M, ctx.h, ctx.int_h)], b, ctx.u)
-    return rho, np.abs(M.f64) @ ctx.h + np.abs(b.f64), _int_channels(M, b, ctx.int_h)
-
-
-def plan_errors(p: Plan, st, ctx: Context, max_len: int) -> StageErrors:
-    """Local errors of a mixer realising stage `st` (value units, exact inputs): the x' sums' rounding, the
-    scan's accumulation, the products', out_proj's sum and the stream's addition (zero where each is
-    integer arithmetic the dtype holds exactly). Errors a state channel makes each step recur (the
-    propagation multiplies a state row's error by sum_k lambda^k); the others happen once per step, so
-    they are divided by that sum for rows that hold a decaying state."""
-    u = ctx.u
-    M, b = _form_coeffs(p.chans, p.width_in)
-    rho, mag, ints = _shifted(M, b, (), ctx)
-    val, exact_val, own = mag.copy(), ints & (mag <= 1 / u), np.zeros(len(p.chans))
-    for d, ch in enumerate(p.chans):
-        if ch.kind == "const":
-            val[d], rho[d], exact_val[d] = 1.0, 0.0, True
-        elif ch.kind == "relu":
-            exact_val[d] = ints[d] and ch.exact
-        elif ch.kind == "prod":
-            val[d] = np.inf  # read through the stage's own products below
-    _slot_errors(p, ctx, max_len, rho, mag, ints, val, exact_val, own)
-    out, own_rows, recur = np.zeros(len(ctx.out)), np.zeros(len(ctx.out)), np.ones(len(ctx.out))
-    prods = _product_errors(p, st, ctx) if st.kind == "gate" else None
-    for r in range(len(ctx.out)):
-        reads = p.rows.get(r, {})
-        terms, exact = [], True
-        for d, c in reads.items():
-            ch = p.chans[d]
-            if ch.kind == "prod":
-                v, ok = (prods[2][r], prods[3][r]) if prods is not None else (np.inf, False)
-            else:
-                v, ok = val[d], exact_val[d]
-            terms.append(abs(float(c)) * v)
-            exact &= bool(ok) and c.denominator == 1
-            if ch.kind == "lin":
-                out[r] += abs(float(c)) * rho[d]
-            elif ch.kind == "state":
-                own_rows[r] += abs(float(c)) * own[d]
-                lam = float(ch.decay)
-                recur[r] = max_len if lam == 1 else (1 - lam**max_len) / (1 - lam)
-        old = ctx.h[r] if r < p.width_in else 0.0
-        total = sum(terms) + old
-        if not (exact and total <= 1 / u):
-            out[r] += gamma(len(terms) + 2, u) * total
-    se = StageErrors(own_rows + out / recur, np.zeros(0), exactness=np.full(len(ctx.out), FLOAT_EXACT_I))
-    if st.kind == "mlp":
-        ks = np.array([float(k) for k in p.ks])
-        se.inner = dot_rounding([(st.E, ctx.h, ctx.int_h)], st.e, u)
-        band = SILU_ZERO / ks
-        se.relu_band = (band, SURROGATE / ks + 2 * u * band, np.zeros(len(ks)))
-    elif st.kind == "gate":
-        se.inner = prods[0]
-    return se
-
-
-def _slot_errors(p: Plan, ctx: Context, max_len: int, rho, mag, ints, val, exact_val, own) -> None:
-    """A state channel's |value| (its state, bounded by range analysis, plus the other slots' drives), whether
-    it is exact integer arithmetic, and its per-step error: B's rounding (the drive's x', then x' - M), the
-    sum over slots, the accumulation, and for 0 < lambda < 1 the rounding of exp(dt A) (4 u |h|)."""
-    u = ctx.u
-    drives = [sl["drive"] for sl in p.slots]
-    for sl in p.slots:
-        d, lam, e = sl["chan"], float(sl["lam"]), sl["drive"]
-        G = max_len if lam == 1 else 1 / (1 - lam)
-        s = ctx.out[sl["row"]] if sl["row"] is not None else G * (mag[e] - float(p.chans[e].shift))
-        val[d] = s + sum(mag[f] for f in drives if f != e)
-        exact_val[d] = all(ints[f] for f in drives) and lam == 1 and val[d] + mag[e] <= 1 / u
-        if not exact_val[d]:
-            own[d] = rho[e] + gamma(len(drives) + 2, u) * (val[d] + mag[e]) + (0 if lam == 1 else 4 * u * s)
-
-
-def _product_errors(p: Plan, st, ctx: Context):
-    """Per product of a gate stage: its own error (the shifted factors' rounding, times the other shifted
-    factor, and the product's rounding), |(a + Ma)(b + Mb)|, integrality; then per output row the largest
-    product magnitude it reads and whether all those products are exact integers."""
-    u = ctx.u
-    ma, mb = zip(*p.prod_shifts, strict=True) if p.prod_shifts else ((), ())
-    ra, am, ia = _shifted(st.U, st.u, ma, ctx)
-    rb, bm, ib = _shifted(st.V, st.v, mb, ctx)
-    prod = am * bm
-    exact = ia & ib & (prod <= 1 / u)
-    own = ra * bm + rb * am + ra * rb + np.where(exact, 0.0, u * prod)
-    Q = np.abs(st.Q.f64)
-    row_mag = np.where(Q > 0, prod[None, :], 0.0).max(axis=1, initial=0.0)
-    row_exact = ~((Q > 0) & ~exact[None, :]).any(axis=1)
-    return own, prod, row_mag, row_exact
-
-
-def _int_channels(M: Coeffs, b: Coeffs, int_h: np.ndarray) -> np.ndarray:
-    """Per channel: integer coefficients over integer values (so x' is an integer)."""
-    ok = (b.rat.den == 1) & np.ones(M.shape[0], dtype=bool)
-    if M.shape[1]:
-        ok &= (M.rat.den == 1) & ~((np.abs(M.f64) > 0) & ~int_h[None, :]).any(axis=1)
-    return ok
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -578,24 +290,14 @@ class MambaBackend:
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
         if facts is None:
             raise ValueError("the mamba backend needs range facts")
-        ident = SILU_ID[dtype]
         widths = stack.widths()
         hidden = max(widths) + 1
         layout = stack.input_layout
+        act = Activation(SILU_ID[dtype], SILU_ID[dtype], SILU_ZERO, SURROGATE)
         plans = []
         for st in stack.stages:
-            lo, hi = self._ranges(layout, facts)
-            p = Plan(lo, hi, ident, width_in=layout.width, width_out=st.out.width)
-            if st.kind == "state":
-                _state_plan(p, st)
-            elif st.kind == "mlp":
-                _mlp_plan(p, st, _relu_sharpness(st, facts))
-            else:
-                _gate_plan(p, st)
-            p.crosstalk()
-            _subtract_old(p)
-            _merge_lin(p)
-            plans.append(p)
+            lo, hi = stream_ranges(layout, facts, "the mamba backend's channel shifts")
+            plans.append(stage_plan(MambaPlan(lo, hi, act, width_in=layout.width, width_out=st.out.width), st, facts))
             layout = st.out
         config = {"hidden": hidden, "input_dim": stack.input_dim, "inners": [len(p.chans) for p in plans],
                   "states": [max(1, len(p.slots)) for p in plans],
@@ -613,14 +315,6 @@ class MambaBackend:
         places = [Placement(seg.node, f"layers.{i}", seg.start, seg.start + seg.dim, RatArray.eye(seg.dim),
                             RatArray.zeros(seg.dim)) for i, st in enumerate(stack.stages) for seg in st.out.segments]
         return Emitted(module, config, places, None, {"plans": plans, "max_len": facts.max_len})
-
-    @staticmethod
-    def _ranges(layout, facts: Facts) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = layout_bounds(layout, facts.lo), layout_bounds(layout, facts.hi)
-        for s in layout.segments:
-            if not np.isfinite(np.concatenate([lo[s.start:s.start + s.dim], hi[s.start:s.start + s.dim]])).all():
-                facts.bound(s.node, "the mamba backend's channel shifts")  # a located E0601
-        return lo, hi
 
     def build_module(self, config: dict) -> nn.Module:
         return MambaStack(config)

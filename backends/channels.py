@@ -1,0 +1,392 @@
+"""Gated channels: the construction the SSM targets (mamba, hawk) share.
+
+Both architectures compute, per channel d of a layer, v_d = X_d * act(Y_d) and add W v (+ bias) to a residual
+stream: Mamba's y * silu(z) and Hawk's rg_lru(conv(linear_x r)) * gelu(linear_y r) or its MLP's
+gelu(gate_proj r) * up_proj r. A `Plan` lists one lowered stage's channels and, per stream coordinate, the
+channels it sums (in value units). Every channel is one of
+
+- const: X and Y constants: v = gain, the constant 1;
+- lin:   X = f, an affine form of the stage input at lags 0..3 (conv taps, zero before the first step),
+         shifted by M past the x path's identity threshold where X passes an activation (Mamba); Y constant;
+- relu:  act(k f) / k == relu(f) exactly once |k f| >= the activation's band (k from the ReLU's margin);
+- prod:  X = a (+ M_a), Y = b + M_b shifted past the gate's identity threshold: v = (a + M_a)(b + M_b),
+         from which W subtracts M_b a, M_a b and M_a M_b through lin and const channels;
+- state: a recurrence the target realises its own way (`Plan.state`, per backend).
+
+Shift registers (nilpotent blocks, A^4 = 0) are lin channels at lags 1-3 plus first-step indicators
+[t = j] = lag_{j-1}(1) - lag_j(1). The error model (`plan_errors`) states each channel's rounding and finds
+integer arithmetic, where the construction is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from lsrl.guarantee.facts import Facts
+from lsrl.guarantee.propagate import FLOAT_EXACT_I, Context, StageErrors, dot_rounding, gamma
+from lsrl.ir.coeffs import Coeffs
+from lsrl.legalize.spectrum import CONV_LAGS, block_kind, blocks, sub
+from lsrl.lowering.bounds import layout_bounds
+from lsrl.lowering.stack import Layout
+
+K_MAX = 2**40  # the steepest ReLU channel (a ReLU whose argument may come arbitrarily close to 0)
+D_CONV = CONV_LAGS + 1
+LAG0 = ((0, Fraction(1)),)
+
+
+def pow2_at_least(x: float) -> Fraction:
+    return Fraction(2) ** max(0, math.ceil(math.log2(x))) if x > 1 else Fraction(1)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A target's channel activations in one dtype."""
+
+    x_ident: float  # the x path passes values >= this unchanged (-inf: the x path is linear)
+    gate_ident: float  # the gate passes values >= this unchanged
+    relu_zero: float  # act(k w) / k == relu(w) for |k w| >= this
+    surrogate: float  # max_w |act(k w) / k - relu(w)| = surrogate / k
+
+
+@dataclass
+class Chan:
+    kind: str  # const | lin | relu | prod | state | first (a backend's first-step indicator)
+    form: tuple  # Fractions over the stage input (x row before scaling)
+    bias: Fraction  # the form's constant
+    taps: tuple = LAG0  # (lag, weight)
+    shift: Fraction = Fraction(0)  # added after the taps (conv bias)
+    k: Fraction = Fraction(1)  # relu sharpness
+    gate: tuple | None = None  # prod: (form, bias) of the gate Y, its shift included in the bias
+    gate_shift: Fraction = Fraction(0)
+    decay: Fraction | None = None  # state: lambda
+    slot: int = -1  # state: which of the backend's state parts this channel is
+    exact: bool = False  # relu: act(k w) / k == relu(w) at every value w takes
+
+    def key(self) -> tuple:
+        return (self.kind, self.form, self.bias, self.taps, self.k, self.gate, self.decay, self.slot)
+
+
+@dataclass
+class Plan:
+    """The channels of one layer and, per stream coordinate, the channels it sums (value units). Subclasses
+    say how the target realises states (`state`, `state_errors`) and each channel's gain."""
+
+    lo: np.ndarray  # range of each stage-input value (float), for the shifts
+    hi: np.ndarray
+    act: Activation
+    chans: list[Chan] = field(default_factory=list)
+    index: dict = field(default_factory=dict)
+    rows: dict[int, dict[int, Fraction]] = field(default_factory=dict)
+    width_in: int = 0
+    width_out: int = 0
+    ks: list[Fraction] = field(default_factory=list)  # mlp: each hidden ReLU's sharpness
+    prod_shifts: list[tuple[Fraction, Fraction]] = field(default_factory=list)  # gate: each product's (Ma, Mb)
+
+    CONST_X = Fraction(1)  # the const channel's X
+
+    def __post_init__(self):
+        self.chans.append(Chan("const", (), Fraction(0), shift=self.CONST_X))  # channel 0
+
+    def gain(self, ch: Chan) -> Fraction:
+        """Physical v_d over the channel's value."""
+        raise NotImplementedError
+
+    def _add(self, ch: Chan) -> int:
+        if ch.key() not in self.index:
+            self.index[ch.key()] = len(self.chans)
+            self.chans.append(ch)
+        return self.index[ch.key()]
+
+    def read(self, row: int, ch: int, coef: Fraction) -> None:
+        if coef:
+            r = self.rows.setdefault(row, {})
+            r[ch] = r.get(ch, Fraction(0)) + coef
+
+    def range_of(self, form: tuple, bias: Fraction, taps) -> tuple[float, float]:
+        """The range of sum_taps w f_{t-lag}; a lagged value is 0 before the first step."""
+        c = np.zeros(len(self.lo))
+        c[:len(form)] = [float(v) for v in form]
+        with np.errstate(invalid="ignore"):  # 0 * inf
+            flo = float(np.sum(np.where(c > 0, c * self.lo, 0.0) + np.where(c < 0, c * self.hi, 0.0))) + float(bias)
+            fhi = float(np.sum(np.where(c > 0, c * self.hi, 0.0) + np.where(c < 0, c * self.lo, 0.0))) + float(bias)
+        lo = hi = 0.0
+        for lag, w in taps:
+            a, b = (flo, fhi) if lag == 0 else (min(flo, 0.0), max(fhi, 0.0))
+            a, b = sorted((float(w) * a, float(w) * b))
+            lo, hi = lo + a, hi + b
+        return lo, hi
+
+    def _shift(self, form, bias, taps, ident: float) -> Fraction:
+        """The power of two that lifts the form past `ident` over its whole range (0 if it is already)."""
+        if ident == -math.inf:
+            return Fraction(0)
+        lo, _ = self.range_of(form, bias, taps)
+        if not math.isfinite(lo):
+            raise ValueError("unbounded")
+        return Fraction(0) if lo >= ident else pow2_at_least(ident - lo)
+
+    def const(self, row: int, coef: Fraction) -> None:
+        self.read(row, 0, coef)
+
+    def lin(self, row: int, form: tuple, bias: Fraction, coef: Fraction, taps=LAG0) -> None:
+        if not coef or (not any(form) and not bias):
+            return
+        shift = self._shift(form, bias, taps, self.act.x_ident)
+        self.read(row, self._add(Chan("lin", form, bias, tuple(taps), shift)), coef)
+        self.const(row, -coef * shift)
+
+    def relu(self, row: int, form: tuple, bias: Fraction, coef: Fraction, k: Fraction, margin: float) -> None:
+        exact = math.isinf(margin) or k * Fraction(margin) >= self.act.relu_zero  # nonzero arguments past the band
+        self.read(row, self._add(Chan("relu", form, bias, k=k, exact=exact)), coef)
+
+    def prod(self, row: int, fa: tuple, ba: Fraction, fb: tuple, bb: Fraction, coef: Fraction) -> None:
+        ma, mb = self.factor_shifts(fa, ba, fb, bb)
+        self.read(row, self._add(Chan("prod", fa, ba, shift=ma, gate=(fb, bb + mb), gate_shift=mb)), coef)
+        # (a + Ma)(b + Mb) - Mb a - Ma b - Ma Mb = a b
+        self.lin(row, fa, ba, -coef * mb)
+        self.lin(row, fb, bb, -coef * ma)
+        self.const(row, -coef * ma * mb)
+
+    def factor_shifts(self, fa, ba, fb, bb) -> tuple[Fraction, Fraction]:
+        return self._shift(fa, ba, LAG0, self.act.x_ident), self._shift(fb, bb, LAG0, self.act.gate_ident)
+
+    def first_step(self, row: int, j: int, coef: Fraction) -> None:
+        """coef [t = j] (j = 1..3): the constant's lags j - 1 and j (zero padding before the first step)."""
+        self.lin(row, (), Fraction(1), coef, ((j - 1, Fraction(1)), (j, Fraction(-1))))
+
+    # what a target does its own way
+    def state(self, row: int, form: tuple, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
+        """coef s_t, s_t = lam s_{t-1} + w_t (w = form . input + bias), s_0 = init."""
+        raise NotImplementedError
+
+    def crosstalk(self) -> None:
+        """Terms the state channels add to one another, removed (none unless a target has them)."""
+
+    def pinned(self) -> set[int]:
+        """Channels kept although no row reads them."""
+        return {d for d, ch in enumerate(self.chans) if ch.kind in ("const", "first")}
+
+    def renumber(self, new: dict[int, int]) -> None:
+        """Channel d is now channel new[d] (after unread channels were dropped)."""
+
+    def state_errors(self, ctx: Context, max_len: int, rho, mag, ints, val, exact_val, own) -> None:
+        """Per state channel: its |value|, whether it is exact integer arithmetic, its per-step error."""
+
+
+def _rows(c: Coeffs) -> np.ndarray:
+    return c.rat.to_fractions()
+
+
+def stage_plan(p: Plan, st, facts: Facts) -> Plan:
+    """Fill `p` with the channels of lowered stage `st`, then remove the stage input (the layer adds its
+    output to the stream: each coordinate receives new - old) and merge each row's lag-0 lin channels."""
+    if st.kind == "state":
+        _state_plan(p, st)
+    elif st.kind == "mlp":
+        _mlp_plan(p, st, relu_sharpness(st, facts, p.act.relu_zero))
+    else:
+        _gate_plan(p, st)
+    p.crosstalk()
+    for r in range(p.width_in):
+        p.lin(r, tuple(Fraction(int(j == r)) for j in range(p.width_in)), Fraction(0), Fraction(-1))
+    _merge_lin(p)
+    return p
+
+
+def _state_plan(p: Plan, st) -> None:
+    A, B, bias, init = _rows(st.A), _rows(st.B), _rows(st.bias), _rows(st.init)
+    for blk in blocks(st.A):
+        kind = block_kind(sub(st.A, blk))
+        if kind == "illegal":
+            raise ValueError("a state transition this backend cannot realise (legalise the graph first)")
+        if kind == "decay" and A[blk[0], blk[0]] != 0:
+            r = blk[0]
+            p.state(r, tuple(B[r]), bias[r], A[r, r], init[r], Fraction(1))
+            continue
+        # a shift register (or a row A does not couple): s_t = sum_{i <= 3} A^i (B h_{t-i} + bias [t > i])
+        # + sum_{j <= 3} [t = j] A^j init, the powers of the block alone (blocks are small)
+        Ab = A[np.ix_(blk, blk)]
+        powers = [np.eye(len(blk), dtype=object) * Fraction(1)]
+        for _ in range(CONV_LAGS if kind == "fir" else 0):
+            powers.append(powers[-1] @ Ab)
+        Bb, bb, ib = B[blk], bias[blk], init[blk]
+        for a, r in enumerate(blk):
+            for i, P in enumerate(powers):
+                p.lin(r, tuple(P[a] @ Bb), P[a] @ bb, Fraction(1), ((i, Fraction(1)),))
+            for j in range(1, len(powers)):
+                v = powers[j][a] @ ib
+                if v:
+                    p.first_step(r, j, v)
+
+
+def _mlp_plan(p: Plan, st, sharp: list[tuple[Fraction, float]]) -> None:
+    C, c, D, E, e = (_rows(x) for x in (st.C, st.c, st.D, st.E, st.e))
+    p.ks = [k for k, _ in sharp]
+    for r in range(C.shape[0]):
+        p.lin(r, tuple(C[r]), c[r], Fraction(1))
+    for k in range(E.shape[0]):
+        for r in np.flatnonzero(D[:, k] != 0):
+            p.relu(int(r), tuple(E[k]), e[k], D[r, k], *sharp[k])
+
+
+def _gate_plan(p: Plan, st) -> None:
+    P, U, u, V, v, Q = (_rows(x) for x in (st.P, st.U, st.u, st.V, st.v, st.Q))
+    for r in range(P.shape[0]):
+        p.lin(r, tuple(P[r]), Fraction(0), Fraction(1))
+    for k in range(U.shape[0]):
+        p.prod_shifts.append(p.factor_shifts(tuple(U[k]), u[k], tuple(V[k]), v[k]))
+        for r in np.flatnonzero(Q[:, k] != 0):
+            p.prod(int(r), tuple(U[k]), u[k], tuple(V[k]), v[k], Q[r, k])
+
+
+def relu_sharpness(st, facts: Facts, relu_zero: float) -> list[tuple[Fraction, float]]:
+    """Per hidden unit: (k, margin) with k * margin >= relu_zero (act(k w) / k is then relu(w) exactly: every
+    nonzero argument lies past the band |w| < relu_zero / k), else K_MAX."""
+    D = st.D.f64
+    out = []
+    for k in range(D.shape[1]):
+        r = int(np.flatnonzero(D[:, k])[0])
+        node = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
+        m = facts.relu_margin(node)
+        k_m = Fraction(1) if math.isinf(m) else K_MAX if m <= 0 else min(K_MAX, pow2_at_least(relu_zero / m))
+        out.append((k_m, m))
+    return out
+
+
+def _merge_lin(p: Plan) -> None:
+    """Fold every row's lag-0 lin channels into one (the old value's removal joins the row's own form)."""
+    for r, reads in list(p.rows.items()):
+        lins = [d for d in reads if p.chans[d].kind == "lin" and p.chans[d].taps == LAG0]
+        if len(lins) < 2:
+            continue
+        form = np.zeros(p.width_in, dtype=object) * Fraction(0)
+        bias = Fraction(0)
+        for d in lins:
+            ch, coef = p.chans[d], reads.pop(d)
+            reads[0] = reads.get(0, Fraction(0)) + coef * ch.shift  # undo its shift removal
+            form[:len(ch.form)] = form[:len(ch.form)] + coef * np.array(ch.form, dtype=object)  # () is 0
+            bias += coef * ch.bias
+        p.lin(r, tuple(form), bias, Fraction(1))
+    _drop_unread(p)
+
+
+def _drop_unread(p: Plan) -> None:
+    """Drop the channels nothing reads and nothing pins."""
+    used = p.pinned() | {d for reads in p.rows.values() for d, c in reads.items() if c}
+    keep = [d for d in range(len(p.chans)) if d in used]
+    new = {d: i for i, d in enumerate(keep)}
+    p.chans = [p.chans[d] for d in keep]
+    p.index = {k: new[d] for k, d in p.index.items() if d in new}
+    p.rows = {r: {new[d]: c for d, c in reads.items() if c} for r, reads in p.rows.items()}
+    p.renumber(new)
+
+
+def stream_ranges(layout: Layout, facts: Facts, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per stream coordinate of `layout`: the proven range of its value (a located E0601 if unbounded)."""
+    lo, hi = layout_bounds(layout, facts.lo), layout_bounds(layout, facts.hi)
+    for s in layout.segments:
+        if not np.isfinite(np.concatenate([lo[s.start:s.start + s.dim], hi[s.start:s.start + s.dim]])).all():
+            facts.bound(s.node, who)
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _form_coeffs(chans: list[Chan], width: int) -> tuple[Coeffs, Coeffs]:
+    """The channels' forms as one coefficient matrix over the stage input, and the X constants (the form's
+    constant times the taps' sum, plus the shift)."""
+    M = np.zeros((len(chans), width), dtype=object) * Fraction(0)
+    b = np.zeros(len(chans), dtype=object) * Fraction(0)
+    for i, ch in enumerate(chans):
+        M[i, :len(ch.form)] = ch.form
+        b[i] = ch.bias * sum(w for _, w in ch.taps) + ch.shift
+    return Coeffs(M), Coeffs(b)
+
+
+def _shifted(M: Coeffs, b: Coeffs, shifts, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of M h + b + shift: rounding, magnitude and integrality."""
+    b = b + Coeffs(np.array(list(shifts), dtype=object)) if len(shifts) else b
+    rho = dot_rounding([(M, ctx.h, ctx.int_h)], b, ctx.u)
+    return rho, np.abs(M.f64) @ ctx.h + np.abs(b.f64), _int_channels(M, b, ctx.int_h)
+
+
+def plan_errors(p: Plan, st, ctx: Context, max_len: int) -> StageErrors:
+    """Local errors of a layer realising stage `st` (value units, exact inputs): the X sums' rounding, the
+    states' accumulation, the products', the output sum and the stream's addition (zero where each is
+    integer arithmetic the dtype holds exactly). Errors a state channel makes each step recur (the
+    propagation multiplies a state row's error by sum_k lambda^k); the others happen once per step, so
+    they are divided by that sum for rows that hold a decaying state."""
+    u = ctx.u
+    M, b = _form_coeffs(p.chans, p.width_in)
+    rho, mag, ints = _shifted(M, b, (), ctx)
+    val, exact_val, own = mag.copy(), ints & (mag <= 1 / u), np.zeros(len(p.chans))
+    for d, ch in enumerate(p.chans):
+        if ch.kind == "const":
+            val[d], rho[d], exact_val[d] = 1.0, 0.0, True
+        elif ch.kind == "relu":
+            exact_val[d] = ints[d] and ch.exact
+        elif ch.kind == "prod":
+            val[d] = np.inf  # read through the stage's own products below
+    p.state_errors(ctx, max_len, rho, mag, ints, val, exact_val, own)
+    out, own_rows, recur = np.zeros(len(ctx.out)), np.zeros(len(ctx.out)), np.ones(len(ctx.out))
+    prods = _product_errors(p, st, ctx) if st.kind == "gate" else None
+    for r in range(len(ctx.out)):
+        reads = p.rows.get(r, {})
+        terms, exact = [], True
+        for d, c in reads.items():
+            ch = p.chans[d]
+            if ch.kind == "prod":
+                v, ok = (prods[2][r], prods[3][r]) if prods is not None else (np.inf, False)
+            else:
+                v, ok = val[d], exact_val[d]
+            terms.append(abs(float(c)) * v)
+            exact &= bool(ok) and c.denominator == 1
+            if ch.kind == "lin":
+                out[r] += abs(float(c)) * rho[d]
+            elif ch.kind == "state":
+                own_rows[r] += abs(float(c)) * own[d]
+                lam = float(ch.decay)
+                recur[r] = max_len if lam == 1 else (1 - lam**max_len) / (1 - lam)
+        old = ctx.h[r] if r < p.width_in else 0.0
+        total = sum(terms) + old
+        if not (exact and total <= 1 / u):
+            out[r] += gamma(len(terms) + 2, u) * total
+    se = StageErrors(own_rows + out / recur, np.zeros(0), exactness=np.full(len(ctx.out), FLOAT_EXACT_I))
+    if st.kind == "mlp":
+        ks = np.array([float(k) for k in p.ks])
+        se.inner = dot_rounding([(st.E, ctx.h, ctx.int_h)], st.e, u)
+        band = p.act.relu_zero / ks
+        se.relu_band = (band, p.act.surrogate / ks + 2 * u * band, np.zeros(len(ks)))
+    elif st.kind == "gate":
+        se.inner = prods[0]
+    return se
+
+
+def _product_errors(p: Plan, st, ctx: Context):
+    """Per product of a gate stage: its own error (the shifted factors' rounding, times the other shifted
+    factor, and the product's rounding), |(a + Ma)(b + Mb)|, integrality; then per output row the largest
+    product magnitude it reads and whether all those products are exact integers."""
+    u = ctx.u
+    ma, mb = zip(*p.prod_shifts, strict=True) if p.prod_shifts else ((), ())
+    ra, am, ia = _shifted(st.U, st.u, ma, ctx)
+    rb, bm, ib = _shifted(st.V, st.v, mb, ctx)
+    prod = am * bm
+    exact = ia & ib & (prod <= 1 / u)
+    own = ra * bm + rb * am + ra * rb + np.where(exact, 0.0, u * prod)
+    Q = np.abs(st.Q.f64)
+    row_mag = np.where(Q > 0, prod[None, :], 0.0).max(axis=1, initial=0.0)
+    row_exact = ~((Q > 0) & ~exact[None, :]).any(axis=1)
+    return own, prod, row_mag, row_exact
+
+
+def _int_channels(M: Coeffs, b: Coeffs, int_h: np.ndarray) -> np.ndarray:
+    """Per channel: integer coefficients over integer values (so X is an integer)."""
+    ok = (b.rat.den == 1) & np.ones(M.shape[0], dtype=bool)
+    if M.shape[1]:
+        ok &= (M.rat.den == 1) & ~((np.abs(M.f64) > 0) & ~int_h[None, :]).any(axis=1)
+    return ok
