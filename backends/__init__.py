@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from lsrl.backends import gru, lrnn, lstm, mamba, rnn
+from lsrl.backends import gru, hawk, lrnn, lstm, mamba, rnn
 from lsrl.backends.base import Backend, Emitted, Placement, Target
 
 from lsrl.diagnostics import error
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (lrnn.BACKEND, rnn.BACKEND, gru.BACKEND, lstm.BACKEND,
-                                                   mamba.BACKEND)}
+                                                   mamba.BACKEND, hawk.BACKEND)}
 
 
 def get_backend(name: str) -> Backend:

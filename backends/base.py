@@ -72,6 +72,11 @@ class Emitted:
     # for backends whose units are not the stack's own values (rnn), so bounds can follow them
     unit_columns: list[list[int]] | None = None
     constants: dict = field(default_factory=dict)  # what the backend chose (scales, sharpness), for its errors
+    # per stage: the submodule (dotted path) whose output holds the stage's values; None: "{prefix}.{i}"
+    layer_names: list[str] | None = None
+
+    def stage_layers(self, prefix: str, n: int) -> list[str]:
+        return list(self.layer_names) if self.layer_names is not None else [f"{prefix}.{i}" for i in range(n)]
 
 
 class Backend(Protocol):

@@ -244,16 +244,18 @@ def _gate_plan(p: Plan, st) -> None:
 
 
 def relu_sharpness(st, facts: Facts, relu_zero: float) -> list[tuple[Fraction, float]]:
-    """Per hidden unit: (k, margin) with k * margin >= relu_zero (act(k w) / k is then relu(w) exactly: every
-    nonzero argument lies past the band |w| < relu_zero / k), else K_MAX."""
+    """Per hidden unit: (k, margin) with k * margin > relu_zero (act(k w) / k is then relu(w) exactly: every
+    nonzero argument lies past the band |w| <= relu_zero / k), else K_MAX."""
     D = st.D.f64
     out = []
     for k in range(D.shape[1]):
         r = int(np.flatnonzero(D[:, k])[0])
         node = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
         m = facts.relu_margin(node)
-        k_m = Fraction(1) if math.isinf(m) else K_MAX if m <= 0 else min(K_MAX, pow2_at_least(relu_zero / m))
-        out.append((k_m, m))
+        k_m = Fraction(1) if math.isinf(m) else K_MAX if m <= 0 else pow2_at_least(relu_zero / m)
+        if not math.isinf(m) and 0 < m and k_m * Fraction(m) <= relu_zero:
+            k_m *= 2  # the band |w| < relu_zero / k must end strictly below the margin
+        out.append((min(k_m, Fraction(K_MAX)), m))
     return out
 
 

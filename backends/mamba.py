@@ -319,6 +319,26 @@ class MambaBackend:
     def build_module(self, config: dict) -> nn.Module:
         return MambaStack(config)
 
+    def permuted(self, module: MambaStack, config: dict, p: torch.Tensor, rng) -> tuple[MambaStack, dict]:
+        """The module over the stream permuted by p (config: the new stream's), each mixer's channels permuted
+        too (rows, conv taps, scan parameters, out_proj columns; the scan's state slots follow their channels)."""
+        chans = [rng.permutation(n) for n in config["inners"]]  # new channel k is old channel chans[k]
+        config = {**config, "slots": [[[int(np.argsort(q)[c]), int(p[row]) if row >= 0 else -1] for c, row in sl]
+                                      for q, sl in zip(chans, config.get("slots") or [[]] * len(chans), strict=True)]}
+        rebuilt = self.build_module(config).to(next(module.parameters()).dtype)
+        for old, new, q in zip(module.layers, rebuilt.layers, chans, strict=True):
+            o, m, q = old.mixer, new.mixer, torch.as_tensor(q)
+            n = len(q)
+            w_in = o.in_proj.weight[torch.cat([q, q + n])]
+            m.in_proj.weight.zero_()
+            m.in_proj.weight[:, p] = w_in
+            for name in ("conv1d.weight", "conv1d.bias", "dt_proj.weight", "dt_proj.bias", "A_log", "D"):
+                m.get_parameter(name).copy_(o.get_parameter(name)[q])
+            m.x_proj.weight.copy_(o.x_proj.weight[:, q])
+            m.out_proj.weight.zero_()
+            m.out_proj.weight[p] = o.out_proj.weight[:, q]
+        return rebuilt, config
+
     def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
         return plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"])
 

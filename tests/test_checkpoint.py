@@ -125,7 +125,8 @@ def test_round_trip_is_bit_exact(tmp_path, backend, dtype):
     assert tensors.keys() == c.module.state_dict().keys()
     prefix = get_backend(backend).prefix
     layers = {k.split(".")[1] for k in tensors if k.startswith(f"{prefix}.")}
-    assert len(layers) == len(c.stack.stages)  # parameter names {prefix}.{i}.*, one i per stage
+    # parameter names {prefix}.{i}.*: each i holds stages (one each, or hawk's two halves)
+    assert layers == {n.split(".")[1] for n in c.emitted.stage_layers(prefix, len(c.stack.stages))}
 
 
 # ---------------------------------------------------------------- reproducibility
@@ -228,7 +229,9 @@ def test_config_records_max_len_and_the_promise(tmp_path, backend):
     assert set(promise["outputs"]) == {"output", "diff"} and "rel_tol" not in promise
     assert recorded_promise(cfg, tmp_path) == Promise.from_json(promise)
     keys = {"lrnn": ("stages",), "mamba": ("hidden", "inners", "states", "hiddens", "readout_in", "output_dim",
-                                          "probes")}.get(backend, ("inputs", "hiddens", "readout_in", "output_dim",
+                                          "probes"),
+            "hawk": ("hidden", "lru", "mlp", "slots", "integrators", "hiddens", "readout_in", "output_dim",
+                     "probes")}.get(backend, ("inputs", "hiddens", "readout_in", "output_dim",
                                                                   "probes"))
     for key in keys:
         assert key in cfg["module_config"]
@@ -401,11 +404,10 @@ def test_unwritable_destination(tmp_path):
 # ---------------------------------------------------------------- the manifest tells the truth
 
 
-def _activations(module: torch.nn.Module, backend: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's activation vectors under the manifest's layer names, caught by forward hooks on the
-    backend's layers `getattr(module, prefix)[i]` while the module runs (an nn.RNN/GRU/LSTM returns a tuple
-    whose first item is its output sequence; an lrnn stage returns the tensor itself)."""
-    prefix = get_backend(backend).prefix
+def _activations(module: torch.nn.Module, manifest: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's activation vectors under the manifest's layer names, caught by forward hooks on those
+    submodules while the module runs (an nn.RNN/GRU/LSTM returns a tuple whose first item is its output
+    sequence; an lrnn stage returns the tensor itself)."""
     acts = {"input": x}
 
     def keep(name):
@@ -415,7 +417,8 @@ def _activations(module: torch.nn.Module, backend: str, x: np.ndarray) -> dict[s
 
         return hook
 
-    handles = [layer.register_forward_hook(keep(f"{prefix}.{i}")) for i, layer in enumerate(getattr(module, prefix))]
+    handles = [module.get_submodule(la["name"]).register_forward_hook(keep(la["name"]))
+               for la in manifest["layers"][1:]]
     try:
         with torch.no_grad():
             module(torch.tensor(x, dtype=torch.float64))
@@ -460,9 +463,9 @@ def _check_manifest(c: Compiled, manifest: dict, x: np.ndarray, min_checked: int
     node: the value the interpreter's trace of the *program's* graph reports for it (matched by match_trace),
     or, for the few nodes match_trace leaves out, the trace of the optimised graph the ids belong to."""
     backend = get_backend(c.options.backend)
-    acts = _activations(c.module, c.options.backend, x)
+    acts = _activations(c.module, manifest, x)
     assert [la["name"] for la in manifest["layers"]] == list(acts)
-    assert list(acts)[1:] == [f"{backend.prefix}.{i}" for i in range(len(c.stack.stages))]
+    assert list(acts)[1:] == c.emitted.stage_layers(backend.prefix, len(c.stack.stages))
     for la, st in zip(manifest["layers"][1:], c.stack.stages, strict=True):
         assert la["kind"] == st.kind
     for la in manifest["layers"]:
@@ -509,7 +512,7 @@ def test_manifest_locates_the_state_ones(tmp_path):
     assert ones["materialized"] and ones["op"] == "linstate" and ones["dim"] == 1
     assert ones["span"] == {"file": "more_ones.lsrl", "line": 4, "col": 1, "end_line": 4, "end_col": 15}
     x = _inputs(c)
-    acts = _activations(load(tmp_path), "lrnn", x)
+    acts = _activations(load(tmp_path), man, x)
     want = interpret(c.graph, x, trace=True).named(c.graph)["ones"]
     assert ones["placements"]
     for p in ones["placements"]:  # lrnn: the units are the value (identity decode, no offset)

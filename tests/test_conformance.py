@@ -2,7 +2,8 @@
 
 For each backend and program: the emitted module, the lowered stack (`run_stack`) and the IR interpreter
 agree; a checkpoint round trip is bit-exact; every placement decodes, from the activations of its layer
-(caught with forward hooks on `getattr(module, backend.prefix)[i]`), to the interpreter's value of its node;
+(caught with forward hooks on each stage's layer: `{prefix}.{i}` or what the backend names), to the
+interpreter's value of its node;
 the hooks fire once per forward on every layer; the promise holds on inputs of length max_len in float32
 and float64; verify refuses lengths beyond max_len; and what a backend cannot compile is refused with a
 located diagnostic (LsrlError with a code and a span), never a Python exception.
@@ -72,7 +73,8 @@ KNOWN_BUGS: dict[tuple[str, str, str | None], str] = {}
 
 # (backend, program) -> the diagnostic its architecture refuses it with (not a bug: checked by
 # test_architectural_refusals_are_located_diagnostics, left out of the cases that need a model)
-REFUSED = {("mamba", "mixed"): "E0706"}  # a decaying rotation with an input: no real diagonal [0, 1] recurrence
+# a decaying rotation with an input: no real diagonal [0, 1] recurrence
+REFUSED = {(b, "mixed"): "E0706" for b in NAMES if BACKENDS[b].target.transitions == "diagonal01"}
 
 
 def _case(backend: str, program: str, dtype: str | None = None):
@@ -129,20 +131,22 @@ def _close(got: dict, want: dict, tol: float = 1e-9) -> None:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=tol * scale, err_msg=k)
 
 
-def _layers(compiled):
-    return list(getattr(compiled.module, get_backend(compiled.options.backend).prefix))
+def _layers(compiled) -> dict:
+    """Per stage, the module whose output holds its values (`{prefix}.{i}`, or what the backend names)."""
+    names = compiled.emitted.stage_layers(get_backend(compiled.options.backend).prefix, len(compiled.stack.stages))
+    return {name: compiled.module.get_submodule(name) for name in names}
 
 
-def _activations(compiled, x: np.ndarray) -> dict[int, np.ndarray]:
-    """The output sequence of every layer (a torch RNN/GRU/LSTM returns (output, h_n): its [0])."""
-    acts: dict[int, np.ndarray] = {}
+def _activations(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The output sequence of every stage's layer (a torch RNN/GRU/LSTM returns (output, h_n): its [0])."""
+    acts: dict[str, np.ndarray] = {}
 
     def hook(i):
         def grab(module, args, out):
             acts[i] = (out[0] if isinstance(out, tuple) else out).double().numpy()
         return grab
 
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(_layers(compiled))]
+    handles = [layer.register_forward_hook(hook(name)) for name, layer in _layers(compiled).items()]
     try:
         _forward(compiled.module, x)
     finally:
@@ -196,13 +200,12 @@ def test_checkpoint_round_trip_is_bit_exact(backend, program, dtype, tmp_path):
 @pytest.mark.parametrize("backend, program", _cases(PROGRAMS))
 def test_every_placement_decodes_to_the_interpreted_value(backend, program):
     compiled, x = _compiled(backend, program), _inputs(program)
-    prefix = get_backend(backend).prefix
     acts = _activations(compiled, x)
     trace = interpret(compiled.graph, x, trace=True).values
     places = compiled.emitted.placements
-    assert places and {p.layer for p in places} <= {f"{prefix}.{i}" for i in acts}
+    assert places and {p.layer for p in places} <= set(acts)
     for p in places:
-        units = acts[int(p.layer.rsplit(".", 1)[1])][..., p.start:p.stop]
+        units = acts[p.layer][..., p.start:p.stop]
         value = units @ p.decode.to_float().T + p.offset.to_float()
         want = trace[p.node]
         scale = max(1.0, float(np.abs(want).max(initial=0.0)))
@@ -222,7 +225,7 @@ def test_forward_hooks_fire_once_per_forward_on_every_layer(backend):
             calls[i] += 1
         return hook
 
-    handles = [layer.register_forward_hook(count(i)) for i, layer in enumerate(layers)]
+    handles = [layer.register_forward_hook(count(i)) for i, layer in enumerate(layers.values())]
     try:
         with torch.no_grad():
             compiled.module(torch.tensor(x))

@@ -28,11 +28,10 @@ def test_the_correspondence_locates_every_materialized_value(backend):
     cg = causal_graph(c)
     x = prog.input.sample(np.random.default_rng(0), 3, 16)
     acts = {"input": x}
-    layers = getattr(c.module, BACKENDS[backend].prefix)
-    hooks = [layer.register_forward_hook(
-        lambda m, a, o, i=i: acts.__setitem__(f"{BACKENDS[backend].prefix}.{i}",
-                                              (o[0] if isinstance(o, tuple) else o).detach().numpy()))
-        for i, layer in enumerate(layers)]
+    names = c.emitted.stage_layers(BACKENDS[backend].prefix, len(c.stack.stages))
+    hooks = [c.module.get_submodule(name).register_forward_hook(
+        lambda m, a, o, name=name: acts.__setitem__(name, (o[0] if isinstance(o, tuple) else o).detach().numpy()))
+        for name in names]
     with torch.no_grad():
         c.module(torch.tensor(x))
     for h in hooks:

@@ -7,7 +7,8 @@ minimum-norm correction `u + D^T (D D^T)^-1 (v - offset - D u)` of the decode `D
 layer reads values through decodes, so any preimage gives the same downstream values), and where the layer
 carries state from step to step it runs the rest of the sequence again from the patched step (torch
 recurrent layers from that hidden state, an lrnn state stage from that state, a mamba block's scan from
-the state slots its patched rows hold). Both sides then give the
+the state slots its patched rows hold, a hawk temporal half's RG-LRU from the states its rows hold). Both
+sides then give the
 same outputs, up to the backend's promise: the ground truth that activation patching is scored against.
 """
 
@@ -55,18 +56,14 @@ def placement_of(manifest: dict, node: int) -> dict:
 @contextmanager
 def patched(module: torch.nn.Module, manifest: dict, interventions: list[Intervention]):
     """While active, `module` computes with the interventions applied (hooks on the layers concerned)."""
-    from lsrl.backends import get_backend
-
-    prefix = get_backend(manifest["backend"]).prefix
-    layers = getattr(module, prefix)
     hooks = []
     for iv in interventions:
         p = placement_of(manifest, iv.node)
         if p["layer"] == "input":
             hooks.append(module.register_forward_pre_hook(_input_patch(iv, p)))
         else:
-            i = int(p["layer"].rsplit(".", 1)[1])
-            hooks.append(layers[i].register_forward_hook(_layer_patch(iv, p, layers[i])))
+            layer = module.get_submodule(p["layer"])
+            hooks.append(layer.register_forward_hook(_layer_patch(iv, p, layer)))
     try:
         yield module
     finally:
@@ -129,7 +126,7 @@ def _check_ranges(target, ref) -> None:
 def _continue(layer: torch.nn.Module, h_all: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor | None:
     """The layer's output on steps t + 1.. of its input `h_all` from `state`, its output at step t (None: the
     layer carries nothing from step to step)."""
-    if hasattr(layer, "resume"):  # a mamba block: its scan states restart from their patched rows
+    if hasattr(layer, "resume"):  # a mamba block, a hawk temporal half: their scans restart from the patched rows
         return layer.resume(h_all, t, state)
     h_in = h_all[:, t + 1:]
     with torch.no_grad():  # `forward`, not the module call: its hooks (this patch among them) stay out

@@ -38,7 +38,7 @@ def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
     module = copy.deepcopy(compiled.module)
     config = copy.deepcopy(compiled.emitted.config)
     layers = getattr(module, backend.prefix)
-    if backend.name == "mamba":
+    if hasattr(backend, "permuted"):
         module, config, maps = _obfuscate_stream(backend, module, config, rng, dead)
         return _with_module(compiled, module, config, maps)
     torch_layers = bool(len(layers)) and isinstance(layers[0], torch.nn.RNNBase)
@@ -71,61 +71,46 @@ def obfuscate(compiled, seed: int = 0, scale: bool = True, dead: int = 1):
 
 def _with_module(compiled, module, config, maps):
     """The Compiled carrying the obfuscated module, its placements (and unit columns) moved by `maps`."""
-    from lsrl.backends import Emitted, Placement, get_backend
+    from lsrl.backends import Placement, get_backend
 
-    prefix = get_backend(compiled.options.backend).prefix
-    index = {f"{prefix}.{i}": m for i, m in enumerate(maps)}
+    names = compiled.emitted.stage_layers(get_backend(compiled.options.backend).prefix, len(maps))
+    index = dict(zip(names, maps, strict=True))
     places = [_move(p, index[p.layer], Placement) if p.layer in index else p for p in compiled.emitted.placements]
     columns = compiled.emitted.unit_columns
     constants = dict(compiled.emitted.constants)
     if columns is not None:  # dead units (-2) hold 0
         columns = [_moved_list(cols, perm, n, -2) for cols, (perm, _, n) in zip(columns, maps, strict=True)]
         constants["unit_scales"] = [_moved_list(list(s), perm, n, 1.0) for perm, s, n in maps]
-    emitted = Emitted(module, config, places, columns, constants)
+    emitted = replace(compiled.emitted, module=module, config=config, placements=places, unit_columns=columns,
+                      constants=constants)
     out = replace(compiled, emitted=emitted)
     out.__dict__.pop("certificate", None)  # cached on the original; the new module is checked afresh
     return out
 
 
 def _obfuscate_stream(backend, module, config, rng, dead: int):
-    """mamba: one permutation of the residual stream (every layer shares it: the blocks add into it) with
-    `dead` extra coordinates, and each mixer's channels permuted (its rows, conv taps, scan parameters and
-    out_proj columns; the scan's state slots follow their channels)."""
+    """A residual-stream backend (mamba, hawk): one permutation of the stream (every layer shares it: the
+    blocks add into it) with `dead` extra coordinates; the backend permutes its layers' channels too."""
     H = config["hidden"]
     width = H + dead
     perm = rng.permutation(width)[:H]  # logical coordinate j -> physical perm[j]
     stream = [int(perm[j]) for j in (config.get("stream") or range(H))]
-    new_cfg = {**config, "hidden": width, "stream": stream, "hiddens": [width] * len(config["inners"]),
+    new_cfg = {**config, "hidden": width, "stream": stream, "hiddens": [width] * len(config["hiddens"]),
                "readout_in": width}
-    chans = [rng.permutation(n) for n in config["inners"]]  # new channel k is old channel chans[k]
-    new_cfg["slots"] = [[[int(np.argsort(q)[c]), int(perm[row]) if row >= 0 else -1] for c, row in sl]
-                        for q, sl in zip(chans, config.get("slots") or [[]] * len(chans), strict=True)]
-    rebuilt = backend.build_module(new_cfg).to(next(module.parameters()).dtype)
     p = torch.as_tensor(perm)
     with torch.no_grad():
-        for old, new, q in zip(module.layers, rebuilt.layers, chans, strict=True):
-            o, m, q = old.mixer, new.mixer, torch.as_tensor(q)
-            n = len(q)
-            w_in = o.in_proj.weight[torch.cat([q, q + n])]
-            m.in_proj.weight.zero_()
-            m.in_proj.weight[:, p] = w_in
-            for name in ("conv1d.weight", "conv1d.bias", "dt_proj.weight", "dt_proj.bias", "A_log", "D"):
-                m.get_parameter(name).copy_(o.get_parameter(name)[q])
-            m.x_proj.weight.copy_(o.x_proj.weight[:, q])
-            m.out_proj.weight.zero_()
-            m.out_proj.weight[p] = o.out_proj.weight[:, q]
+        rebuilt, new_cfg = backend.permuted(module, new_cfg, p, rng)
         for old, new in zip([module.readout, *module.probe_heads], [rebuilt.readout, *rebuilt.probe_heads],
                             strict=True):
             new.weight.zero_()
             new.weight[:, p] = old.weight
             new.bias.copy_(old.bias)
-    return rebuilt, new_cfg, [(perm, np.ones(H), width)] * len(chans)
+    return rebuilt, new_cfg, [(perm, np.ones(H), width)] * len(config["hiddens"])
 
 
 def with_noise(compiled, sigma: float, seed: int = 0):
     """A Compiled carrying `add_noise`'s module, whose promise says it holds no bound any more (so a saved
     checkpoint does not claim one)."""
-    from lsrl.backends import Emitted
     from lsrl.compile import Compiled
     from lsrl.guarantee.promise import BOUNDED, OutputPromise
 
@@ -136,7 +121,7 @@ def with_noise(compiled, sigma: float, seed: int = 0):
             return replace(p, outputs=none, certified="", note=f"weights carry relative noise {sigma:g}: no bound")
 
     em = compiled.emitted
-    emitted = Emitted(add_noise(compiled, sigma, seed), em.config, em.placements, em.unit_columns, em.constants)
+    emitted = replace(em, module=add_noise(compiled, sigma, seed))
     fields = {f: getattr(compiled, f) for f in compiled.__dataclass_fields__}
     return Noisy(**{**fields, "emitted": emitted})
 

@@ -51,7 +51,6 @@ class Trace:
 def trace(target, x, manifest: dict | None = None) -> Trace:
     """Trace a compiled model on inputs x (batch, time, dim) or (time, dim). `target` is a checkpoint
     directory, a `lsrl.compile.Compiled`, or a module (then pass its `manifest`)."""
-    from lsrl.backends import get_backend
     from lsrl.runtime.checkpoint import build_manifest, load, load_manifest
     from lsrl.runtime.manifest import entries, placement_decode
 
@@ -66,10 +65,9 @@ def trace(target, x, manifest: dict | None = None) -> Trace:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 2:
         x = x[None]
-    layers = getattr(module, get_backend(manifest["backend"]).prefix)
     acts: dict[str, np.ndarray] = {"input": x}
-    hooks = [layer.register_forward_hook(_recorder(acts, f"{get_backend(manifest['backend']).prefix}.{i}"))
-             for i, layer in enumerate(layers)]
+    hooks = [module.get_submodule(la["name"]).register_forward_hook(_recorder(acts, la["name"]))
+             for la in manifest["layers"] if la["name"] != "input"]
     try:
         dtype = next(module.parameters()).dtype
         with torch.no_grad():

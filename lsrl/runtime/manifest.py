@@ -23,7 +23,8 @@ def _layer_index(name: str) -> tuple[int, str]:
 
 
 def _layers(compiled) -> list[dict]:
-    """The manifest's layers: the input, then each module layer `{prefix}.{i}` (one per stack stage)."""
+    """The manifest's layers: the input, then per stack stage the module holding its values (`{prefix}.{i}`
+    unless the backend names others)."""
     from lsrl.backends import get_backend
 
     backend = get_backend(compiled.options.backend)
@@ -32,9 +33,10 @@ def _layers(compiled) -> list[dict]:
         widths = [st.out.width for st in stages]
     else:  # one torch layer per stage, whose hidden size the module config records
         widths = [int(h) for h in compiled.emitted.config["hiddens"]]
+    names = compiled.emitted.stage_layers(backend.prefix, len(stages))
     out = [{"name": "input", "kind": "input", "width": compiled.graph.input_dim}]
-    for i, (st, width) in enumerate(zip(stages, widths, strict=True)):
-        out.append({"name": f"{backend.prefix}.{i}", "kind": st.kind, "width": width})
+    for name, st, width in zip(names, stages, widths, strict=True):
+        out.append({"name": name, "kind": st.kind, "width": width})
     return out
 
 
