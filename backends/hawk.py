@@ -273,17 +273,19 @@ class HawkPlan(Plan):
         self.slots = [[new[P], new[Q], row] for P, Q, row in self.slots]
 
     def state_errors(self, ctx: Context, max_len: int, rho, mag, ints, val, exact_val, own) -> None:
-        """P sums up to max_len drives (1 / (1 - lambda) decayed), Q holds one value; both are exact integer
+        """P sums up to max_len drives (1 / (1 - lambda) decayed) and is at most |s| + |Q| (range analysis bounds
+        the state s), Q holds one value; both are exact integer
         arithmetic for lambda = 1 over integers below 1/u. Otherwise, per step: the drive's rounding, the
         input's scaling by K (K's rounding and the multiplication), the accumulation, and the realised a's
         distance to lambda times |h|."""
         u = ctx.u
+        held = {P: ctx.out[row] + mag[Q] for P, Q, row in self.slots}  # |P| <= |s| + |Q|
         for d, ch in enumerate(self.chans):
             if ch.kind != "state":
                 continue
             lam = ch.decay
             steps = max_len if lam == 1 else 1 / (1 - float(lam))
-            val[d] = mag[d] * (steps if ch.slot == 0 else 1)
+            val[d] = min(mag[d] * steps, held.get(d, np.inf)) if ch.slot == 0 else mag[d]
             exact_val[d] = bool(ints[d]) and lam == 1 and val[d] <= 1 / u
             if not exact_val[d]:
                 a_err = 0.0 if lam == 1 else realise_decay(lam, self.dtype)[2]

@@ -346,11 +346,11 @@ def _recompiled(args):
 
 
 def cmd_export(args) -> int:
-    from lsrl.runtime.hf_export import LSRL_INFO, export_hf
+    from lsrl.runtime.hf_export import LSRL_INFO, export_hf, model_class
 
     out = export_hf(args.checkpoint, _out_dir(args))
-    print(f"exported {args.checkpoint} -> {out}: transformers.MambaForCausalLM.from_pretrained({str(out)!r}) loads "
-          f"it (token ids and the head's logits: {out / LSRL_INFO})")
+    print(f"exported {args.checkpoint} -> {out}: transformers.{model_class(args.checkpoint)}.from_pretrained("
+          f"{str(out)!r}) loads it (token ids and the head's logits: {out / LSRL_INFO})")
     return 0
 
 
@@ -488,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_obfuscate)
 
-    sp = sub.add_parser("export", help="write a mamba checkpoint as a transformers MambaForCausalLM directory")
-    sp.add_argument("checkpoint", help="a checkpoint directory (lsrl compile --backend mamba --dtype float32)")
+    sp = sub.add_parser("export", help="write a mamba or hawk checkpoint as a transformers MambaForCausalLM or "
+                        "RecurrentGemmaForCausalLM directory")
+    sp.add_argument("checkpoint", help="a checkpoint directory (lsrl compile --backend mamba|hawk --dtype float32)")
     sp.add_argument("--format", choices=["hf"], required=True, help="hf: loadable with from_pretrained")
     sp.add_argument("-o", "--output", required=True, help="directory to write")
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
