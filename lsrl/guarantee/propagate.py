@@ -133,6 +133,10 @@ def rounding(stage, ctx: Context) -> StageErrors:
     if stage.kind == "state":
         s = np.maximum(ctx.out, _abs(stage.init))
         out = dot_rounding([(stage.A, s, ctx.int_out), (stage.B, h, ih)], stage.bias, ctx.u)
+        # an init the dtype cannot hold (1/3) is off by its rounding before the first step, and a realisation
+        # may round A init once more; charged per step, the propagation's sum of |A^k| covers every later step
+        inexact = np.where(_dyadic_rows(stage.init, ctx.u)[0], 0.0, _abs(stage.init))
+        out = out + gamma(3, ctx.u) * (_abs(stage.A) @ inexact + inexact)
         return StageErrors(out, np.zeros(0))
     if stage.kind == "mlp":
         hid_parts = [(stage.E, h, ih)]

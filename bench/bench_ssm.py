@@ -1,7 +1,7 @@
-"""The mamba backend against rnn: compile time, parameters, layers, channels, throughput, and exactness of the
-compiled models on the device (CPU: the torch scan; CUDA: the Triton kernel, TF32 off).
+"""The SSM backends (mamba, hawk) against rnn: compile time, parameters, layers, channels, throughput, and
+exactness of the compiled models on the device (CPU: the torch scans; CUDA: the Triton kernels, TF32 off).
 
-    python -m bench.bench_mamba [--device cuda] [--batch 16] [--length 1024] [--out FILE]
+    python -m bench.bench_ssm [--device cuda] [--batch 16] [--length 1024] [--backends mamba,hawk,rnn] [--out FILE]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lsrl.backends import get_backend
 
 from bench.common import table
 from lsrl import interpret, load_program
@@ -39,14 +40,23 @@ def _throughput(module, x: torch.Tensor, device: str) -> float:
     return x.shape[0] * x.shape[1] / best
 
 
-def rows(device: str, batch: int, length: int) -> list[list[object]]:
+def _channels(backend: str, cfg: dict) -> int:
+    """Units summed over layers (rnn), mixer channels (mamba), or RG-LRU plus MLP channels (hawk)."""
+    if backend == "mamba":
+        return sum(cfg["inners"])
+    if backend == "hawk":
+        return sum(cfg["lru"]) + sum(cfg["mlp"])
+    return sum(cfg["hiddens"])
+
+
+def rows(device: str, batch: int, length: int, backends: list[str]) -> list[list[object]]:
     out = []
     for name, params in PROGRAMS:
         prog = load_program(str(ROOT / "programs" / f"{name}.lsrl"), params)
         label = name + "".join(f" {k}={v}" for k, v in params.items())
         x_np = prog.input.sample(np.random.default_rng(0), batch, length)
         want = interpret(prog.reference_graph, x_np).output
-        for backend in ("mamba", "rnn"):
+        for backend in backends:
             t0 = time.perf_counter()
             c = compile_program(prog, CompileOptions(backend, MAX_LEN, "float32"))
             t_compile = time.perf_counter() - t0
@@ -56,11 +66,10 @@ def rows(device: str, batch: int, length: int) -> list[list[object]]:
                 got = module(x).double().cpu().numpy()
             err = float(np.abs(got - want).max())
             exact = float(np.mean(np.round(got) == want)) if c.promise().outputs["output"].integer else float("nan")
-            cfg = c.emitted.config
-            channels = sum(cfg["inners"]) if backend == "mamba" else sum(cfg["hiddens"])
-            out.append([label, backend, f"{t_compile:.2f}", f"{c.parameter_count():,}", len(cfg["hiddens"]),
-                        channels, f"{err:.2g}", "-" if exact != exact else f"{100 * exact:.2f}%",
-                        f"{_throughput(module, x, device):,.0f}"])
+            layers = len(getattr(module, get_backend(backend).prefix))
+            out.append([label, backend, f"{t_compile:.2f}", f"{c.parameter_count():,}", layers,
+                        _channels(backend, c.emitted.config), f"{err:.2g}",
+                        "-" if exact != exact else f"{100 * exact:.2f}%", f"{_throughput(module, x, device):,.0f}"])
     return out
 
 
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=1024)
+    p.add_argument("--backends", default="mamba,hawk,rnn", help="comma-separated (default mamba,hawk,rnn)")
     p.add_argument("--out", type=Path, help="also write the markdown table to this file")
     args = p.parse_args(argv)
     if args.device == "cuda":  # cuDNN convolutions would read 10-bit mantissas under TF32
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             "exact tokens", "tokens/s"]
     text = (f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'}), "
             f"float32, max_len {MAX_LEN}, batch {args.batch} x length {args.length}\n\n"
-            + table(head, rows(args.device, args.batch, args.length)))
+            + table(head, rows(args.device, args.batch, args.length, args.backends.split(","))))
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
