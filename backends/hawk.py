@@ -95,8 +95,19 @@ class RGLRU(nn.Module):
         return a.float().to(x.dtype), (x * gate_x) * mult
 
     def forward(self, x, h0=None, reset=True, last=False, impl=None):
+        # a channel whose a is exactly 0 at every step has h = its input, bitwise (0 h + x): the scan runs on the
+        # other channels only (most of a compiled block's channels carry no state)
         a, inp = self.coefficients(x, reset)
-        return linear_scan(a, inp, h0, last, impl=impl)
+        on = (a != 0).any(dim=1).any(dim=0).nonzero()[:, 0]
+        h = inp.clone()
+        h_last = h[:, -1].clone() if last else None
+        if len(on):
+            out = linear_scan(a[..., on].contiguous(), inp[..., on].contiguous(),
+                              None if h0 is None else h0[:, on].contiguous(), last, impl=impl)
+            h[..., on], h_on = out if last else (out, None)
+            if last:
+                h_last[:, on] = h_on.to(h_last.dtype)
+        return (h, h_last) if last else h
 
 
 class RecurrentBlock(nn.Module):
@@ -292,11 +303,12 @@ class HawkPlan(Plan):
                 own[d] = rho[d] + 3 * u * mag[d] + gamma(2, u) * val[d] + a_err * val[d]
 
 
-def x_row(p: HawkPlan, ch: Chan, k_of) -> tuple[list, float]:
-    """The channel's X before the taps: (coefficients over the stage input, constant)."""
+def x_row(ch: Chan, K: float = 1.0) -> tuple[list, float]:
+    """The channel's X before the taps: (coefficients over the stage input, constant); a P channel's input is
+    scaled by K."""
     if ch.kind in ("const", "relu"):
         return [], 0.0  # X = the shift (conv / up bias) alone
-    scale = k_of(ch) if ch.kind == "state" and ch.slot == 0 else 1.0
+    scale = K if ch.kind == "state" and ch.slot == 0 else 1.0
     return [scale * float(v) for v in ch.form], scale * float(ch.bias)
 
 
@@ -327,7 +339,7 @@ def temporal_weights(p: HawkPlan, hidden: int) -> dict[str, np.ndarray]:
     first = next((d for d, ch in enumerate(p.chans) if ch.kind == "first"), None)
     decays = {ch.decay: realise_decay(ch.decay, p.dtype) for ch in p.chans if ch.kind == "state"}
     for d, ch in enumerate(p.chans):
-        xs, xb = x_row(p, ch, lambda c: decays[c.decay][1])
+        xs, xb = x_row(ch, decays[ch.decay][1] if ch.kind == "state" else 1.0)
         W["linear_x.weight"][d, :len(xs)], W["linear_x.bias"][d] = xs, xb
         ys, yb = y_row(ch)
         W["linear_y.weight"][d, :len(ys)], W["linear_y.bias"][d] = ys, yb
@@ -354,7 +366,7 @@ def mlp_weights(p: HawkPlan, hidden: int) -> dict[str, np.ndarray]:
     for d, ch in enumerate(p.chans):
         if ch.kind in ("state", "first") or ch.taps != LAG0:
             raise ValueError("an mlp half hosts neither states nor lags")
-        xs, xb = x_row(p, ch, None)
+        xs, xb = x_row(ch)
         W["up_proj.weight"][d, :len(xs)], W["up_proj.bias"][d] = xs, xb + _x_shift(ch)
         ys, yb = y_row(ch)
         W["gate_proj.weight"][d, :len(ys)], W["gate_proj.bias"][d] = ys, yb
