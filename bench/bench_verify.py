@@ -38,12 +38,12 @@ def backends() -> list[str]:
 
 # ------------------------------------------------------------------------------------------ verify table
 
-def verify_rows(samples: int = 256, length: int = 256) -> list[list[object]]:
+def verify_rows(samples: int = 256, length: int = 256, backends_: list[str] | None = None) -> list[list[object]]:
     rows = []
     for path in sorted(ROOT.glob("programs/*.lsrl")):
         prog = load_program(str(path))
         max_len = VERIFY_MAX_LEN.get(path.stem)
-        for backend in backends():
+        for backend in backends_ or backends():
             for dtype in ("float64", "float32"):
                 opts = CompileOptions(backend, max_len=max_len, dtype=dtype)
                 try:
@@ -210,11 +210,11 @@ if __name__ == "__main__":
     ap.add_argument("--section", choices=["verify", "exact", "all"], default="all")
     ap.add_argument("--samples", type=int, default=EXACT_SAMPLES, help="exact table: sequences per row")
     ap.add_argument("--length", type=int, default=EXACT_LENGTH, help="exact table: sequence length")
-    ap.add_argument("--backend", action="append", help="exact table: only these backends")
+    ap.add_argument("--backend", action="append", help="only these backends")
     a = ap.parse_args()
     if a.section == "verify":
         print(table(["program", "backend", "dtype", "max_len", "max abs err", "promised bound", "exactness",
-                     "exact tokens", "verdict"], verify_rows()))
+                     "exact tokens", "verdict"], verify_rows(backends_=a.backend)))
     elif a.section == "exact":
         torch.set_num_threads(1)
         print(table(["program", "backend", "sequences x length", "inputs", "float32 promise", "exact tokens",

@@ -106,6 +106,46 @@ def test_random_nilpotent_states(n, data):
     assert interpret(new, xe, exact=True).output.tolist() == interpret(g, xe, exact=True).output.tolist()
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 4), st.data())
+def test_random_diagonalisable_states(n, data):
+    """A = P D P^-1 with P a random integer matrix (unimodular: P^-1 is integer too) and D in {0, 1/2, 1}:
+    legalised to a diagonal state read through P, equal to the program in exact arithmetic."""
+    D = [data.draw(st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(1)])) for _ in range(n)]
+    L = np.array([[Fraction(data.draw(st.integers(-2, 2)) if j < i else int(i == j)) for j in range(n)]
+                  for i in range(n)], dtype=object)
+    U = np.array([[Fraction(data.draw(st.integers(-2, 2)) if j > i else int(i == j)) for j in range(n)]
+                  for i in range(n)], dtype=object)
+    P = L @ U
+    A = P @ np.diag(np.array(D, dtype=object)) @ _unit_inverse(U) @ _unit_inverse(L)
+    init = data.draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n))
+    rows = ", ".join("[" + ", ".join(str(v) for v in r) + "]" for r in A.tolist())
+    src = f"input x[1] in {{-1, 0, 1}}\nstate s[{n}] = {init}\ns <- [{rows}] @ s + repeat(x, {n})\noutput s"
+    g = compile_source(src, "t.lsrl").graph
+    new = _legal(g, 64)
+    xe = np.vectorize(Fraction, otypes=[object])(np.random.default_rng(n).integers(-1, 2, (2, 12, 1)))
+    assert interpret(new, xe, exact=True).output.tolist() == interpret(g, xe, exact=True).output.tolist()
+
+
+def _unit_inverse(T: np.ndarray) -> np.ndarray:
+    """The inverse of a unit-triangular matrix: I - N + N^2 - ... (N = T - I is nilpotent)."""
+    n = T.shape[0]
+    eye = np.array([[Fraction(int(i == j)) for j in range(n)] for i in range(n)], dtype=object)
+    N, out, term = T - eye, eye.copy(), eye.copy()
+    for _ in range(n):
+        term = -(term @ N)
+        out = out + term
+    return out
+
+
+@pytest.mark.parametrize(("A", "why"), [("[[1, 1], [0, 1]]", "Jordan block"), ("[[1, 0], [1, 2]]", "outside")])
+def test_states_no_eigenbasis_in_0_1_diagonalises_are_refused(A, why):
+    src = f"input x[1] in {{0, 1}}\nstate s[2] = [0, 0]\ns <- {A} @ s + [x, x]\noutput s"
+    with pytest.raises(LsrlError) as exc:
+        legalize(compile_source(src, "j.lsrl").graph, "diagonal01", 64, "the hawk backend")
+    assert exc.value.diagnostics[0].code == "E0706", why
+
+
 def test_input_driven_rotation_is_a_located_error():
     src = "input x[1] in {0, 1}\nstate r[2] = [1, 0]\nr <- [[0, -1], [1, 0]] @ r + [x, x]\noutput r"
     g = compile_source(src, "rot.lsrl").graph

@@ -8,7 +8,9 @@ several) and rewrites each block it cannot realise:
 - periodic.py: an input-free block with a periodic orbit (rotations, cyclic permutations, sign flips) -> a
   step counter and an exact ReLU decoder of t mod n, valid for t <= max_len;
 - delays.py: a nilpotent block longer than the convolution -> chained 4-slot delay lines, exact at every
-  step.
+  step;
+- diagonal.py: a block diagonalisable over the rationals with eigenvalues in [0, 1] -> a diagonal state
+  read through its eigenvectors, s = P z, exact.
 
 A block none of these realises is a located error (E0706) naming the state, raised before any rewrite.
 The rewritten graph equals the input graph under the interpreter at every step up to max_len
@@ -23,6 +25,7 @@ from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
 from lsrl.ir.passes import Pass, PassReport
 from lsrl.legalize.delays import split_delay_line
+from lsrl.legalize.diagonal import diagonalise, eigenbasis
 from lsrl.legalize.periodic import Phases, decode_periodic, period
 from lsrl.legalize.spectrum import block_kind, blocks, diagonal01, nilpotency, sub
 from lsrl.passes import matrices as mx
@@ -49,7 +52,7 @@ def legalize_mapped(graph: ir.Graph, transitions: str, max_len: int, target: str
             for b in blocks(n.op.A):
                 piece = _block(n.op, b)
                 if block_kind(sub(n.op.A, b)) == "illegal" and nilpotency(piece.A, len(b)) is None and (
-                        period(piece) is None):
+                        period(piece) is None) and eigenbasis(piece.A) is None:
                     raise _unrealisable(n, b, target)
     phases = Phases([p for n in graph.nodes if isinstance(n.op, ir.LinState) and not diagonal01(n.op)
                      for b in blocks(n.op.A) if (p := period(_block(n.op, b))) is not None], max_len)
@@ -63,7 +66,8 @@ def legalize_mapped(graph: ir.Graph, transitions: str, max_len: int, target: str
             x = args if piece.B is not None else ()
             node = None
             if not diagonal01(piece):
-                node = decode_periodic(rw, piece, phases) or split_delay_line(rw, piece, x)
+                node = (decode_periodic(rw, piece, phases) or split_delay_line(rw, piece, x)
+                        or diagonalise(rw, piece, x))
             parts.append(node if node is not None else rw.add(piece, x))
             places.append(Coeffs.ones_at((n, len(b)), b, range(len(b))))
         return ir.Linear(tuple(places), mx.zeros(n)), tuple(parts)
@@ -103,8 +107,8 @@ def _unrealisable(n: ir.Node, bad: list[int], target: str):
         n.op.B, bad).is_zero else "its orbit is not periodic either"
     return error(
         "E0706", f"{target} cannot realise the state {what}: its transition on components {bad} "
-        f"({sub(n.op.A, bad).to_text()}) is neither a diagonal in [0, 1] nor a short shift register, and "
-        f"{why}", n.span,
+        f"({sub(n.op.A, bad).to_text()}) is neither a diagonal in [0, 1] nor a short shift register, nor "
+        f"diagonalisable (over the rationals) with eigenvalues in [0, 1], and {why}", n.span,
         "this target's recurrences are real decays in [0, 1] (Mamba, Hawk); rewrite the state with such "
         "transitions, or compile to a backend with general transitions (lrnn, rnn, gru, lstm)")
 
