@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from lsrl.backends.base import Emitted, Target
 
 from lsrl.guarantee.facts import Facts
 from lsrl.guarantee.propagate import FLOAT_EXACT_I, Context, StageErrors, dot_rounding, gamma
 from lsrl.ir.coeffs import Coeffs
 from lsrl.legalize.spectrum import CONV_LAGS, block_kind, blocks, sub
 from lsrl.lowering.bounds import layout_bounds
-from lsrl.lowering.stack import Layout
+from lsrl.lowering.stack import Layout, Stack
 
 K_MAX = 2**40  # the steepest ReLU channel (a ReLU whose argument may come arbitrarily close to 0)
 D_CONV = CONV_LAGS + 1
@@ -294,6 +295,33 @@ def stream_ranges(layout: Layout, facts: Facts, who: str) -> tuple[np.ndarray, n
         if not np.isfinite(np.concatenate([lo[s.start:s.start + s.dim], hi[s.start:s.start + s.dim]])).all():
             facts.bound(s.node, who)
     return lo, hi
+
+
+class ChannelBackend:
+    """What the gated-channel backends share: a residual stream of layers over legalised (diagonal [0, 1])
+    states, one plan per lowered stage, and the plans' error model."""
+
+    prefix = "layers"
+    target = Target(transitions="diagonal01")
+    name: str
+
+    def plans(self, stack: Stack, facts: Facts | None, make) -> list[Plan]:
+        """One plan per stage: `make(lo, hi, width_in, width_out)` gives the empty plan for a stage input
+        with those proven ranges."""
+        if facts is None:
+            raise ValueError(f"the {self.name} backend needs range facts")
+        layout, plans = stack.input_layout, []
+        for st in stack.stages:
+            lo, hi = stream_ranges(layout, facts, f"the {self.name} backend's channel shifts")
+            plans.append(stage_plan(make(lo, hi, layout.width, st.out.width), st, facts))
+            layout = st.out
+        return plans
+
+    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
+        return plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"])
+
+    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
+        return math.nan  # the propagated bound (zero for integer arithmetic) covers the channels
 
 
 # ---------------------------------------------------------------------------------------------- errors

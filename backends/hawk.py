@@ -37,12 +37,12 @@ from fractions import Fraction
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lsrl.backends.base import Emitted, HeadedStack, Placement, Target
-from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, Plan, plan_errors, stage_plan, stream_ranges
+from lsrl.backends.base import Emitted, HeadedStack, Placement
+from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, ChannelBackend, Plan
 from torch import nn
 
 from lsrl.guarantee.facts import Facts
-from lsrl.guarantee.propagate import Context, StageErrors, gamma
+from lsrl.guarantee.propagate import Context, gamma
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
 from lsrl.lowering.stack import Stack
@@ -395,26 +395,17 @@ def halves(stages) -> list[tuple[int, bool]]:
 # ---------------------------------------------------------------------------------------------- backend
 
 
-class HawkBackend:
+class HawkBackend(ChannelBackend):
     name = "hawk"
-    prefix = "layers"
-    target = Target(transitions="diagonal01")
     summary = ("Linear, products and shift registers exact (gelu gates, integer arithmetic for integer "
                "programs); ReLU as gelu(k w) / k, exact past its margin; integrators exact through the RG-LRU's "
                "float rounding (checked on the device); rotations legalised to a counter and decoder")
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
-        if facts is None:
-            raise ValueError("the hawk backend needs range facts")
         act = Activation(-math.inf, GELU_EXACT, GELU_EXACT, GELU_SURROGATE)
         hidden = max(stack.widths() + [1])
-        layout = stack.input_layout
-        plans = []
-        for st in stack.stages:
-            lo, hi = stream_ranges(layout, facts, "the hawk backend's channel shifts")
-            plans.append(stage_plan(HawkPlan(lo, hi, act, width_in=layout.width, width_out=st.out.width,
-                                             dtype=dtype), st, facts))
-            layout = st.out
+        plans = self.plans(stack, facts, lambda lo, hi, w_in, w_out: HawkPlan(lo, hi, act, width_in=w_in,
+                                                                                width_out=w_out, dtype=dtype))
         where = halves(stack.stages)
         n_layers = where[-1][0] + 1 if where else 0
         temporal, mlp = [None] * n_layers, [None] * n_layers
@@ -484,9 +475,6 @@ class HawkBackend:
                 b.get_parameter(f"{g}_bias").copy_(a.get_parameter(f"{g}_bias")[:, q])
         return rebuilt, config
 
-    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
-        return plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"])
-
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return (f"gelu(x) == x for x >= {GELU_EXACT} and gelu(x) == 0 for x <= -{GELU_EXACT} (tanh approximation, "
                 f"{dtype}); sigmoid(40) == 1, sigmoid(-1960) == 0, exp(-800) == 0",
@@ -509,9 +497,6 @@ class HawkBackend:
         except ValueError:
             failed.append(self.conditions(dtype)[1])
         return tuple(failed)
-
-    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
-        return math.nan  # the propagated bound (zero for integer arithmetic) covers the channels
 
 
 BACKEND = HawkBackend()

@@ -38,12 +38,12 @@ from fractions import Fraction
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lsrl.backends.base import Emitted, HeadedStack, Placement, Target
-from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, Plan, plan_errors, stage_plan, stream_ranges
+from lsrl.backends.base import Emitted, HeadedStack, Placement
+from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, ChannelBackend, Plan
 from torch import nn
 
 from lsrl.guarantee.facts import Facts
-from lsrl.guarantee.propagate import Context, StageErrors, gamma
+from lsrl.guarantee.propagate import Context, gamma
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
 from lsrl.lowering.stack import Stack
@@ -279,26 +279,17 @@ def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- backend
 
 
-class MambaBackend:
+class MambaBackend(ChannelBackend):
     name = "mamba"
-    prefix = "layers"
-    target = Target(transitions="diagonal01")
     summary = ("Linear, products and diagonal [0, 1] / shift-register LinStates exact (shifted silu channels, "
                "integer arithmetic for integer programs); ReLU as silu(k w) / k, exact past its margin; "
                "rotations legalised to a counter and decoder up to max_len")
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
-        if facts is None:
-            raise ValueError("the mamba backend needs range facts")
-        widths = stack.widths()
-        hidden = max(widths) + 1
-        layout = stack.input_layout
+        hidden = max(stack.widths()) + 1
         act = Activation(SILU_ID[dtype], SILU_ID[dtype], SILU_ZERO, SURROGATE)
-        plans = []
-        for st in stack.stages:
-            lo, hi = stream_ranges(layout, facts, "the mamba backend's channel shifts")
-            plans.append(stage_plan(MambaPlan(lo, hi, act, width_in=layout.width, width_out=st.out.width), st, facts))
-            layout = st.out
+        plans = self.plans(stack, facts, lambda lo, hi, w_in, w_out: MambaPlan(lo, hi, act, width_in=w_in,
+                                                                                 width_out=w_out))
         config = {"hidden": hidden, "input_dim": stack.input_dim, "inners": [len(p.chans) for p in plans],
                   "states": [max(1, len(p.slots)) for p in plans],
                   "slots": [[[sl["chan"], -1 if sl["row"] is None else sl["row"]] for sl in p.slots] for p in plans],
@@ -339,9 +330,6 @@ class MambaBackend:
             m.out_proj.weight[p] = o.out_proj.weight[:, q]
         return rebuilt, config
 
-    def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
-        return plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"])
-
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return (f"silu(x) == x for x >= {SILU_ID[dtype]} and silu(x) == 0 for x <= -{SILU_ZERO} ({dtype})",
                 "softplus(64) == 64 and softplus(-1000) == 0; exp(0) == 1",
@@ -357,9 +345,6 @@ class MambaBackend:
         if sp.tolist() != [Z, 0.0] or torch.exp(-torch.exp(torch.tensor(A_LOG_HOLD, dtype=dtype)) * Z) != 1:
             failed.append(self.conditions(dtype)[1])
         return tuple(failed)
-
-    def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
-        return math.nan  # shifted channels: the propagated bound (zero for integer arithmetic) covers them
 
 
 BACKEND = MambaBackend()

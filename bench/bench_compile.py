@@ -124,7 +124,7 @@ def throughput_rows(batch: int = 256, repeat: int = THROUGHPUT_REPEAT,
     tokens = x.shape[0] * x.shape[1]
     for gated in (1, 0):
         prog = load_program(path, {"T": 3, "gated": gated})
-        reference = interpret(prog.graph, x).output[:, -3:]
+        reference = np.round(interpret(prog.graph, x).output[:, -3:])  # the float64 reference is off by ~1e-14
         rows.append([f"tok2tok T=3 gated={gated}", "interpreter", "float64", None, True])
         fns.append(lambda prog=prog: interpret(prog.graph, x))
         slow.append(False)
