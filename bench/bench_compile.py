@@ -13,7 +13,7 @@ from lsrl.backends import BACKENDS, get_backend
 from bench.bench_interpreter import tok2tok_batch
 from bench.common import best_of, best_of_rounds, table
 from lsrl import LsrlError, interpret, load_program
-from lsrl.compile import DTYPES, CompileOptions, compile_program, range_facts
+from lsrl.compiling import DTYPES, CompileOptions, compile_program, range_facts
 from lsrl.frontend.parser import parse
 from lsrl.lowering import lower
 from lsrl.passes import optimize

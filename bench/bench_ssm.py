@@ -16,7 +16,7 @@ from lsrl.backends import get_backend
 
 from bench.common import table
 from lsrl import interpret, load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = [("counter", {}), ("dyck1", {}), ("mod_counter", {}), ("more_ones", {}), ("parity", {}),

@@ -13,9 +13,9 @@ from lsrl.backends import BACKENDS
 
 from bench.common import table
 from lsrl import LsrlError, interpret, load_program
-from lsrl.compile import DTYPES, CompileOptions, compile_program
+from lsrl.compiling import DTYPES, CompileOptions, compile_program
 from lsrl.guarantee.promise import USEFUL_REL
-from lsrl.verify import verify
+from lsrl.verifying import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 

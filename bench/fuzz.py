@@ -30,7 +30,7 @@ from lsrl.backends import BACKENDS
 
 from bench.common import table
 from lsrl.cli import main as cli_main
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.frontend.elaborate import compile_source
 from lsrl.interpretability.sampler import sample_program

@@ -131,14 +131,14 @@ def cmd_ir(args) -> int:
 
 
 def _options(args):
-    from lsrl.compile import CompileOptions
+    from lsrl.compiling import CompileOptions
 
     return CompileOptions(backend=args.backend or "lrnn", max_len=args.max_len, dtype=args.dtype or "float64",
                           optimize=not args.no_opt)
 
 
 def cmd_compile(args) -> int:
-    from lsrl.compile import compile_program
+    from lsrl.compiling import compile_program
     from lsrl.runtime.checkpoint import save_checkpoint
 
     prog, target = _load(args), _out_dir(args)
@@ -155,7 +155,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from lsrl.verify import verify, verify_checkpoint
+    from lsrl.verifying import verify, verify_checkpoint
 
     if args.checkpoint:
         from lsrl.runtime.checkpoint import load_config, recorded_params
@@ -282,7 +282,7 @@ def cmd_graph(args) -> int:
     """The program's causal graph (IR) or compiled layer stack, as DOT, SVG or PNG, plus the JSON map."""
     import json
 
-    from lsrl.compile import compile_program
+    from lsrl.compiling import compile_program
     from lsrl.interpretability.graph import causal_graph, render, to_dot
 
     cg = causal_graph(compile_program(_load(args), _options(args)))
@@ -301,7 +301,7 @@ def cmd_graph(args) -> int:
 
 def cmd_obfuscate(args) -> int:
     """Compile, then permute/scale the units (function-preserving) and save with the manifest in sync."""
-    from lsrl.compile import compile_program
+    from lsrl.compiling import compile_program
     from lsrl.interpretability.obfuscate import obfuscate
     from lsrl.runtime.checkpoint import save_checkpoint
 
@@ -313,7 +313,7 @@ def cmd_obfuscate(args) -> int:
     compiled = obfuscate(compiled, args.seed, dead=args.dead)
     if args.noise:
         from lsrl.interpretability.obfuscate import with_noise
-        from lsrl.verify import compare
+        from lsrl.verifying import compare
 
         compiled = with_noise(compiled, args.noise, args.seed)
         r = compare(compiled.program, compiled.module, compiled.promise(), 64, 64, args.seed)
@@ -330,7 +330,7 @@ def _recompiled(args):
     checked to be the same model (obfuscation restates the promise, which needs the compiled stack)."""
     import torch
 
-    from lsrl.compile import compile_program
+    from lsrl.compiling import compile_program
     from lsrl.runtime.checkpoint import check_program, load, load_config, recorded_options, recorded_params
 
     cfg = load_config(args.checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsrl import load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 
 ROOT = Path(__file__).parent.parent
 

@@ -13,7 +13,7 @@ from lsrl.backends.base import PresetLinear
 from lsrl.backends.rnn import PresetRNN
 
 from lsrl import compile_source, interpret, load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.guarantee.facts import range_facts
 from lsrl.lowering import lower

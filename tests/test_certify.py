@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from lsrl.backends import BACKENDS
 
 from lsrl import compile_source, load_program
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.ir.interpreter import Interpreter
-from lsrl.verify import verify
+from lsrl.verifying import verify
 
 ROOT = Path(__file__).parent.parent
 INTEGER_PROGRAMS = ["counter", "dyck1", "more_ones", "parity", "running_max"]

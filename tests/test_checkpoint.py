@@ -17,7 +17,7 @@ from lsrl.backends import BACKENDS, get_backend
 from safetensors.torch import load_file
 
 from lsrl import compile_source, interpret, load_program
-from lsrl.compile import DTYPES, Compiled, CompileOptions, compile_program
+from lsrl.compiling import DTYPES, Compiled, CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.guarantee.promise import Promise
 from lsrl.runtime.checkpoint import (
@@ -151,7 +151,7 @@ def test_byte_identical_across_processes_and_paths(tmp_path):
     src.parent.mkdir()
     src.write_text(MORE_ONES)
     script = (
-        "import sys; from lsrl import load_program; from lsrl.compile import CompileOptions, compile_program;"
+        "import sys; from lsrl import load_program; from lsrl.compiling import CompileOptions, compile_program;"
         "from lsrl.runtime.checkpoint import save_checkpoint;"
         "save_checkpoint(compile_program(load_program(sys.argv[1]), CompileOptions(optimize=False)), "
         "sys.argv[2])"

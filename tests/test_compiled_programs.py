@@ -10,8 +10,8 @@ import torch
 from lsrl.backends import BACKENDS
 
 from lsrl import load_program
-from lsrl.compile import CompileOptions, compile_program
-from lsrl.verify import verify
+from lsrl.compiling import CompileOptions, compile_program
+from lsrl.verifying import verify
 
 ROOT = Path(__file__).parent.parent
 # vec2vec reads a continuous input through 1e6-steep ramps: no useful bound is provable (see its own test)

@@ -25,10 +25,10 @@ import torch
 from lsrl.backends import BACKENDS, get_backend
 
 from lsrl import compile_source, interpret, load, load_program, save_checkpoint
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.lowering import run_stack
-from lsrl.verify import sample_inputs, verify
+from lsrl.verifying import sample_inputs, verify
 
 ROOT = Path(__file__).parent.parent
 NAMES = sorted(BACKENDS)

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 from lsrl import load_program, save_checkpoint
 from lsrl.cli import main
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.interpretability import build_dataset
 
 ROOT = Path(__file__).parent.parent

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ir_strategies import graphs
 from lsrl.backends import BACKENDS
 
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.ir.interpreter import interpret
 from lsrl.program import Domain, InputSpec, Program

@@ -13,7 +13,7 @@ from lsrl.backends import BACKENDS
 
 from lsrl import interpret, load_program
 from lsrl.cli import main
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.interpretability.graph import causal_graph, to_dot
 
 ROOT = Path(__file__).parent.parent

@@ -11,10 +11,10 @@ from lsrl.backends import BACKENDS
 
 from lsrl import interpret, load_program, save_checkpoint
 from lsrl.cli import main
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.interpretability import trace
 from lsrl.interpretability.obfuscate import obfuscate
-from lsrl.verify import verify_checkpoint
+from lsrl.verifying import verify_checkpoint
 
 ROOT = Path(__file__).parent.parent
 

@@ -11,7 +11,7 @@ import torch
 from lsrl.backends import BACKENDS
 
 from lsrl.cli import main
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.frontend.elaborate import compile_source
 from lsrl.interpretability.sampler import is_nontrivial, sample_program

@@ -17,7 +17,7 @@ import torch
 os.environ.setdefault("TRITON_INTERPRET", "1")  # as tests/test_scan.py: Triton kernels run on the CPU
 
 from lsrl import LsrlError, interpret, load_program  # noqa: E402
-from lsrl.compile import CompileOptions, compile_program  # noqa: E402
+from lsrl.compiling import CompileOptions, compile_program  # noqa: E402
 from lsrl.runtime.checkpoint import save_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

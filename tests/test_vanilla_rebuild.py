@@ -15,7 +15,7 @@ from lsrl.backends import BACKENDS, get_backend
 from safetensors.torch import load_file
 
 import lsrl
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 
 ROOT = Path(__file__).parent.parent
 PROGRAMS = ["more_ones.lsrl", "dyck1.lsrl"]

@@ -12,7 +12,7 @@ from lsrl.backends import BACKENDS
 from safetensors.numpy import load_file
 
 from lsrl import interpret, load_program, save_checkpoint
-from lsrl.compile import CompileOptions, compile_program
+from lsrl.compiling import CompileOptions, compile_program
 from lsrl.interpretability import Intervention, build_dataset, intervene, node_of, trace
 from lsrl.interpretability.obfuscate import obfuscate
 from lsrl.runtime.checkpoint import build_manifest

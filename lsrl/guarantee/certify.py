@@ -20,7 +20,7 @@ from lsrl.diagnostics import LsrlError
 from lsrl.lowering.bounds import integer_coefficients
 
 if TYPE_CHECKING:
-    from lsrl.compile import Compiled
+    from lsrl.compiling import Compiled
 
 _SLACK = 1 - 1e-9  # the bound is itself computed in float64: keep clear of the limit
 

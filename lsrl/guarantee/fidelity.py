@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from lsrl.backends import BACKENDS
-from lsrl.compile import DTYPES, CompileOptions, compile_program
+from lsrl.compiling import DTYPES, CompileOptions, compile_program
 from lsrl.diagnostics import LsrlError
 from lsrl.frontend.elaborate import load_program
 

@@ -23,7 +23,7 @@ from lsrl.guarantee.propagate import BIG, propagate, rounding
 from lsrl.lowering.bounds import layout_bounds
 
 if TYPE_CHECKING:
-    from lsrl.compile import Compiled
+    from lsrl.compiling import Compiled
 
 REFERENCE_FACTOR = 4.0
 
@@ -40,7 +40,7 @@ def _x_bound(program, dtype: torch.dtype) -> tuple[np.ndarray, bool, bool]:
 
 def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
     from lsrl.backends import get_backend
-    from lsrl.compile import DTYPES
+    from lsrl.compiling import DTYPES
 
     dtype = DTYPES[dtype_name]
     backend = get_backend(compiled.options.backend)

@@ -111,7 +111,7 @@ def _obfuscate_stream(backend, module, config, rng, dead: int):
 def with_noise(compiled, sigma: float, seed: int = 0):
     """A Compiled carrying `add_noise`'s module, whose promise says it holds no bound any more (so a saved
     checkpoint does not claim one)."""
-    from lsrl.compile import Compiled
+    from lsrl.compiling import Compiled
     from lsrl.guarantee.promise import BOUNDED, OutputPromise
 
     class Noisy(Compiled):

@@ -72,7 +72,7 @@ def zoo(n: int, out_dir, backends=None, seed: int = 0, size: int = 6, max_len: i
         checkpoints: bool = True) -> list[dict]:
     """Sample, compile and describe `n` programs (see the module docstring); returns the table's rows."""
     from lsrl.backends import BACKENDS
-    from lsrl.compile import CompileOptions, compile_program
+    from lsrl.compiling import CompileOptions, compile_program
     from lsrl.diagnostics import LsrlError
     from lsrl.frontend.elaborate import compile_source
     from lsrl.runtime.checkpoint import save_checkpoint

@@ -50,7 +50,7 @@ class Trace:
 
 def trace(target, x, manifest: dict | None = None) -> Trace:
     """Trace a compiled model on inputs x (batch, time, dim) or (time, dim). `target` is a checkpoint
-    directory, a `lsrl.compile.Compiled`, or a module (then pass its `manifest`)."""
+    directory, a `lsrl.compiling.Compiled`, or a module (then pass its `manifest`)."""
     from lsrl.runtime.checkpoint import build_manifest, load, load_manifest
     from lsrl.runtime.manifest import entries, placement_decode
 

@@ -201,7 +201,7 @@ def check_program(cfg: dict, program, directory) -> None:
 
 def recorded_options(cfg: dict):
     """The CompileOptions a checkpoint was compiled with."""
-    from lsrl.compile import CompileOptions
+    from lsrl.compiling import CompileOptions
 
     opts = cfg.get("compile_options", {})
     return CompileOptions(cfg["backend"], opts.get("max_len"), cfg["dtype"], bool(opts.get("optimize", True)))
@@ -250,7 +250,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(compiled, directory) -> Path:
-    """Write `compiled` (a `lsrl.compile.Compiled`) to `directory` (created if needed); returns its Path."""
+    """Write `compiled` (a `lsrl.compiling.Compiled`) to `directory` (created if needed); returns its Path."""
     import lsrl
 
     directory = Path(directory)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lsrl.compile import DTYPES, Compiled, CompileOptions, compile_program
+from lsrl.compiling import DTYPES, Compiled, CompileOptions, compile_program
 from lsrl.diagnostics import error
 from lsrl.guarantee.promise import USEFUL_REL, Promise
 from lsrl.ir.interpreter import interpret
