@@ -95,24 +95,41 @@ def format_number(v) -> str:
 
 def cmd_check(args) -> int:
     """Every file is checked; the exit status is 1 if any has an error (each one's diagnostics printed)."""
-    failed = 0
+    results = []
     for path in args.files:
         try:
-            _check_one(load_program(path, _defines(args.define)), path)
+            results.append(_summary(load_program(path, _defines(args.define)), path))
         except LsrlError as exc:
-            print(exc.render(SOURCES), file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+            results.append({"file": path, "ok": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
+            if not args.json:
+                print(exc.render(SOURCES), file=sys.stderr)
+            continue
+        if not args.json:
+            r = results[-1]
+            dom = f" in {r['input']['domain']}" if r["input"]["domain"] else ""
+            print(f"ok: {path}: input {r['input']['name']}[{r['input']['dim']}]{dom}; output dim {r['output_dim']}; "
+                  f"{r['states']} state(s); {r['nodes']} nodes; probes: {', '.join(r['probes']) or 'none'}")
+            if r["params"]:
+                print(f"params: {r['params']}")
+    if args.json:
+        _print_json({"files": results})
+    return 0 if all(r["ok"] for r in results) else 1
 
 
-def _check_one(prog, path: str) -> None:
+def _summary(prog, path: str) -> dict:
     g = prog.graph
-    states = sum(1 for n in g.nodes if n.op.mnemonic == "linstate")
-    dom = f" in {prog.input.domain}" if prog.input.domain else ""
-    print(f"ok: {path}: input {prog.input.name}[{prog.input.dim}]{dom}; output dim {g.output_dim}; "
-          f"{states} state(s); {len(g.nodes)} nodes; probes: {', '.join(n for n, _ in g.probes) or 'none'}")
-    if prog.params:
-        print(f"params: {prog.describe_params()}")
+    return {"file": path, "ok": True, "diagnostics": [],
+            "input": {"name": prog.input.name, "dim": prog.input.dim,
+                      "domain": str(prog.input.domain) if prog.input.domain else None},
+            "output_dim": g.output_dim, "states": sum(1 for n in g.nodes if n.op.mnemonic == "linstate"),
+            "nodes": len(g.nodes), "probes": [n for n, _ in g.probes],
+            "params": prog.describe_params() if prog.params else None}
+
+
+def _print_json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=1, sort_keys=True, default=_jsonable))
 
 
 def cmd_ir(args) -> int:
@@ -146,6 +163,12 @@ def cmd_compile(args) -> int:
     out = save_checkpoint(compiled, target)
     opts, cfg = compiled.options, compiled.emitted.config
     widths = cfg.get("hiddens") or compiled.stack.widths()[1:]  # the model's layer widths (units, not values)
+    if args.json:
+        _print_json({"file": args.file, "ok": True, "checkpoint": str(out), "backend": opts.backend,
+                     "dtype": opts.dtype, "max_len": opts.length_limit, "widths": list(widths),
+                     "parameters": compiled.parameter_count(), "promise": compiled.promise().to_json(),
+                     "reports": [r.line() for r in compiled.reports]})
+        return 0
     print(f"compiled {args.file} -> {out} (backend {opts.backend}, {opts.dtype}, max_len {opts.length_limit}): "
           f"{len(widths)} layers, widths {list(widths)}, {compiled.parameter_count():,} parameters")
     print(f"  promise: {compiled.promise().summary()}")
@@ -173,17 +196,24 @@ def cmd_verify(args) -> int:
               f"seed {args.seed}")
         if prog.params:
             print(f"  params: {prog.describe_params()}")
+    bar = _progress if sys.stderr.isatty() and not args.json else None
     if args.checkpoint:
-        report = verify_checkpoint(prog, args.checkpoint, samples=args.samples, length=args.length, seed=args.seed)
+        report = verify_checkpoint(prog, args.checkpoint, samples=args.samples, length=args.length, seed=args.seed,
+                                   progress=bar)
     else:
-        report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed)
+        report = verify(prog, options, samples=args.samples, length=args.length, seed=args.seed, progress=bar)
     if args.json:
-        import json
-
-        print(json.dumps({"file": args.file, **report.to_json()}, indent=1, sort_keys=True, default=_jsonable))
+        _print_json({"file": args.file, **report.to_json()})
     else:
         print("\n".join(report.lines()))
     return 0 if report.passed else 1
+
+
+def _progress(done: int, total: int) -> None:
+    """A one-line progress bar on a terminal's stderr (verify runs the interpreter and the model per batch)."""
+    filled = 30 * done // total
+    end = "\r" if done < total else "\r" + " " * 60 + "\r"
+    print(f"  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} sequences", end=end, file=sys.stderr, flush=True)
 
 
 def _jsonable(v):
@@ -413,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("files", nargs="+", metavar="file", help="the .lsrl programs")
     sp.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
                     help="override a `param` (repeatable)")
+    sp.add_argument("--json", action="store_true", help="print a JSON report (summaries and diagnostics) on stdout")
     sp.set_defaults(fn=cmd_check)
 
     sp = sub.add_parser("ir", help="print the IR of a program")
@@ -434,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     compiling(sp)
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
+    sp.add_argument("--json", action="store_true", help="print a JSON report on stdout (diagnostics too)")
     sp.set_defaults(fn=cmd_compile)
 
     sp = sub.add_parser("verify", help="compile and check the model against the interpreter")
@@ -519,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)
@@ -526,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(SOURCES), file=sys.stderr)
         return 2
     except LsrlError as exc:
+        if getattr(args, "json", None) is True:  # a machine reader gets the diagnostics as data too
+            _print_json({"file": getattr(args, "file", None), "ok": False,
+                         "diagnostics": [d.to_json() for d in exc.diagnostics]})
         print(exc.render(SOURCES), file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -33,6 +33,16 @@ class Diagnostic:
     hint: str | None = None
     notes: tuple[Note, ...] = ()
 
+    def to_json(self) -> dict:
+        """The diagnostic as JSON-able data (`--json`): code, message, span (or null), hint, notes."""
+        return {"code": self.code, "severity": "error", "message": self.message, "span": _span_json(self.span),
+                "hint": self.hint, "notes": [{"message": n.message, "span": _span_json(n.span)} for n in self.notes]}
+
+
+def _span_json(span: Span | None) -> dict | None:
+    return None if span is None else {"file": span.file, "line": span.line, "col": span.col,
+                                      "end_line": span.end_line, "end_col": span.end_col}
+
 
 class LsrlError(Exception):
     """A user error: rendered as diagnostics, never as a traceback."""

@@ -103,15 +103,17 @@ def sample_inputs(program: Program, samples: int, length: int, seed: int) -> np.
 
 
 def verify(program: Program, options: CompileOptions, samples: int = 256, length: int = 256, seed: int = 0,
-           compiled: Compiled | None = None, batch: int = 64) -> VerifyReport:
-    """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise."""
+           compiled: Compiled | None = None, batch: int = 64, progress=None) -> VerifyReport:
+    """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise.
+    `progress(done, total)`, if given, is called after each batch of sequences."""
     check_length(length, options.length_limit)
     compiled = compiled or compile_program(program, options)
-    return compare(program, compiled.module, compiled.promise(options.dtype), samples, length, seed, batch)
+    return compare(program, compiled.module, compiled.promise(options.dtype), samples, length, seed, batch,
+                   progress)
 
 
 def verify_checkpoint(program: Program, directory, samples: int = 256, length: int = 256, seed: int = 0,
-                      batch: int = 64) -> VerifyReport:
+                      batch: int = 64, progress=None) -> VerifyReport:
     """Check a saved checkpoint (loaded with all its integrity checks) against `program`'s interpreter,
     under the promise recorded when it was compiled. The program must be the one it was compiled from."""
     from lsrl.runtime.checkpoint import check_program, load, load_config, recorded_promise
@@ -121,7 +123,7 @@ def verify_checkpoint(program: Program, directory, samples: int = 256, length: i
     check_program(cfg, program, directory)
     promise = recorded_promise(cfg, directory)
     check_length(length, promise.max_len)
-    return compare(program, module, promise, samples, length, seed, batch)
+    return compare(program, module, promise, samples, length, seed, batch, progress)
 
 
 def check_length(length: int, max_len: int) -> None:
@@ -132,7 +134,7 @@ def check_length(length: int, max_len: int) -> None:
 
 
 def compare(program: Program, module: torch.nn.Module, promise: Promise, samples: int, length: int, seed: int,
-            batch: int = 64) -> VerifyReport:
+            batch: int = 64, progress=None) -> VerifyReport:
     """Interpreter vs `module` on random inputs from the declared domain plus edge cases."""
     from lsrl.backends import get_backend
 
@@ -154,6 +156,8 @@ def compare(program: Program, module: torch.nn.Module, promise: Promise, samples
         integer = integer and bool(np.all(ref.output == np.round(ref.output)))
         right += int(np.sum(np.round(got["output"][0]) == ref.output))
         total += ref.output.size
+        if progress is not None:
+            progress(start + len(xb), x.shape[0])
     parameters = sum(t.numel() for t in module.state_dict().values())
     failed = tuple(get_backend(promise.backend).check_platform(dtype))
     return VerifyReport(promise.backend, promise.dtype, x.shape[0], length, promise, errors, scales,

@@ -154,6 +154,48 @@ def test_verify_json_report(capsys):
     assert report["promise"]["max_len"] == 4096 and set(report["errors"]) == {"output", "balance"}
 
 
+def test_check_and_compile_json_reports(tmp_path, capsys):
+    """--json: one JSON document on stdout, summaries for good files and located diagnostics for bad ones
+    (exit 1 if any is bad), for check and for compile, its failures included."""
+    import json
+
+    good, bad = tmp_path / "good.lsrl", tmp_path / "bad.lsrl"
+    good.write_text("input x[1] in {0, 1}\nlet s = accumulate(x)\nprobe s = s\noutput s\n")
+    bad.write_text("input x[1]\noutput nope\n")
+    rc = main(["check", str(good), str(bad), "--json"])
+    out = capsys.readouterr()
+    files = json.loads(out.out)["files"]
+    assert rc == 1 and out.err == "" and [f["ok"] for f in files] == [True, False]
+    assert files[0]["input"] == {"name": "x", "dim": 1, "domain": "{0, 1}"} and files[0]["probes"] == ["s"]
+    d = files[1]["diagnostics"][0]
+    assert d["code"] == "E0101" and d["span"]["line"] == 2 and d["span"]["file"] == str(bad)
+    rc = main(["compile", str(good), "--backend", "hawk", "-o", str(tmp_path / "ck"), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["ok"] and report["backend"] == "hawk" and report["promise"]["max_len"] == 4096
+    rot = tmp_path / "rot.lsrl"
+    rot.write_text("input x[1] in {0, 1}\nstate r[2] = [1, 0]\nr <- [[0, -1], [1, 0]] @ r + [x, x]\noutput r\n")
+    rc = main(["compile", str(rot), "--backend", "mamba", "-o", str(tmp_path / "ck2"), "--json"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert rc == 1 and not report["ok"] and report["diagnostics"][0]["code"] == "E0706"
+    assert "error[E0706]" in out.err  # a person reading the terminal still sees the rendered diagnostic
+
+
+def test_verify_reports_progress_per_batch_and_only_on_a_terminal(capsys):
+    import lsrl
+    from lsrl.compiling import CompileOptions
+    from lsrl.verifying import verify
+
+    root = Path(__file__).parent.parent
+    calls = []
+    verify(lsrl.load_program(str(root / "programs/counter.lsrl")), CompileOptions("rnn"), samples=100, length=8,
+           batch=32, progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert [d for d, _ in calls] == [*range(32, total, 32), total] and total > 100  # edge cases come on top
+    main(["verify", str(root / "programs/counter.lsrl"), "--samples", "4", "--length", "8"])
+    assert "sequences" not in capsys.readouterr().err  # stderr is no terminal here: no bar
+
+
 @pytest.mark.parametrize(("source", "code"), [
     ("input x[1000000000000]\noutput x\n", "E0228"),
     ("input x[1] in {0, 1}\nlet m = [[i + j for j in range(5000)] for i in range(5000)]\noutput x\n", "E0227"),
