@@ -56,7 +56,18 @@ def _defines(pairs: list[str]) -> dict[str, object]:
 
 
 def _load(args) -> Program:
-    return load_program(args.file, _defines(args.define))
+    prog = load_program(args.file, _defines(args.define))
+    if getattr(args, "json", None) is not True:
+        _warn(prog)
+    return prog
+
+
+def _warn(prog: Program) -> None:
+    """The program's warnings (unused bindings), rendered on stderr: they do not change the exit status."""
+    from lsrl.diagnostics import render
+
+    for w in prog.warnings:
+        print(render(w, SOURCES), file=sys.stderr)
 
 
 def parse_tokens(text: str, dim: int, exact: bool) -> np.ndarray:
@@ -98,7 +109,8 @@ def cmd_check(args) -> int:
     results = []
     for path in args.files:
         try:
-            results.append(_summary(load_program(path, _defines(args.define)), path))
+            prog = load_program(path, _defines(args.define))
+            results.append(_summary(prog, path))
         except LsrlError as exc:
             results.append({"file": path, "ok": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not args.json:
@@ -111,6 +123,7 @@ def cmd_check(args) -> int:
                   f"{r['states']} state(s); {r['nodes']} nodes; probes: {', '.join(r['probes']) or 'none'}")
             if r["params"]:
                 print(f"params: {r['params']}")
+            _warn(prog)
     if args.json:
         _print_json({"files": results})
     return 0 if all(r["ok"] for r in results) else 1
@@ -118,7 +131,7 @@ def cmd_check(args) -> int:
 
 def _summary(prog, path: str) -> dict:
     g = prog.graph
-    return {"file": path, "ok": True, "diagnostics": [],
+    return {"file": path, "ok": True, "diagnostics": [w.to_json() for w in prog.warnings],
             "input": {"name": prog.input.name, "dim": prog.input.dim,
                       "domain": str(prog.input.domain) if prog.input.domain else None},
             "output_dim": g.output_dim, "states": sum(1 for n in g.nodes if n.op.mnemonic == "linstate"),

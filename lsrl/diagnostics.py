@@ -32,10 +32,11 @@ class Diagnostic:
     span: Span | None = None
     hint: str | None = None
     notes: tuple[Note, ...] = ()
+    severity: str = "error"  # or "warning" (the program still compiles)
 
     def to_json(self) -> dict:
-        """The diagnostic as JSON-able data (`--json`): code, message, span (or null), hint, notes."""
-        return {"code": self.code, "severity": "error", "message": self.message, "span": _span_json(self.span),
+        """The diagnostic as JSON-able data (`--json`): code, severity, message, span (or null), hint, notes."""
+        return {"code": self.code, "severity": self.severity, "message": self.message, "span": _span_json(self.span),
                 "hint": self.hint, "notes": [{"message": n.message, "span": _span_json(n.span)} for n in self.notes]}
 
 
@@ -105,7 +106,7 @@ def _quote(span: Span, sources: SourceMap | None) -> list[str]:
 
 def render(d: Diagnostic, sources: SourceMap | None = None) -> str:
     where = f"{d.span}: " if d.span else ""
-    out = [f"{where}error[{d.code}]: {d.message}"]
+    out = [f"{where}{d.severity}[{d.code}]: {d.message}"]
     if d.span:
         out += _quote(d.span, sources)
     for note in d.notes:

@@ -58,6 +58,7 @@ class Program:
     params: dict[str, object] = field(default_factory=dict)
     file: str = "<input>"
     source_sha256: str = ""
+    warnings: tuple = ()  # Diagnostics of severity "warning" (unused bindings), in source order
 
     @cached
     def reference_graph(self) -> Graph:

@@ -181,6 +181,22 @@ def test_check_and_compile_json_reports(tmp_path, capsys):
     assert "error[E0706]" in out.err  # a person reading the terminal still sees the rendered diagnostic
 
 
+def test_unused_bindings_warn_once_without_failing(tmp_path, capsys):
+    """W0001 for a `let` or state never read (a state read only by its own update included): once per
+    declaration though a function runs it twice; not for `_` names, prelude internals, or a name read in a
+    branch these params leave out."""
+    src = tmp_path / "w.lsrl"
+    src.write_text("param fast = 1\ninput x[1] in {0, 1}\nlet big = 9\nlet unused = x\nlet _quiet = x\n"
+                   "def f(v) {\n  let tmp = 2 * v\n  if fast {\n    return v\n  }\n  return big * v\n}\n"
+                   "state dead = 0\ndead <- dead + x\noutput f(x) + f(2 * x) + accumulate(x)\n")
+    rc = main(["check", str(src)])
+    err = capsys.readouterr().err
+    assert rc == 0 and err.count("warning[W0001]") == 3
+    for name, line in (("unused", 4), ("tmp", 7), ("dead", 13)):
+        assert f"w.lsrl:{line}:" in err and f"`{name}` is never read" in err
+    assert "big" not in err and "_quiet" not in err
+
+
 def test_verify_reports_progress_per_batch_and_only_on_a_terminal(capsys):
     import lsrl
     from lsrl.compiling import CompileOptions

@@ -178,3 +178,21 @@ class If(Stmt):
 class Module:
     file: str
     body: tuple[Stmt, ...]
+
+
+def names_read(node) -> set[str]:
+    """Every name an expression anywhere under `node` reads (function bodies and untaken branches included),
+    except a state's reads of itself in its own update (they only feed the state)."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Name):
+            out.add(n.id)
+        elif isinstance(n, Update):
+            out |= names_read(n.value) - {n.name}
+        elif isinstance(n, tuple | list):
+            stack.extend(n)
+        elif hasattr(n, "__dataclass_fields__"):
+            stack.extend(getattr(n, f) for f in n.__dataclass_fields__)
+    return out

@@ -9,7 +9,7 @@ from fractions import Fraction
 from functools import cache
 from importlib import resources
 
-from lsrl.diagnostics import SOURCES, LsrlError, Note, Span, error
+from lsrl.diagnostics import SOURCES, Diagnostic, LsrlError, Note, Span, error
 from lsrl.frontend import ast, limits, ops
 from lsrl.frontend.builder import Builder
 from lsrl.frontend.builtins import BUILTINS, builtin_values
@@ -52,6 +52,7 @@ class Elaborator:
         self.output_span: Span | None = None
         self.probes: list[tuple[str, int]] = []
         self.probe_spans: dict[str, Span] = {}
+        self.declared: list[tuple[str, Binding]] = []  # the program's lets and states, for unused warnings
         self.budget = limits.MAX_ELEMENTS  # compile-time work left (lsrl.frontend.limits)
         root = Scope()
         for name, value in builtin_values().items():
@@ -102,6 +103,7 @@ class Elaborator:
     # ------------------------------------------------------------ program
 
     def program(self, module: ast.Module) -> ir.Graph:
+        self.read_anywhere = ast.names_read(module)
         self.exec_block(module.body, self.globals)
         eof = Span(module.file, 1, 1, 1, 2)
         if self.input is None:
@@ -117,6 +119,27 @@ class Elaborator:
                         f"declared params: {', '.join(self.params) or 'none'}")
         name = self.file.rsplit("/", 1)[-1].removesuffix(".lsrl")
         return self.b.freeze(self.input_node, self.output, self.probes, name)
+
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """W0001 per `let` or state declared in the program (not the prelude) and never read by name: once per
+        declaration, though a function body or loop may run it many times; `_`-prefixed names are exempt, and
+        so is a name some expression reads in code that did not run (a branch `if` left out at these params)."""
+        seen: dict[Span, Diagnostic] = {}
+        by_span: dict[Span, bool] = {}
+        for _, b in self.declared:
+            by_span[b.span] = by_span.get(b.span, False) or b.used
+        for name, b in self.declared:
+            if not by_span[b.span] and b.span not in seen and not self._read_unrun(name):
+                what = "state" if b.kind == "state" else "`let` binding"
+                fix = ("read it, or remove the state and its update" if b.kind == "state"
+                       else "use it, remove it, or prefix its name with `_`")
+                seen[b.span] = Diagnostic("W0001", f"the {what} `{name}` is never read", b.span, fix, (),
+                                          "warning")
+        return tuple(sorted(seen.values(), key=lambda d: (d.span.line, d.span.col)))
+
+    def _read_unrun(self, name: str) -> bool:
+        """Whether the source reads `name` in an expression that never ran (elaboration marks what ran)."""
+        return name in self.read_anywhere and not any(b.used for n, b in self.declared if n == name)
 
     # ------------------------------------------------------------ statements
 
@@ -138,6 +161,8 @@ class Elaborator:
                             f"move the `{what}` out of the function, loop or if-block")
 
     def _declare(self, scope: Scope, name: str, binding: Binding, span: Span) -> None:
+        if binding.kind in ("let", "state") and self._prelude_frame is None and not name.startswith("_"):
+            self.declared.append((name, binding))  # checked for use once the program is elaborated
         old = scope.vars.get(name)
         if old is not None and old.kind not in ("func", "builtin"):
             where = f" at {old.span.line}:{old.span.col}" if old.span else ""
@@ -202,7 +227,7 @@ class Elaborator:
                             "reassigned", s.span, hint)
         value = self.eval(s.value, scope)
         self._label(value, s.name)
-        owner.vars[s.name] = Binding(old.kind, value, s.span)
+        owner.vars[s.name] = Binding(old.kind, value, s.span, origin=old.origin or old)
 
     def _exec_StateDecl(self, s: ast.StateDecl, scope: Scope):
         init = self.eval(s.init, scope)
@@ -319,6 +344,7 @@ class Elaborator:
             near = scope.suggest(e.id)
             raise self.fail("E0101", f"unknown name `{e.id}`", e.span, f"did you mean `{near}`?" if near else
                             "names must be defined (let, state, param, input, def) before they are used")
+        (b.origin or b).used = True
         return b.value
 
     _BIN = {"+": lambda c, a, b, s: ops.add(c, a, b, s), "-": lambda c, a, b, s: ops.add(c, a, b, s, -1),
@@ -494,7 +520,7 @@ def compile_source(text: str, file: str = "<input>", params: dict[str, object] |
     finally:
         sys.setrecursionlimit(limit)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return Program(graph, elab.input, elab.params, file, digest)
+    return Program(graph, elab.input, elab.params, file, digest, elab.warnings())
 
 
 def _deepest(text: str, file: str) -> Span:

@@ -15,6 +15,8 @@ class Binding:
     value: Value
     span: Span | None
     state: object | None = None  # the builder's StateInfo for kind == "state"
+    used: bool = False  # read by name somewhere (a reassignment shares its declaration's flag via `origin`)
+    origin: Binding | None = None  # for a reassigned `let`: the declaration
 
 
 class Scope:
