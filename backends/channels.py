@@ -318,7 +318,12 @@ class ChannelBackend:
         return plans
 
     def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
-        return plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"])
+        # the propagation asks for the stages in order, so the residues of stages < i are this pass's
+        residues = emitted.constants.setdefault("residues", {})
+        stale = sum(v for j, v in residues.items() if j < i)
+        se = plan_errors(emitted.constants["plans"][i], stage, ctx, emitted.constants["max_len"], stale)
+        residues[i] = se.residue
+        return se
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         return math.nan  # the propagated bound (zero for integer arithmetic) covers the channels
@@ -345,12 +350,14 @@ def _shifted(M: Coeffs, b: Coeffs, shifts, ctx: Context) -> tuple[np.ndarray, np
     return rho, np.abs(M.f64) @ ctx.h + np.abs(b.f64), _int_channels(M, b, ctx.int_h)
 
 
-def plan_errors(p: Plan, st, ctx: Context, max_len: int) -> StageErrors:
+def plan_errors(p: Plan, st, ctx: Context, max_len: int, stale: float = 0.0) -> StageErrors:
     """Local errors of a layer realising stage `st` (value units, exact inputs): the X sums' rounding, the
     states' accumulation, the products', the output sum and the stream's addition (zero where each is
     integer arithmetic the dtype holds exactly). Errors a state channel makes each step recur (the
     propagation multiplies a state row's error by sum_k lambda^k); the others happen once per step, so
-    they are divided by that sum for rows that hold a decaying state."""
+    they are divided by that sum for rows that hold a decaying state. `stale`: what earlier layers may have
+    left in the coordinates past this stage's input (their zeroing's rounding), which rows written there
+    inherit; `StageErrors.residue` says what this layer leaves in the coordinates it drops."""
     u = ctx.u
     M, b = _form_coeffs(p.chans, p.width_in)
     rho, mag, ints = _shifted(M, b, (), ctx)
@@ -363,11 +370,13 @@ def plan_errors(p: Plan, st, ctx: Context, max_len: int) -> StageErrors:
         elif ch.kind == "prod":
             val[d] = np.inf  # read through the stage's own products below
     p.state_errors(ctx, max_len, rho, mag, ints, val, exact_val, own)
-    out, own_rows, recur = np.zeros(len(ctx.out)), np.zeros(len(ctx.out)), np.ones(len(ctx.out))
+    n_out = len(ctx.out)
+    out, own_rows, recur = np.zeros(n_out), np.zeros(n_out), np.ones(n_out)
     prods = _product_errors(p, st, ctx) if st.kind == "gate" else None
-    for r in range(len(ctx.out)):
+    residue = 0.0
+    for r in range(max(n_out, p.width_in)):  # the rows past the output are zeroed: what they keep is residue
         reads = p.rows.get(r, {})
-        terms, exact = [], True
+        terms, exact, err = [], True, 0.0
         for d, c in reads.items():
             ch = p.chans[d]
             if ch.kind == "prod":
@@ -377,16 +386,20 @@ def plan_errors(p: Plan, st, ctx: Context, max_len: int) -> StageErrors:
             terms.append(abs(float(c)) * v)
             exact &= bool(ok) and c.denominator == 1
             if ch.kind == "lin":
-                out[r] += abs(float(c)) * rho[d]
-            elif ch.kind == "state":
+                err += abs(float(c)) * rho[d]
+            elif ch.kind == "state" and r < n_out:
                 own_rows[r] += abs(float(c)) * own[d]
                 lam = float(ch.decay)
                 recur[r] = max_len if lam == 1 else (1 - lam**max_len) / (1 - lam)
-        old = ctx.h[r] if r < p.width_in else 0.0
+        old = ctx.h[r] if r < p.width_in else stale
         total = sum(terms) + old
         if not (exact and total <= 1 / u):
-            out[r] += gamma(len(terms) + 2, u) * total
-    se = StageErrors(own_rows + out / recur, np.zeros(0), exactness=np.full(len(ctx.out), FLOAT_EXACT_I))
+            err += gamma(len(terms) + 2, u) * total
+        if r < n_out:
+            out[r] = err + (stale if r >= p.width_in else 0.0)
+        else:
+            residue = max(residue, err)
+    se = StageErrors(own_rows + out / recur, np.zeros(0), exactness=np.full(n_out, FLOAT_EXACT_I), residue=residue)
     if st.kind == "mlp":
         ks = np.array([float(k) for k in p.ks])
         se.inner = dot_rounding([(st.E, ctx.h, ctx.int_h)], st.e, u)

@@ -56,6 +56,7 @@ class StageErrors:
     # gate, per product: whether the first factor is a switch (else the second), and the switch factor's error
     # below which the product is exact in it (a saturated sigmoid switch); None: no switches
     switch: tuple[np.ndarray, np.ndarray] | None = None
+    residue: float = 0.0  # a residual-stream backend: what the stage may leave in the coordinates it drops
 
 
 @dataclass(frozen=True)
