@@ -133,7 +133,12 @@ def report(gen: Counter, mut: Counter, n: int, m: int, seconds: float) -> str:
         "# Reliability", "",
         f"Recorded by `python -m bench.fuzz --n {n} --mutants {m}` ({time.strftime('%Y-%m-%d')}, {seconds:.0f} s; "
         "the module docstring says what each tier does). The fast tier of the same checks runs in the default "
-        "test suite (`tests/test_fuzz_backends.py`, `tests/test_sampler.py`).", "",
+        "test suite (`tests/test_fuzz_backends.py`, `tests/test_sampler.py`), together with "
+        "hypothesis-generated *source text* over every construct of `docs/language.md` "
+        "(`tests/source_strategies.py`: params, finite and interval domains, states with identity, decay, "
+        "shift, rotation, permutation and coupled transitions, functions, loops, comprehensions, ternaries, "
+        "probes, nesting) on every registered backend, judged against the exact interpreter "
+        "(`LSRL_FUZZ_EXAMPLES=N` runs N per backend).", "",
         f"## Generated programs: {n} sampled sources x {len(BACKENDS)} backends", "",
         f"Internal errors and mismatches beyond the promise: **{internal}**.", "",
         table(["backend", "outcome", "programs"], rows), "",
