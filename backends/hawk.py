@@ -62,6 +62,13 @@ MULT_ONE = {torch.float32: 2.0**-12, torch.float64: 2.0**-26}  # its sqrt(1 - a^
 # ---------------------------------------------------------------------------------------------- module
 
 
+def decay(gate_a: torch.Tensor, recurrent_param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RG-LRU's a = exp(log a) and input multiplier sqrt(1 - a^2), log a = -8 gate_a softplus(param), in
+    transformers' order of operations (the module, its device check and the emission all use this)."""
+    log_a = C_LOG_A * gate_a * F.softplus(recurrent_param)
+    return torch.exp(log_a), torch.sqrt(1 - torch.exp(2 * log_a))
+
+
 class RGLRU(nn.Module):
     """transformers' RecurrentGemmaRglru with one head (block-diagonal gates of one block), its scan on
     lsrl.runtime.linear_scan in the model's dtype (a passes through float32 first, as in transformers)."""
@@ -84,9 +91,7 @@ class RGLRU(nn.Module):
                                .transpose(0, 1).reshape(b, t, w))
         gate_a = torch.sigmoid(torch.baddbmm(self.recurrent_gate_bias[:, None, :], flat, self.recurrent_gate_weight)
                                .transpose(0, 1).reshape(b, t, w))
-        log_a = C_LOG_A * gate_a * F.softplus(self.recurrent_param)
-        a = torch.exp(log_a)
-        mult = torch.sqrt(1 - torch.exp(2 * log_a))
+        a, mult = decay(gate_a, self.recurrent_param)
         if reset:
             mult = mult.clone()
             mult[:, 0] = 1
@@ -225,10 +230,8 @@ class HawkStack(HeadedStack):
                 if not chans:
                     continue
                 lru = block.temporal_block.rg_lru
-                gate = torch.sigmoid(lru.recurrent_gate_bias[0, chans])
-                log_a = C_LOG_A * gate * F.softplus(lru.recurrent_param[chans])
-                a, mult = torch.exp(log_a).float(), torch.sqrt(1 - torch.exp(2 * log_a))
-                if not (bool((a == 1).all()) and bool((mult == MULT_ONE.get(p.dtype, math.nan)).all())):
+                a, mult = decay(torch.sigmoid(lru.recurrent_gate_bias[0, chans]), lru.recurrent_param[chans])
+                if not (bool((a.float() == 1).all()) and bool((mult == MULT_ONE.get(p.dtype, math.nan)).all())):
                     raise RuntimeError(
                         f"hawk layer {i}: on {p.device} ({p.dtype}) exp(log a) does not round to 1 with "
                         f"sqrt(1 - a^2) == {MULT_ONE.get(p.dtype)}, which the exact integrators rely on; "
@@ -247,15 +250,15 @@ class HawkStack(HeadedStack):
 # ---------------------------------------------------------------------------------------------- plans
 
 
+@functools.cache
 def realise_decay(lam: Fraction, dtype: torch.dtype) -> tuple[float, float, float]:
     """(recurrent_param, K, |a - lambda|) of a state channel with decay lambda in (0, 1], computed with the
-    module's operations in `dtype`: K = 1 / sqrt(1 - a^2) as that dtype computes it."""
+    module's operations in `dtype`: K = 1 / sqrt(1 - a^2) as that dtype computes it (cached: emission and
+    every error analysis ask)."""
     target = -LOG_A_ONE[dtype] if lam == 1 else -math.log(float(lam))
     param = math.log(math.expm1(target / -C_LOG_A))
-    p = torch.tensor([param], dtype=dtype)
-    log_a = C_LOG_A * torch.sigmoid(torch.tensor([GATE_ON], dtype=dtype)) * F.softplus(p)
-    a = float(torch.exp(log_a).float()[0])
-    mult = float(torch.sqrt(1 - torch.exp(2 * log_a))[0])
+    a_t, mult_t = decay(torch.sigmoid(torch.tensor([GATE_ON], dtype=dtype)), torch.tensor([param], dtype=dtype))
+    a, mult = float(a_t.float()[0]), float(mult_t[0])
     if lam == 1 and (a != 1 or mult != MULT_ONE[dtype]):
         raise ValueError(f"exp does not round as the hawk integrators need on this machine ({dtype})")
     return param, 1 / mult, abs(a - float(lam))

@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     def compiling(sp):
         common(sp)
         sp.add_argument("--backend", help="target architecture: one of lsrl.backends.BACKENDS: lrnn, rnn, "
-                        "gru, lstm, mamba, hawk (default lrnn)")  # torch-free: tests/test_cli.py checks the list
+                        "gru, lstm, mamba, hawk (default lrnn)")  # listed here: BACKENDS would import torch
         sp.add_argument("--max-len", type=_at_least(1), default=None,
                         help="longest sequence the compiled constants must be safe for (default 4096)")
         sp.add_argument("--dtype", choices=["float32", "float64"], help="default float64")
