@@ -80,6 +80,24 @@ def test_tok2tok_compiled_answers(backend, gated, dtype):
     assert np.abs(y[:, -T:, 0] - want).max() < 1e-3
 
 
+def test_tok2tok_compiles_past_the_old_enumeration_cliff():
+    """Range analysis used to give up on tok2tok's switches from T = 32 on (support enumeration capped at 32
+    members: the 2T components of one orbit counted one by one), so rnn refused its gates with E0701. At T = 40
+    every switch is proven 0/1 and the compiled model answers. (T up to 128 on every backend: bench.)"""
+    T = 40
+    prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T})
+    compiled = compile_program(prog, CompileOptions("rnn", max_len=4096))
+    facts = compiled.facts
+    for n in compiled.graph.nodes:
+        if n.label in ("is_prompt", "is_compare", "is_copy", "first_copy", "matching", "all_matching", "start",
+                       "copy_on", "buf", "started"):
+            assert facts.ranges.is_boolean(n.id), facts.ranges.describe(n.id)
+    x, want = tok2tok_inputs(T, 6, 4, seed=5)
+    with torch.no_grad():
+        y = compiled.module(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(y[:, -T:, 0], want)
+
+
 def test_verify_refuses_to_pass_without_a_useful_bound():
     """vec2vec's 1e6-steep ramps on a continuous input: an input within ~1e-10 of a cell edge moves the output
     by the cell's whole value, so no useful bound is provable in either dtype and verify must fail, not pass

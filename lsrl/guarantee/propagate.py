@@ -89,6 +89,9 @@ def _dyadic_rows(c, u: float) -> tuple[np.ndarray, np.ndarray]:
     g = np.where(num == 0, r.den, g)
     dens = (r.den // g).astype(object) if num.dtype == object else r.den // g
     nums = np.abs(num // g)
+    if num.dtype != object and num.shape[1]:  # int64: the same test, vectorised
+        ok = ((dens & (dens - 1)) == 0).all(axis=1) & (nums.max(axis=1) < 1 / u)
+        return ok, dens.max(axis=1).astype(float)
     ok, den = [], []
     for drow, nrow in zip(dens.tolist(), nums.tolist(), strict=True):
         d = max(drow, default=1)
@@ -168,11 +171,19 @@ def power_sums(A: np.ndarray, steps: int) -> np.ndarray:
     if not idx:
         return S
     a = A[np.ix_(idx, idx)]
-    P, acc = np.eye(len(idx)), np.zeros((len(idx), len(idx)))
-    for _ in range(steps):
+    eye = np.eye(len(idx))
+    P, acc = eye, np.zeros((len(idx), len(idx)))
+    for k in range(steps):
         acc += np.abs(P)
         P = P @ a
         if not P.any():
+            break
+        if np.array_equal(P, eye):  # a permutation (a cyclic one-hot): every later period adds the same sum
+            full, rest = divmod(steps, k + 1)
+            acc *= full
+            for _ in range(rest):
+                acc += np.abs(P)
+                P = P @ a
             break
     S[np.ix_(idx, idx)] = acc * (1 + 1e-9)  # the float64 powers' own rounding, far below this slack
     return S

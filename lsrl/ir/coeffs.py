@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from fractions import Fraction
 from functools import lru_cache
 from numbers import Rational
@@ -59,6 +61,30 @@ def _small_matmul(a: np.ndarray, b: np.ndarray) -> list | np.ndarray:
     return out[0] if a.ndim == 1 else out
 
 
+def _mixed_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for entries mixing Fractions and floats (inexact constants such as rounded cosines). Typed as
+    Python types it (an entry is a float when a float takes part in its sum), but each entry is its exact sum
+    of products, floats read as the dyadic rationals they are, rounded once: correctly rounded, independent of
+    summation order, and computed over the nonzero terms only (a float diagonal scaling of a 256 x 256 block
+    costs 256^2 products, not 256^3 Fraction operations)."""
+    a2, b2 = (a if a.ndim == 2 else a[None, :]), (b if b.ndim == 2 else b[:, None])
+    if not all(math.isfinite(v) for v in itertools.chain(a2.flat, b2.flat) if type(v) is float):
+        return obj_array(a @ b)
+    ra, rb = RatArray.of(a2), RatArray.of(b2)
+    out = np.zeros((a2.shape[0], b2.shape[1]), dtype=object)
+    rows = rb.num.astype(object)
+    for i, k in zip(*np.nonzero(ra.num), strict=True):
+        out[i] += int(ra.num[i, k]) * rows[k]
+    exact = RatArray(out, ra.den * rb.den).to_fractions()
+    is_float = np.vectorize(lambda v: type(v) is float, otypes=[bool])
+    if a2.shape[1]:  # an empty sum stays an exact 0
+        mask = is_float(a2).any(axis=1)[:, None] | is_float(b2).any(axis=0)[None, :]
+        exact[mask] = [float(v) for v in exact[mask]]
+    if b.ndim == 1:
+        exact = exact[:, 0]
+    return exact[0] if a.ndim == 1 else exact
+
+
 class Coeffs:
     """A read-only 1-D or 2-D array of exact (Fraction; int in lowered stage matrices) or float entries,
     hashable by value. `data` is the object array of entries; one built `from_entries` keeps its exact
@@ -85,8 +111,15 @@ class Coeffs:
             for k, v in entries.items():
                 arr[k] = v
             return cls(arr)
+        return cls.from_rat(RatArray.from_entries(shape, entries))
+
+    @classmethod
+    def from_rat(cls, rat: RatArray) -> Coeffs:
+        """The exact array `rat`, kept as it is: `data` (Fractions) is built only if something asks for it."""
+        if rat.num.ndim not in (1, 2):
+            raise ValueError(f"coefficients must be 1-D or 2-D, got shape {rat.shape}")
         c = cls.__new__(cls)
-        c.rat = RatArray.from_entries(shape, entries)
+        c.rat = rat
         c.exact = True
         return c
 
@@ -171,13 +204,13 @@ class Coeffs:
             return self
         if m * k * n <= 8:  # a few scalar products: plain Python beats numpy's object matmul and conversions
             return Coeffs(obj_array(_small_matmul(a, b)))
-        if self.exact and other.exact and m * k * n > 2 * (m * k + k * n + m * n):
+        if self.exact and other.exact:
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
-            return Coeffs((self.rat @ other.rat).to_fractions())
+            return Coeffs.from_rat(self.rat @ other.rat)
         if self._ints is not None and other._ints is not None:  # Python-int products: ~30x cheaper than Fractions
-            return Coeffs(RatArray(np.asarray(self._ints @ other._ints, dtype=object)).to_fractions())
-        return Coeffs(obj_array(a @ b))
+            return Coeffs.from_rat(RatArray(np.asarray(self._ints @ other._ints, dtype=object)))
+        return Coeffs(_mixed_matmul(a, b))
 
     @cached
     def rat(self) -> RatArray:
@@ -192,13 +225,9 @@ class Coeffs:
     @cached
     def _ints(self) -> np.ndarray | None:
         """The entries as an object array of Python ints when every entry is an exact integer, else None."""
-        flat = self.data.reshape(-1)
-        if not self.exact or any(v.denominator != 1 for v in flat):
+        if not self.exact or self.rat.den != 1:
             return None
-        out = np.empty(self.data.shape, dtype=object)
-        if flat.size:
-            out.reshape(-1)[:] = [v.numerator for v in flat]
-        return out
+        return self.rat.num.astype(object)
 
     def __add__(self, other: Coeffs) -> Coeffs:
         if self.shape == other.shape:  # most sums in fusion and lowering add a zero bias: no Fraction additions
@@ -206,6 +235,8 @@ class Coeffs:
                 return self
             if self.is_zero:
                 return other
+            if self.exact and other.exact:  # integer numerators: no Fraction additions
+                return Coeffs.from_rat(self.rat + other.rat)
         return Coeffs(obj_array(self.data + other.data))
 
     def __neg__(self) -> Coeffs:

@@ -35,11 +35,15 @@ def is_onehot_state(op: ir.Op) -> bool:
     every basis vector to a basis vector (each column holds one 1)."""
     if not isinstance(op, ir.LinState) or op.B is not None or not op.bias.is_zero or not op.A.exact:
         return False
-    init = op.init.data
-    if not op.init.exact or sorted(init.tolist()) != [0] * (len(init) - 1) + [1]:
+    if not op.init.exact:
         return False
-    cols = op.A.data.T.tolist()
-    return all(sorted(c) == [0] * (len(c) - 1) + [1] for c in cols)
+    return _one_one_per_column(op.init.rat.num[:, None], op.init.rat.den) and \
+        _one_one_per_column(op.A.rat.num, op.A.rat.den)
+
+
+def _one_one_per_column(num: np.ndarray, den: int) -> bool:
+    """Every column of the integer matrix num / den holds one 1 and zeros."""
+    return den == 1 and bool(((num == 0) | (num == 1)).all()) and bool(((num == 1).sum(axis=0) == 1).all())
 
 
 def orbit(op: ir.LinState) -> list[np.ndarray] | None:

@@ -316,7 +316,7 @@ class _Analysis:
                         continue
                 # worth enumerating when paths converged, or members are components of one orbit
                 joint = any(len(ms) > 1 for ms in owner.values())
-                return S if (expanded or joint) and len(S) <= MAX_SUPPORT else None
+                return S if (expanded or joint) and _size(S, W) <= MAX_SUPPORT else None
             m = max(bad, key=lambda m: (W[m].pos, m))
             S.discard(m)
             S |= self._ops(m)
@@ -333,6 +333,12 @@ class _Analysis:
             if limits._DEBUG:
                 raise
             return None
+
+
+def _size(S: set[int], W) -> int:
+    """A support's size: the components of one orbit count once (they are enumerated jointly, as its points)."""
+    orbits = {k for m in S for k in W[m].src if k[0] == "orbit"}
+    return len(orbits) + sum(1 for m in S if not any(k[0] == "orbit" for k in W[m].src))
 
 
 def _direction(w: _Wire) -> tuple:

@@ -198,21 +198,20 @@ def _congruence(A, dv, s0):
     def norm(lt):
         return lt if lt is None or lt[1] == 0 else (lt[0] % lt[1], lt[1])
 
-    for _ in range(64):
+    nonzero = [[(j, a) for j, a in enumerate(row) if a != 0] for row in A]
+    for _ in range(n + 64):  # a chain (a shift register) needs n rounds to carry its input's lattice along
         nxt = []
         for i in range(n):
             if dl[i] is None:
                 nxt.append(None)
                 continue
             off, st = dl[i]
-            for j in range(n):
-                a = A[i][j]
-                if a != 0:
-                    if cur[j] is None:
-                        off = None
-                        break
-                    off += a * cur[j][0]
-                    st = _gcd(st, abs(a) * cur[j][1])
+            for j, a in nonzero[i]:
+                if cur[j] is None:
+                    off = None
+                    break
+                off += a * cur[j][0]
+                st = _gcd(st, abs(a) * cur[j][1])
             nxt.append(None if off is None else (off, st))
         joined = []
         for c, m in zip(cur, nxt, strict=True):
@@ -273,7 +272,7 @@ def _exact_invariant(A, dv, s0, lo, hi):
     """Float bounds snapped to nearby simple rationals, kept if the box is provably invariant (exactly:
     it holds s0 and A box + D lies inside), in which case A box + D bounds s_1..s_L; else None."""
     n = len(A)
-    if n > 64 or any(isinstance(x, float) for x in (*lo, *hi)) or \
+    if n > 4096 or any(isinstance(x, float) for x in (*lo, *hi)) or \
             any(isinstance(v.lo, float) or isinstance(v.hi, float) for v in dv):
         return None
     for D in (1 << 20, 1 << 10, 16, 1):
@@ -293,8 +292,7 @@ def _check_invariant(A, dv, s0, blo, bhi):
     ylo, yhi = [], []
     for i in range(n):
         a, b = dv[i].lo, dv[i].hi
-        for j in range(n):
-            c = A[i][j]
+        for j, c in enumerate(A[i]):
             if c > 0:
                 a, b = a + c * blo[j], b + c * bhi[j]
             elif c < 0:
