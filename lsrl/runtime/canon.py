@@ -64,7 +64,9 @@ def _rational(num, den: int) -> str:
 
 def _exact(arr: RatArray) -> list:
     """An exact rational array as (nested) lists of "p/q" strings ("p" when integral)."""
-    return np.frompyfunc(lambda n: _rational(n, arr.den), 1, 1)(np.asarray(arr.num, dtype=object)).tolist()
+    values, inverse = np.unique(arr.num, return_inverse=True)  # few distinct entries: each written once
+    table = np.array([_rational(v, arr.den) for v in values.tolist()] or [""], dtype=object)
+    return table[inverse.reshape(arr.num.shape)].tolist()
 
 
 def _plain(obj):

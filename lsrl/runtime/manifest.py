@@ -47,8 +47,15 @@ def _placement(p) -> dict:
         "stop": p.stop,
         "decode": _exact(p.decode),
         "offset": _exact(p.offset),
-        "weight": [[_num(v) for v in row] for row in p.decode.to_float()],
+        "weight": _floats(p.decode.to_float()),
     }
+
+
+def _floats(w: np.ndarray) -> list:
+    """A float64 matrix as nested lists of JSON numbers (`_num` per entry only where one is not finite)."""
+    if np.isfinite(w).all():
+        return (w + 0.0).tolist()  # + 0.0: no negative zeros, as _num
+    return [[_num(v) for v in row] for row in w]
 
 
 def _readout(form, dim: int, places: dict[int, dict[str, object]], order: list[str]):
