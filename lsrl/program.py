@@ -1,4 +1,5 @@
-"""A compiled program: the IR graph plus its input spec (with domain) and the parameter values used."""
+"""A compiled program: the IR graph plus its input spec (with domain), the parameter values used and the input
+generator it names."""
 
 from __future__ import annotations
 
@@ -52,6 +53,41 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class GeneratorSpec:
+    """The input generator a program names, `generator NAME(ARG = VALUE, ...)`: a generator registered in
+    lsrl.interpretability.generators, or "module:function"; each argument's compile-time value (an exact
+    rational or a float; vectors and matrices as tuples)."""
+
+    name: str
+    args: dict[str, object] = field(default_factory=dict)
+    span: Span | None = None  # the declaration
+    name_span: Span | None = None
+    arg_spans: dict[str, Span] = field(default_factory=dict)  # each argument's `NAME = VALUE`
+
+    def python_args(self) -> dict[str, object]:
+        """The arguments as a generator function receives them: ints for integral values, floats otherwise,
+        lists for vectors."""
+        return {k: python_value(v) for k, v in self.args.items()}
+
+    def __str__(self) -> str:
+        return f"{self.name}(" + ", ".join(f"{k} = {_fmt(v)}" for k, v in self.args.items()) + ")"
+
+
+def python_value(v):
+    """A compile-time value as plain Python: integral rationals as int, other rationals as float, vectors as
+    lists."""
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [python_value(x) for x in v]
+    if isinstance(v, Fraction):
+        return int(v) if v.denominator == 1 else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+@dataclass(frozen=True)
 class Program:
     graph: Graph
     input: InputSpec
@@ -59,6 +95,7 @@ class Program:
     file: str = "<input>"
     source_sha256: str = ""
     warnings: tuple = ()  # Diagnostics of severity "warning" (unused bindings), in source order
+    generator: GeneratorSpec | None = None  # `generator NAME(...)`, if the program names one
 
     @cached
     def reference_graph(self) -> Graph:
@@ -75,6 +112,6 @@ class Program:
 def _fmt(v) -> str:
     if isinstance(v, (Fraction, float)):
         return format_scalar(v)
-    if isinstance(v, np.ndarray):
-        return "[" + ", ".join(_fmt(x) for x in v.tolist()) + "]"
+    if isinstance(v, (np.ndarray, tuple, list)):
+        return "[" + ", ".join(_fmt(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)) + "]"
     return str(v)

@@ -142,6 +142,20 @@ class Probe(Stmt):
 
 
 @dataclass(frozen=True)
+class GeneratorArg:
+    name: str | None  # None: a positional argument (refused when elaborated: generator arguments are named)
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class GeneratorDecl(Stmt):
+    name: str  # a registered generator ("tok2tok") or "module.sub:function"
+    name_span: Span
+    args: tuple[GeneratorArg, ...]
+
+
+@dataclass(frozen=True)
 class Return(Stmt):
     value: Expr
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from lsrl.diagnostics import SOURCES, Diagnostic, LsrlError, Note, Span, error
 from lsrl.frontend import ast, limits, ops
@@ -18,7 +20,7 @@ from lsrl.frontend.scope import Binding, Scope
 from lsrl.frontend.values import Builtin, Const, Function, Step, Value, as_int
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs, obj_array
-from lsrl.program import Domain, InputSpec, Program
+from lsrl.program import Domain, GeneratorSpec, InputSpec, Program
 
 PRELUDE_FILE = "<prelude>"
 MAX_CALL_DEPTH = 64
@@ -52,6 +54,7 @@ class Elaborator:
         self.output_span: Span | None = None
         self.probes: list[tuple[str, int]] = []
         self.probe_spans: dict[str, Span] = {}
+        self.generator: GeneratorSpec | None = None
         self.declared: list[tuple[str, Binding]] = []  # the program's lets and states, for unused warnings
         self.budget = limits.MAX_ELEMENTS  # compile-time work left (lsrl.frontend.limits)
         root = Scope()
@@ -117,6 +120,8 @@ class Elaborator:
             raise error("E0405", f"-D {name}: the program has no `param {name}`", None,
                         f"did you mean `{near}`?" if near in self.params else
                         f"declared params: {', '.join(self.params) or 'none'}")
+        if self.generator is not None:
+            _generators().check(self.generator, self.input)
         name = self.file.rsplit("/", 1)[-1].removesuffix(".lsrl")
         return self.b.freeze(self.input_node, self.output, self.probes, name)
 
@@ -300,6 +305,31 @@ class Elaborator:
         self.probes.append((s.name, step.node))
         self.probe_spans[s.name] = s.span
 
+    def _exec_GeneratorDecl(self, s: ast.GeneratorDecl, scope: Scope):
+        """`generator NAME(ARG = VALUE, ...)`: the arguments are evaluated now, to constants; the name and the
+        arguments are checked against the generator once the whole program is elaborated (`program`)."""
+        self._top_level_only(s, scope, "generator")
+        if self.generator is not None:
+            raise error("E0413", "a program names at most one `generator`", s.span,
+                        "keep one; `lsrl dataset --generator NAME` draws from another",
+                        (Note("the first `generator` is here", self.generator.span),))
+        args: dict[str, object] = {}
+        spans: dict[str, Span] = {}
+        for a in s.args:
+            if a.name is None:
+                raise self.fail("E0412", "generator arguments are passed by name", a.span,
+                                "write `NAME = VALUE`, e.g. `generator tok2tok(T = T, V = V)`")
+            if a.name in args:
+                raise self.fail("E0412", f"generator argument `{a.name}` is given twice", a.span)
+            value = self.eval(a.value, scope)
+            if not isinstance(value, Const):
+                raise self.fail("E0412", f"generator argument `{a.name}` must be a compile-time constant, got a "
+                                f"{value.describe()}", a.value.span,
+                                "generator arguments are numbers fixed at compile time: params, constants")
+            args[a.name] = value.arr.item() if value.ndim == 0 else _nested(value.arr.tolist())
+            spans[a.name] = a.span
+        self.generator = GeneratorSpec(s.name, args, s.span, s.name_span, spans)
+
     def _exec_Def(self, s: ast.Def, scope: Scope):
         names = [p.name for p in s.params]
         dup = next((p for i, p in enumerate(s.params) if p.name in names[:i]), None)
@@ -479,6 +509,29 @@ class Elaborator:
         return v.scalar() != 0
 
 
+def _nested(v):
+    """A constant vector or matrix (nested lists) as nested tuples."""
+    return tuple(_nested(x) for x in v) if isinstance(v, list) else v
+
+
+@cache
+def _private_generators():
+    path = Path(__file__).resolve().parent.parent / "interpretability" / "generators.py"
+    name = "_lsrl_frontend_generators"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _generators():
+    """lsrl.interpretability.generators, which `generator` declarations are checked against. The package's
+    __init__ imports torch, which parsing and checking never need: until something has imported the package
+    (anything that registers a generator of its own has), a private copy of the module (numpy only) is used."""
+    return sys.modules.get("lsrl.interpretability.generators") or _private_generators()
+
+
 # ---------------------------------------------------------------- public entry points
 
 
@@ -520,7 +573,7 @@ def compile_source(text: str, file: str = "<input>", params: dict[str, object] |
     finally:
         sys.setrecursionlimit(limit)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return Program(graph, elab.input, elab.params, file, digest, elab.warnings())
+    return Program(graph, elab.input, elab.params, file, digest, elab.warnings(), elab.generator)
 
 
 def _deepest(text: str, file: str) -> Span:

@@ -187,6 +187,24 @@ class _ToAst(Transformer):
     def probe_stmt(self, meta, c):
         return ast.Probe(self._s(meta), str(c[0]), c[1])
 
+    def generator_decl(self, meta, c):
+        name, args = c
+        return ast.GeneratorDecl(self._s(meta), name[0], name[1], tuple(args or ()))
+
+    def generator_name(self, meta, c):
+        *path, function = c
+        text = ".".join(str(t) for t in path) + (f":{function}" if function is not None else "")
+        return (text, self._s(meta))
+
+    def generator_args(self, meta, c):
+        return list(c)
+
+    def generator_kwarg(self, meta, c):
+        return ast.GeneratorArg(str(c[0]), c[1], self._s(meta))
+
+    def generator_posarg(self, meta, c):
+        return ast.GeneratorArg(None, c[0], self._s(meta))
+
     def return_stmt(self, meta, c):
         return ast.Return(self._s(meta), c[0])
 

@@ -106,6 +106,9 @@ def stmt(s: ast.Stmt, indent: str = "") -> list[str]:
         return [f"{i}probe {s.name} = {expr(s.value)}"]
     if isinstance(s, ast.Return):
         return [f"{i}return {expr(s.value)}"]
+    if isinstance(s, ast.GeneratorDecl):
+        args = ", ".join(expr(a.value) if a.name is None else f"{a.name} = {expr(a.value)}" for a in s.args)
+        return [f"{i}generator {s.name}({args})"]
     if isinstance(s, ast.Def):
         params = ", ".join(p.name + (f"={expr(p.default)}" if p.default else "") for p in s.params)
         return _join_block(f"def {s.name}({params})", s.body, i)

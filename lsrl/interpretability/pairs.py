@@ -2,7 +2,8 @@
 
 `corrupt(program, x, positions, seed)` changes the tokens at `positions` to other values of the input
 domain; `tok2tok_pairs(T, n, seed)` builds key/value prompts for programs/tok2tok.lsrl whose corrupted
-copy asks for another key (the query tokens changed, the pairs kept). `recovered(clean, corrupted,
+copy asks for another key (the query tokens changed, the pairs kept), laid out as the `tok2tok` input
+generator lays them out (lsrl.interpretability.generators). `recovered(clean, corrupted,
 patched)` is the share of the clean-vs-corrupted output difference a patch restores (1: all of it, 0:
 none), per sequence, on the last step by default.
 """
@@ -10,6 +11,8 @@ none), per sequence, on the last step by default.
 from __future__ import annotations
 
 import numpy as np
+
+from lsrl.interpretability.generators import distinct_keys, tok2tok_prompt
 
 
 def corrupt(program, x: np.ndarray, positions, seed: int = 0) -> np.ndarray:
@@ -34,15 +37,11 @@ def tok2tok_pairs(T: int, n: int, seed: int = 0, pairs: int = 6, vocab: int = 10
     rng = np.random.default_rng(seed)
     clean, bad, want, want_bad = [], [], [], []
     for _ in range(n):
-        keys: set[tuple[int, ...]] = set()
-        while len(keys) < pairs:
-            keys.add(tuple(int(v) for v in rng.integers(0, vocab, T)))
-        ks = list(keys)
-        vs = [tuple(int(v) for v in rng.integers(0, vocab, T)) for _ in ks]
+        ks = distinct_keys(rng, pairs, T, vocab)
+        vs = rng.integers(0, vocab, (pairs, T))
         i, j = rng.choice(pairs, 2, replace=False)
-        body = [t for k, v in zip(ks, vs, strict=True) for t in (*k, *v)]
-        clean.append([*ks[i], *body])
-        bad.append([*ks[j], *body])
+        clean.append(tok2tok_prompt(ks[i], ks, vs))
+        bad.append(tok2tok_prompt(ks[j], ks, vs))
         want.append(vs[i])
         want_bad.append(vs[j])
     as_x = lambda rows: np.array(rows, dtype=np.float64)[..., None]  # noqa: E731

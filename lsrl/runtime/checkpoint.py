@@ -27,7 +27,9 @@ A checkpoint directory holds three files:
     ``compile_options`` (as given: its ``max_len`` may be null, meaning the default), ``max_len`` (the effective one:
     ``compiled.options.length_limit``, which every constant and the promise are made for), ``program``
     (``file`` = basename of the source, ``source_sha256``, ``params`` with exact rationals as "p/q" strings
-    and floats as JSON numbers, ``input`` = name, dim, domain), ``weights`` (``file``, ``sha256``) and
+    and floats as JSON numbers, ``input`` = name, dim, domain, and, only when the program names one,
+    ``generator`` = ``{"name", "args"}``: its input generator and arguments, written as params are;
+    `recorded_generator` reads it back), ``weights`` (``file``, ``sha256``) and
     ``promise``: what the backend guarantees for the saved dtype and max_len, exactly as
     ``Promise.to_json()`` writes it (``lsrl.guarantee.promise``; `recorded_promise` reads it back):
     ``{"backend", "dtype", "max_len", "outputs": {name: {"exactness", "abs_bound", "reference_bound", ...}},
@@ -144,6 +146,7 @@ __all__ = [
     "load_manifest",
     "match_trace",
     "program_record",
+    "recorded_generator",
     "recorded_params",
     "recorded_promise",
     "save_checkpoint",
@@ -180,13 +183,18 @@ def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str
 
 
 def program_record(prog) -> dict:
-    """How config.json identifies the compiled program: source file, its hash, params and input."""
-    return {
+    """How config.json identifies the compiled program: source file, its hash, params and input, and the input
+    generator it names (the key is left out when it names none, as in checkpoints older than the field)."""
+    record = {
         "file": os.path.basename(prog.file),
         "source_sha256": prog.source_sha256,
         "params": {k: _scalar(v) for k, v in prog.params.items()},
         "input": {"name": prog.input.name, "dim": prog.input.dim, "domain": _domain(prog.input.domain)},
     }
+    generator = getattr(prog, "generator", None)
+    if generator is not None:
+        record["generator"] = {"name": generator.name, "args": {k: _scalar(v) for k, v in generator.args.items()}}
+    return record
 
 
 def check_program(cfg: dict, program, directory) -> None:
@@ -219,6 +227,37 @@ def recorded_params(cfg: dict) -> dict[str, object]:
         return {k: value(v) for k, v in cfg["program"]["params"].items()}
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
         raise error("E0803", f"{CONFIG_FILE}: program.params is malformed", None, _HINT_RESAVE) from None
+
+
+def _recorded_value(v):
+    """A recorded generator argument back as an exact value: "p/q" strings as Fractions, numbers as floats,
+    lists as lists."""
+    if isinstance(v, list):
+        return [_recorded_value(x) for x in v]
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise TypeError(f"not a recorded number: {v!r}")
+    return Fraction(v) if isinstance(v, str) else float(v)
+
+
+def recorded_generator(cfg: dict):
+    """The input generator a checkpoint's program names (lsrl.program.GeneratorSpec, exact arguments), or None:
+    none named, or a checkpoint written before config.json recorded it."""
+    from lsrl.program import GeneratorSpec
+
+    rec = cfg.get("program", {}).get("generator") if isinstance(cfg.get("program"), dict) else None
+    if rec is None:
+        return None
+
+    def tuples(v):
+        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+    try:
+        name, args = rec["name"], rec["args"]
+        if not isinstance(name, str) or not isinstance(args, dict):
+            raise TypeError
+        return GeneratorSpec(name, {str(k): tuples(_recorded_value(v)) for k, v in args.items()})
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        raise error("E0803", f"{CONFIG_FILE}: program.generator is malformed", None, _HINT_RESAVE) from None
 
 
 def _promise(compiled, dtype: str) -> dict:
