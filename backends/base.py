@@ -110,6 +110,16 @@ class Backend(Protocol):
         ...
 
 
+def linear_basis(backend) -> str | None:
+    """What an invertible change of basis of linear (not elementwise-nonlinear) coordinates acts on in this
+    backend's models (lsrl.interpretability.obfuscate), or None where there is none: a backend that has them
+    sets `linear_basis` (a description) and provides `basis_layers(config)` (per basis: width, pinned columns,
+    pinned rows), `rebased(module, config, bases, mul)` and `basis_sums(compiled, module, bases, contexts)`.
+    rnn, gru and lstm have none: every hidden unit passes through a ReLU or a gate, so only permutations and
+    (rnn) positive scalings preserve the function."""
+    return getattr(backend, "linear_basis", None)
+
+
 class PresetInit:
     """Mixin for a vanilla torch layer that skips the random initialisation: emit or a checkpoint sets every
     weight, and the init is about half of what building a small model costs."""

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+import torch
 from lsrl.backends.base import Emitted, Target
+from torch import nn
 
 from lsrl.guarantee.facts import Facts
 from lsrl.guarantee.propagate import FLOAT_EXACT_I, Context, StageErrors, dot_rounding, gamma
@@ -304,6 +306,10 @@ class ChannelBackend:
     prefix = "layers"
     target = Target(transitions="diagonal01")
     name: str
+    # what an invertible change of basis acts on (lsrl.interpretability.obfuscate; lsrl.backends.base.linear_basis)
+    linear_basis = ("the residual stream, one basis for every layer (the blocks add into it): every block's "
+                    "input projections and the read-out heads read it, its output projections write it; the first "
+                    "half-layer reads the embedding as it was and writes the change of basis of its input too")
 
     def plans(self, stack: Stack, facts: Facts | None, make) -> list[Plan]:
         """One plan per stage: `make(lo, hi, width_in, width_out)` gives the empty plan for a stage input
@@ -327,6 +333,227 @@ class ChannelBackend:
 
     def sum_bound(self, stack: Stack, emitted: Emitted, magnitudes, x_bound: float) -> float:
         return math.nan  # the propagated bound (zero for integer arithmetic) covers the channels
+
+    # ------------------------------------------------------------------ change of basis (obfuscation)
+
+    def constant_row(self, config: dict) -> int | None:
+        """The stream coordinate the embedding sets to 1 (None: the stream has none)."""
+        return None
+
+    def basis_layers(self, config: dict) -> tuple[list[tuple[int, tuple[int, ...], tuple[int, ...]]], list[int]]:
+        """One basis for the whole stream, which every stage's units take: (width, pinned columns, pinned rows).
+        The constant's coordinate, if any, is pinned (row and column: it holds the constant alone, which an HF
+        export's RMSNorm relies on)."""
+        const = self.constant_row(config)
+        pins = () if const is None else (const,)
+        return [(config["hidden"], pins, pins)], [0] * len(config["hiddens"])
+
+    def stream_io(self, module) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        """Per half-layer, in order: (the linear maps reading the stream, those writing it)."""
+        raise NotImplementedError
+
+    def stage_io(self, module, stages) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        """Per lowered stage: (the linear maps reading the stream, those writing it)."""
+        raise NotImplementedError
+
+    def slot_rows(self, config: dict) -> list[int]:
+        """The stream rows whose values the state slots restart from (interventions)."""
+        raise NotImplementedError
+
+    # the input channels the first half-layer gets (`rebased`): X = x_i + shift, gain: the channel carries gain x
+    # its value
+    input_gain: float = 1.0
+
+    def input_shift(self, lo: float) -> float:
+        """The shift of an input channel's X for an input coordinate whose values are >= lo."""
+        return 0.0
+
+    def with_input_channels(self, module, config: dict, inputs: list, shifts: list[float]):
+        """The module whose first half-layer has one more channel per (coordinate i, column c) of `inputs`: X =
+        the stream's coordinate i plus its shift, gate constant, written to the stream as c (value units)."""
+        raise NotImplementedError
+
+    def input_columns(self, config: dict, M: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Per input coordinate i of the embedding with M e_i != e_i: (i, (M - I) e_i)."""
+        stream = list(config.get("stream") or range(config["hidden"]))
+        out = []
+        for i in stream[:config["input_dim"]]:
+            col = M[:, i].copy()
+            col[i] -= 1
+            if col.any():
+                out.append((i, col))
+        return out
+
+    def rebased(self, module, config: dict, bases: list, mul, x_lo=None):
+        """The module over the stream in the basis r' = M r (`bases` = [(M, M^-1)], float64) from the first
+        half-layer's output on: every later reader's weight multiplied by M^-1 on the right (a bias stays), every
+        writer's weight and bias by M on the left. The embedding is not touched: the first half-layer still
+        reads it as it was (r_0) and must write M r_1 - r_0 = M (r_1 - r_0) + (M - I) r_0, so it gets one more
+        channel per input coordinate that M moves, passing that coordinate through (shifted past its
+        activation's identity threshold, `x_lo`: the input's lower bounds) to the column (M - I) e_i.
+        config["unbasis"] records the rows of M^-1 that give the state slots' rows (`stream_row`). `mul(a, b)`
+        multiplies two float64 arrays (the caller's, which checks exactness where it must)."""
+        ((M, Mi),) = bases
+        io = self.stream_io(module)
+        with torch.no_grad():
+            for k, (readers, writers) in enumerate(io):
+                for lin in readers if k else ():  # the first half-layer reads the embedding, r_0
+                    lin.weight.data = torch.from_numpy(mul(_f64(lin.weight), Mi)).to(lin.weight.dtype)
+                for lin in writers:
+                    lin.weight.data = torch.from_numpy(mul(M, _f64(lin.weight))).to(lin.weight.dtype)
+                    if lin.bias is not None:
+                        lin.bias.data = torch.from_numpy(mul(M, _f64(lin.bias)[:, None])[:, 0]).to(lin.bias.dtype)
+            for lin in [module.readout, *module.probe_heads]:
+                M_read = Mi if io else np.eye(len(Mi))  # no layer: the heads read the embedding
+                lin.weight.data = torch.from_numpy(mul(_f64(lin.weight), M_read)).to(lin.weight.dtype)
+        inputs = self.input_columns(config, M) if io else []
+        module, config = self.with_input_channels(module, config, inputs,
+                                                  [self.input_shift(float(x_lo[i])) for i, _ in inputs])
+        unbasis = [[r, [[int(k), float(Mi[r, k])] for k in np.flatnonzero(Mi[r])]]
+                   for r in sorted(set(self.slot_rows(config)))]
+        config = {**config, "unbasis": unbasis}
+        rebuilt = self.build_module(config).to(next(module.parameters()).dtype)
+        rebuilt.load_state_dict(module.state_dict())
+        return rebuilt, config
+
+    def basis_sums(self, compiled, module, bases: list, contexts) -> tuple[float, str]:
+        """The largest |partial sum| of the sums a change of basis r' = M r (integer M, M^-1) touches in the
+        rebased `module`, in units of each sum's quantum, or (inf, why) where they are not integer arithmetic.
+
+        Where the compiled model holds every stream value as an exact integer (`contexts`: the error analysis
+        of each stage, lsrl.guarantee.propagate, and whether the last layer's values are exact integers), r' =
+        M r is an integer vector; a reader's partial sums are multiples of its row's smallest nonzero weight
+        bit (the weights are dyadic), a writer's (value units: channel d carries gain_d x its value, its
+        weights are integers over gain_d) integers. While every one stays within the dtype's 2^(p+1) of its
+        quantum, the rebased model computes every reader's value exactly and keeps r' = M r exactly: its
+        channels compute what the compiled model's do, bit for bit, and its promise stands."""
+        from lsrl.lowering.bounds import layout_bounds
+
+        ((M, _),) = bases
+        ctxs, errs, last_exact = contexts
+        config = compiled.emitted.config
+        H, const, absM = config["hidden"], self.constant_row(config), np.abs(M)
+        max_len = compiled.emitted.constants["max_len"]
+
+        def stream(values: np.ndarray, rebased: bool = True) -> np.ndarray:
+            r = np.zeros(H)
+            r[:len(values)] = values
+            if const is not None:
+                r[const] = 1.0
+            return absM @ r if rebased else r
+
+        worst = 0.0
+        stages = compiled.stack.stages
+        x_lo, x_hi = stream_ranges(compiled.stack.input_layout, compiled.facts, "the change of basis")
+        inputs = self.input_columns(config, M)
+        for i, (p, st, (readers, writers)) in enumerate(zip(compiled.emitted.constants["plans"], stages,
+                                                            self.stage_io(module, stages), strict=True)):
+            ctx = ctxs[i]
+            if not ctx.int_h.all():
+                return math.inf, f"layer {i} reads a value that is not an exact integer in the compiled model"
+            if errs[i].residue:
+                return math.inf, f"layer {i} may leave rounding in the stream coordinates it clears"
+            r_in = stream(ctx.h, rebased=i > 0)  # the first stage reads the embedding as it was
+            for lin in readers:
+                worst = max(worst, _reader_sums(_f64(lin.weight), None if lin.bias is None else _f64(lin.bias), r_in))
+            val, exact = channel_values(p, st, ctx, max_len)
+            gain = np.array([float(p.gain(ch)) for ch in p.chans])
+            if i == 0 and inputs:  # the input channels `rebased` added: X = x_i + shift, exact integers
+                shifts = [self.input_shift(float(x_lo[j])) for j, _ in inputs]
+                val = np.concatenate([val, [max(abs(x_lo[j]), abs(x_hi[j])) + s for (j, _), s in zip(inputs, shifts,
+                                                                                                     strict=True)]])
+                exact = np.concatenate([exact, np.ones(len(inputs), dtype=bool)])
+                gain = np.concatenate([gain, np.full(len(inputs), self.input_gain)])
+            n = len(gain)
+            for lin in writers:
+                W = _f64(lin.weight)
+                C = W[:, :n] * gain  # value units
+                b = np.zeros(H) if lin.bias is None else _f64(lin.bias)
+                if W[:, n:].any() or not (np.array_equal(C, np.round(C)) and np.array_equal(b, np.round(b))):
+                    return math.inf, f"layer {i} writes the stream with weights that are not integers in value units"
+                if (C[:, ~exact] != 0).any():
+                    return math.inf, f"layer {i} writes a channel whose value is not an exact integer"
+                worst = max(worst, float((np.abs(C) @ val + r_in + np.abs(b)).max(initial=0.0)))
+        if not last_exact.all():
+            return math.inf, "the last layer holds a value that is not an exact integer in the compiled model"
+        last = stages[-1].out if stages else compiled.stack.input_layout
+        r_last = stream(layout_bounds(last, compiled.facts.magnitudes), rebased=bool(stages))
+        for head in [module.readout, *module.probe_heads]:
+            worst = max(worst, _reader_sums(_f64(head.weight), _f64(head.bias), r_last))
+        return worst, ""
+
+
+def stream_row(out: torch.Tensor, row: int, unbasis: dict) -> torch.Tensor:
+    """Stream row `row`'s value from the units `out` (batch, width): the unit itself, or where obfuscation changed
+    the stream's basis (units r' = M r), the row of M^-1 that `unbasis` holds for it ({row: (units, coefs)})."""
+    if row not in unbasis:
+        return out[:, row]
+    idx, coef = unbasis[row]
+    return out[:, idx] @ torch.tensor(coef, dtype=out.dtype, device=out.device)
+
+
+def unbasis_of(config: dict) -> dict[int, tuple[list[int], list[float]]]:
+    """config["unbasis"] (rebased streams only) as {row: (units, coefs)}."""
+    return {int(r): ([int(k) for k, _ in pairs], [float(c) for _, c in pairs])
+            for r, pairs in config.get("unbasis") or []}
+
+
+def permuted_unbasis(config: dict, p) -> list:
+    """config["unbasis"] over a stream permuted by p (logical coordinate j -> physical p[j])."""
+    return [[int(p[r]), [[int(p[k]), c] for k, c in pairs]] for r, pairs in config.get("unbasis") or []]
+
+
+def _f64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy().copy()
+
+
+def lowest_bit(x: np.ndarray) -> np.ndarray:
+    """The value of each float64's lowest set mantissa bit (0 for 0): every multiple of x by an integer is a
+    multiple of it."""
+    m, e = np.frexp(np.abs(x))
+    mi = (m * 2.0**53).astype(np.int64)
+    return np.ldexp((mi & -mi).astype(np.float64), e - 53)
+
+
+def _reader_sums(W: np.ndarray, b: np.ndarray | None, r: np.ndarray) -> float:
+    """The largest |partial sum| of W r' + b, in units of its row's quantum, for integer |r'| <= r: each row's
+    terms are multiples of the smallest lowest bit among its weights on nonzero coordinates (and its bias's)."""
+    b = np.zeros(W.shape[0]) if b is None else b
+    live = (W != 0) & (r[None, :] > 0)
+    bits = np.where(live, lowest_bit(W), np.inf).min(axis=1, initial=np.inf)
+    bits = np.minimum(bits, np.where(b != 0, lowest_bit(b), np.inf))
+    sums = np.abs(W) @ r + np.abs(b)
+    return float(np.where(np.isfinite(bits), sums / np.where(np.isfinite(bits), bits, 1.0), 0.0).max(initial=0.0))
+
+
+def channel_values(p: Plan, st, ctx: Context, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of a plan: a bound of |its value| (value units: channel d carries gain_d x its value) and
+    whether it is an exact integer in floats, for exact integer inputs (as `plan_errors` derives them; a
+    change of basis of the stream bounds the sums its writers form from these)."""
+    u, h = ctx.u, ctx.h
+    M, b = _form_coeffs(p.chans, p.width_in)
+    _, _, ints = _shifted(M, b, (), ctx)
+    Mf = np.abs(M.f64)
+    f = (Mf @ h if Mf.shape[1] else np.zeros(len(p.chans))) + np.array([abs(float(ch.bias)) for ch in p.chans])
+    # X whatever its taps (a lagged form is 0 before the first step): sum |w| |f| + |shift|
+    mag = np.array([sum(abs(float(w)) for _, w in ch.taps) * f[d] + abs(float(ch.shift))
+                    for d, ch in enumerate(p.chans)])
+    val, exact = mag.copy(), ints & (mag <= 1 / u)
+    for d, ch in enumerate(p.chans):
+        if ch.kind == "const":
+            val[d], exact[d] = 1.0, True
+        elif ch.kind == "relu":  # relu(f) <= |f|
+            val[d], exact[d] = f[d], bool(ints[d]) and ch.exact
+        elif ch.kind == "prod":  # (a + Ma)(b + Mb)
+            fb, bb = ch.gate
+            coefs = [Fraction(c) for c in fb]
+            y = sum(abs(float(c)) * h[j] for j, c in enumerate(coefs)) + abs(float(bb))
+            y_int = (all(c.denominator == 1 for c in coefs) and Fraction(bb).denominator == 1
+                     and all(ctx.int_h[j] for j, c in enumerate(coefs) if c))
+            val[d] = mag[d] * y
+            exact[d] = bool(ints[d]) and y_int and val[d] <= 1 / u
+    p.state_errors(ctx, max_len, np.zeros(len(p.chans)), mag.copy(), ints, val, exact, np.zeros(len(p.chans)))
+    return val, exact
 
 
 # ---------------------------------------------------------------------------------------------- errors

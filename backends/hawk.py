@@ -38,7 +38,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lsrl.backends.base import Emitted, HeadedStack, Placement
-from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, ChannelBackend, Plan
+from lsrl.backends.channels import (
+    D_CONV,
+    LAG0,
+    Activation,
+    Chan,
+    ChannelBackend,
+    Plan,
+    permuted_unbasis,
+    stream_row,
+    unbasis_of,
+)
 from torch import nn
 
 from lsrl.guarantee.facts import Facts
@@ -167,10 +177,11 @@ class TemporalResidual(nn.Module):
     """r + temporal_block(r): the stream between a layer's halves, as a module of its own so hooks (traces,
     interventions) see it. It holds no parameters: the block stays registered in the layer only."""
 
-    def __init__(self, block: RecurrentBlock, slots):
+    def __init__(self, block: RecurrentBlock, slots, unbasis=None):
         super().__init__()
         object.__setattr__(self, "block", block)
         self.slots = [tuple(s) for s in slots]  # per state: (its P channel, its Q channel, its stream row)
+        self.unbasis = unbasis or {}  # a rebased stream (obfuscation): each slot row's value from the units
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return r + self.block(r)
@@ -181,7 +192,7 @@ class TemporalResidual(nn.Module):
         with torch.no_grad():
             h = self.block.lru_state(r, t)
             for p, q, row in self.slots:
-                h[:, p] = out_t[:, row] - h[:, q]
+                h[:, p] = stream_row(out_t, row, self.unbasis) - h[:, q]
             return r[:, t + 1:] + self.block.resume(r, t, h)
 
 
@@ -189,11 +200,11 @@ class ResidualBlock(nn.Module):
     """transformers' RecurrentGemmaDecoderLayer without its RMSNorms (the HF export adds them as exact
     identities): r + temporal(r), then + mlp(.)."""
 
-    def __init__(self, hidden: int, lru: int, mlp: int, dtype: torch.dtype, slots=()):
+    def __init__(self, hidden: int, lru: int, mlp: int, dtype: torch.dtype, slots=(), unbasis=None):
         super().__init__()
         self.temporal_block = RecurrentBlock(hidden, lru, dtype)
         self.mlp_block = MlpBlock(hidden, mlp, dtype)
-        self.residual = TemporalResidual(self.temporal_block, slots)
+        self.residual = TemporalResidual(self.temporal_block, slots, unbasis)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         r = self.residual(r)
@@ -208,7 +219,8 @@ class HawkStack(HeadedStack):
         self.hidden, self.input_dim = config["hidden"], config["input_dim"]
         self.stream = list(config.get("stream") or range(self.hidden))  # logical -> physical coordinate
         slots = config.get("slots") or [()] * len(config["lru"])
-        self.layers = nn.ModuleList(ResidualBlock(self.hidden, n, m, dtype, sl)
+        unbasis = unbasis_of(config)
+        self.layers = nn.ModuleList(ResidualBlock(self.hidden, n, m, dtype, sl, unbasis)
                                     for n, m, sl in zip(config["lru"], config["mlp"], slots, strict=True))
         self.integrators = [list(c) for c in config.get("integrators") or [[] for _ in config["lru"]]]
         self._checked: set = set()
@@ -453,6 +465,8 @@ class HawkBackend(ChannelBackend):
         config = {**config, "slots": [[[int(i[a]), int(i[b]), int(p[row])] for a, b, row in sl]
                                       for i, sl in zip(inv, config["slots"], strict=True)],
                   "integrators": [[int(i[d]) for d in c] for i, c in zip(inv, config["integrators"], strict=True)]}
+        if config.get("unbasis"):
+            config["unbasis"] = permuted_unbasis(config, p)
         rebuilt = self.build_module(config).to(next(module.parameters()).dtype)
         for old, new, q, q2 in zip(module.layers, rebuilt.layers, lru, mlp, strict=True):
             q = torch.as_tensor(q)
@@ -477,6 +491,56 @@ class HawkBackend(ChannelBackend):
                 b.get_parameter(f"{g}_weight").copy_(a.get_parameter(f"{g}_weight")[:, q][:, :, q])
                 b.get_parameter(f"{g}_bias").copy_(a.get_parameter(f"{g}_bias")[:, q])
         return rebuilt, config
+
+    def stream_io(self, module: HawkStack) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        out = []
+        for b in module.layers:
+            t, m = b.temporal_block, b.mlp_block
+            out += [([t.linear_x, t.linear_y], [t.linear_out]), ([m.gate_proj, m.up_proj], [m.down_proj])]
+        return out
+
+    def stage_io(self, module: HawkStack, stages) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        io = self.stream_io(module)
+        return [io[2 * layer + in_mlp] for layer, in_mlp in halves(stages)]
+
+    def slot_rows(self, config: dict) -> list[int]:
+        return [row for sl in config.get("slots") or [] for _, _, row in sl]
+
+    input_gain = float(G)  # a lin channel: gate G (its X is linear: no shift)
+
+    def with_input_channels(self, module: HawkStack, config: dict, inputs: list, shifts: list[float]):
+        """Layer 0's temporal half with one more channel per input coordinate i: X = r_i (lag 0; RG-LRU a = 0 and
+        its gates open: h = X), Y = G; linear_out writes (M - I) e_i from it."""
+        if not inputs:
+            return module, config
+        n, d = config["lru"][0], len(inputs)
+        config = {**config, "lru": [n + d, *config["lru"][1:]]}
+        new = self.build_module(config).to(next(module.parameters()).dtype)
+        with torch.no_grad():
+            for name, t in module.state_dict().items():
+                if not name.startswith("layers.0.temporal_block."):
+                    new.get_parameter(name).copy_(t)
+            o, m = module.layers[0].temporal_block, new.layers[0].temporal_block
+            for name in ("linear_x.weight", "linear_x.bias", "linear_y.weight", "linear_y.bias", "conv_1d.weight",
+                         "conv_1d.bias", "rg_lru.recurrent_param"):
+                m.get_parameter(name)[:n] = o.get_parameter(name)
+            a, b = o.rg_lru, m.rg_lru
+            for g in ("input_gate", "recurrent_gate"):
+                b.get_parameter(f"{g}_weight").zero_()
+                b.get_parameter(f"{g}_weight")[:, :n, :n] = a.get_parameter(f"{g}_weight")
+                b.get_parameter(f"{g}_bias")[:, :n] = a.get_parameter(f"{g}_bias")
+                b.get_parameter(f"{g}_bias")[:, n:] = GATE_ON
+            b.recurrent_param[n:] = A_ZERO
+            m.linear_x.weight[n:], m.linear_x.bias[n:], m.linear_y.weight[n:] = 0.0, 0.0, 0.0
+            m.linear_y.bias[n:], m.conv_1d.weight[n:], m.conv_1d.bias[n:] = G, 0.0, 0.0
+            m.linear_out.weight.zero_()
+            m.linear_out.weight[:, :n] = o.linear_out.weight
+            m.linear_out.bias.copy_(o.linear_out.bias)
+            for j, (i, col) in enumerate(inputs):
+                m.linear_x.weight[n + j, i] = 1.0
+                m.conv_1d.weight[n + j, 0, D_CONV - 1] = 1.0
+                m.linear_out.weight[:, n + j] = torch.from_numpy(col).to(m.linear_out.weight.dtype) / G
+        return new, config
 
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return (f"gelu(x) == x for x >= {GELU_EXACT} and gelu(x) == 0 for x <= -{GELU_EXACT} (tanh approximation, "

@@ -39,7 +39,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lsrl.backends.base import Emitted, HeadedStack, Placement
-from lsrl.backends.channels import D_CONV, LAG0, Activation, Chan, ChannelBackend, Plan
+from lsrl.backends.channels import (
+    D_CONV,
+    LAG0,
+    Activation,
+    Chan,
+    ChannelBackend,
+    Plan,
+    permuted_unbasis,
+    pow2_at_least,
+    stream_row,
+    unbasis_of,
+)
 from torch import nn
 
 from lsrl.guarantee.facts import Facts
@@ -119,12 +130,13 @@ class Block(nn.Module):
     """One residual layer, r + mixer(r): transformers' MambaBlock without its RMSNorm (the HF export adds it as
     an exact identity). Its output is the stream after the layer, which the placements describe."""
 
-    def __init__(self, hidden: int, inner: int, d_state: int, dtype: torch.dtype, slots=()):
+    def __init__(self, hidden: int, inner: int, d_state: int, dtype: torch.dtype, slots=(), unbasis=None):
         super().__init__()
         self.mixer = Mixer(hidden, inner, d_state=d_state, dtype=dtype)
         self.scan_impl: str | None = None  # None: lsrl.runtime.scan picks (Triton on CUDA, else torch)
         self.slots = [tuple(s) for s in slots]  # per scan state n: (its channel, the stream coordinate holding it
         # or -1)
+        self.unbasis = unbasis or {}  # a rebased stream (obfuscation): each slot row's value from the units
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return r + self.mixer(r, self.scan_impl)
@@ -136,7 +148,7 @@ class Block(nn.Module):
             h = self.mixer.scan_state(r, t, self.scan_impl)
             for n, (chan, row) in enumerate(self.slots):
                 if row >= 0:
-                    h[:, chan, n] = out_t[:, row]
+                    h[:, chan, n] = stream_row(out_t, row, self.unbasis)
             return r[:, t + 1:] + self.mixer.resume(r, t, h, self.scan_impl)
 
 
@@ -149,7 +161,8 @@ class MambaStack(HeadedStack):
         # where the stream's logical coordinates sit (identity unless obfuscated): x first, the constant last
         self.stream = list(config.get("stream") or range(self.hidden))
         slots = config.get("slots") or [()] * len(config["inners"])
-        self.layers = nn.ModuleList(Block(self.hidden, n, k, dtype, sl)
+        unbasis = unbasis_of(config)
+        self.layers = nn.ModuleList(Block(self.hidden, n, k, dtype, sl, unbasis)
                                     for n, k, sl in zip(config["inners"], config["states"], slots, strict=True))
         self._add_heads(config, dtype)
 
@@ -316,6 +329,8 @@ class MambaBackend(ChannelBackend):
         chans = [rng.permutation(n) for n in config["inners"]]  # new channel k is old channel chans[k]
         config = {**config, "slots": [[[int(np.argsort(q)[c]), int(p[row]) if row >= 0 else -1] for c, row in sl]
                                       for q, sl in zip(chans, config.get("slots") or [[]] * len(chans), strict=True)]}
+        if config.get("unbasis"):
+            config["unbasis"] = permuted_unbasis(config, p)
         rebuilt = self.build_module(config).to(next(module.parameters()).dtype)
         for old, new, q in zip(module.layers, rebuilt.layers, chans, strict=True):
             o, m, q = old.mixer, new.mixer, torch.as_tensor(q)
@@ -329,6 +344,60 @@ class MambaBackend(ChannelBackend):
             m.out_proj.weight.zero_()
             m.out_proj.weight[p] = o.out_proj.weight[:, q]
         return rebuilt, config
+
+    def constant_row(self, config: dict) -> int | None:
+        return list(config.get("stream") or range(config["hidden"]))[-1]
+
+    def stream_io(self, module: MambaStack) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        return [([b.mixer.in_proj], [b.mixer.out_proj]) for b in module.layers]
+
+    def stage_io(self, module: MambaStack, stages) -> list[tuple[list[nn.Linear], list[nn.Linear]]]:
+        return self.stream_io(module)  # one mixer per stage
+
+    def slot_rows(self, config: dict) -> list[int]:
+        return [row for sl in config.get("slots") or [] for _, row in sl if row >= 0]
+
+    input_gain = float(Z)  # a lin channel: gate Z
+
+    def input_shift(self, lo: float) -> float:
+        """Past silu's identity threshold in float32 and float64 alike (the larger one)."""
+        ident = max(SILU_ID.values())
+        return 0.0 if lo >= ident else float(pow2_at_least(ident - lo))
+
+    def with_input_channels(self, module: MambaStack, config: dict, inputs: list, shifts: list[float]):
+        """Layer 0's mixer with one more lin channel per input coordinate i: x' = silu(r_i + shift) = r_i + shift,
+        gate Z, no scan; out_proj writes (M - I) e_i from it and removes the shift through the constant channel
+        (channel 0, v = Z^2)."""
+        if not inputs:
+            return module, config
+        n, d, const = config["inners"][0], len(inputs), self.constant_row(config)
+        config = {**config, "inners": [n + d, *config["inners"][1:]]}
+        new = self.build_module(config).to(next(module.parameters()).dtype)
+        with torch.no_grad():
+            for name, t in module.state_dict().items():
+                if not name.startswith("layers.0."):
+                    new.get_parameter(name).copy_(t)
+            o, m = module.layers[0].mixer, new.layers[0].mixer
+            for name in ("conv1d.weight", "conv1d.bias", "dt_proj.weight", "dt_proj.bias", "A_log", "D"):
+                m.get_parameter(name)[:n] = o.get_parameter(name)
+            m.dt_proj.weight[n:], m.dt_proj.bias[n:], m.A_log[n:], m.D[n:] = 0.0, DT_OFF, 0.0, 1.0
+            m.x_proj.weight.zero_()
+            m.x_proj.weight[:, :n] = o.x_proj.weight
+            w_in, w_out = m.in_proj.weight, m.out_proj.weight
+            w_in.zero_()
+            w_in[:n], w_in[n + d:2 * n + d] = o.in_proj.weight[:n], o.in_proj.weight[n:]
+            w_out.zero_()
+            w_out[:, :n] = o.out_proj.weight
+            m.conv1d.weight[n:] = 0.0
+            for j, ((i, col), shift) in enumerate(zip(inputs, shifts, strict=True)):
+                w_in[n + j, i] = 1.0
+                w_in[2 * n + d + j, const] = Z
+                m.conv1d.weight[n + j, 0, D_CONV - 1] = 1.0
+                m.conv1d.bias[n + j] = shift
+                col = torch.from_numpy(col).to(w_out.dtype)
+                w_out[:, n + j] = col / Z
+                w_out[:, 0] -= col * (shift / Z**2)
+        return new, config
 
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return (f"silu(x) == x for x >= {SILU_ID[dtype]} and silu(x) == 0 for x <= -{SILU_ZERO} ({dtype})",

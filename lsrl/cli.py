@@ -4,6 +4,7 @@ zoo (also `python -m lsrl`)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102
         self.print_usage(sys.stderr)
         raise UsageError(*error("E0900", message, None, f"see `{self.prog} --help`").diagnostics)
+
+
+def _noise(text: str) -> float:
+    """An argparse type: a finite relative noise level >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
 
 
 def _at_least(low: int):
@@ -83,13 +95,20 @@ def parse_tokens(text: str, dim: int, exact: bool) -> np.ndarray:
         except (ValueError, ZeroDivisionError):
             raise error("E0901", f"input token {i} `{tok}` is not a number", None,
                         "numbers like 1, -0.5, 2e3 or 1/3") from None
-        if not all(np.isfinite(float(v)) for v in row):
+        if not all(_finite(v) for v in row):
             raise error("E0901", f"input token {i} `{tok}` is not a finite number", None,
                         "nan and inf have no place in a program's input")
         rows.append(row)
     if not rows:
         raise error("E0903", "the input sequence is empty", None, 'e.g. --input "1 0 1"')
     return np.array(rows, dtype=object if exact else np.float64)
+
+
+def _finite(v) -> bool:
+    try:
+        return bool(np.isfinite(float(v)))
+    except OverflowError:  # an exact token such as 1e999 has no float value
+        return False
 
 
 def format_number(v) -> str:
@@ -315,10 +334,33 @@ def cmd_dataset(args) -> int:
     from lsrl.interpretability import build_dataset
 
     prog = load_program(args.program, _defines(args.define)) if args.program else None
-    sheet = build_dataset(args.checkpoint, _out_dir(args), args.n, args.length, prog, args.seed, args.shard_size)
-    print(f"dataset -> {args.output}: {sheet['sequences']} sequences of length {sheet['length']} in "
-          f"{len(sheet['shards'])} shard(s), {len(sheet['tensors'])} tensors each (see datasheet.json)")
+    extra = _generator_args(args.generator_arg)
+    sheet = build_dataset(args.checkpoint, _out_dir(args), args.n, args.length, prog, args.seed, args.shard_size,
+                          generator=args.generator, generator_args=extra)
+    gen = sheet["generator"]
+    used = f"{gen['name']}(" + ", ".join(f"{k}={v}" for k, v in gen["args"].items()) + ")"
+    print(f"dataset -> {args.output}: {sheet['sequences']} sequences of length {sheet['length']} from generator "
+          f"{used} in {len(sheet['shards'])} shard(s), {len(sheet['tensors'])} tensors each (see datasheet.json)")
     return 0
+
+
+def _generator_args(pairs: list[str]) -> dict[str, object]:
+    """--generator-arg NAME=VALUE (repeatable): VALUE a constant LSRL expression, as with -D (E0412 otherwise)."""
+    from lsrl.program import python_value
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier() or not value.strip():
+            raise error("E0412", f"--generator-arg {pair}: expected NAME=VALUE", None, "e.g. --generator-arg T=3")
+        try:
+            const = parse_param_value(name, value.strip())
+        except LsrlError:
+            raise error("E0412", f"--generator-arg {pair}: the value is not a constant expression", None,
+                        "a number like 3, 1/2 or 0.9, or a vector like [1, 2]") from None
+        out[name] = python_value(const.arr.item() if const.ndim == 0 else const.arr.tolist())
+    return out
 
 
 def cmd_graph(args) -> int:
@@ -331,6 +373,9 @@ def cmd_graph(args) -> int:
     cg = causal_graph(compile_program(_load(args), _options(args)))
     dot = to_dot(cg, args.what)
     out = Path(args.output)
+    if not args.output or out.is_dir() or not out.parent.is_dir():
+        raise error("E0908", f"cannot write the picture to `{args.output}`", None,
+                    "give a file path in an existing folder, e.g. -o graph.svg")
     if args.format == "dot":
         out.write_text(dot)
     else:
@@ -343,7 +388,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_obfuscate(args) -> int:
-    """Compile, then permute/scale the units (function-preserving) and save with the manifest in sync."""
+    """Compile, then permute/scale the units (and with --basis change the basis of the linear coordinates;
+    function-preserving) and save with the manifest in sync."""
     from lsrl.compiling import compile_program
     from lsrl.interpretability.obfuscate import obfuscate
     from lsrl.runtime.checkpoint import save_checkpoint
@@ -353,7 +399,19 @@ def cmd_obfuscate(args) -> int:
         compiled = _recompiled(args)
     else:
         compiled = compile_program(_load(args), _options(args))
-    compiled = obfuscate(compiled, args.seed, dead=args.dead)
+    basis, notes = args.basis, []
+    if basis != "none":
+        from lsrl.backends import get_backend
+        from lsrl.backends.base import linear_basis
+
+        name = compiled.options.backend
+        if linear_basis(get_backend(name)) is None:
+            scaled = ", positive power-of-two scalings" if name == "rnn" else ""
+            notes.append(f"--basis {basis}: no change of basis applies to backend {name}: every hidden unit passes "
+                         f"through a ReLU or a gate (no linear coordinates); only permutations{scaled} and dead "
+                         "units were applied")
+            basis = "none"
+    compiled = obfuscate(compiled, args.seed, dead=args.dead, basis=basis, rounds=args.basis_rounds)
     if args.noise:
         from lsrl.interpretability.obfuscate import with_noise
         from lsrl.verifying import compare
@@ -363,8 +421,12 @@ def cmd_obfuscate(args) -> int:
         share = f", {100 * r.exact_share:.2f}% exact tokens" if r.exact_share is not None else ""
         print(f"noise {args.noise:g}: max abs err {r.max_abs:.3g} against the interpreter on 64 random "
               f"sequences of length 64{share} (no promise holds for noisy weights)")
+    if basis != "none":
+        notes += [compiled.rebase.summary(compiled.options.dtype), f"promise: {compiled.promise().summary()}"]
     out = save_checkpoint(compiled, target)
     print(f"obfuscated {args.file} (backend {compiled.options.backend}, seed {args.seed}) -> {out}")
+    for note in notes:
+        print(f"  {note}")
     return 0
 
 
@@ -510,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the params it was compiled with (with --program)")
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--shard-size", type=_at_least(1), default=256, help="sequences per shard (default 256)")
+    sp.add_argument("--generator", metavar="NAME", help="the input generator: a registered one (domain, tok2tok, "
+                    "vec2vec, dyck1, ...) or module:function (default: the one the program names, else domain)")
+    sp.add_argument("--generator-arg", action="append", default=[], metavar="NAME=VALUE",
+                    help="an argument for the generator (repeatable); overrides the program's for its generator")
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_dataset)
 
@@ -522,13 +588,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_graph)
 
     sp = sub.add_parser("obfuscate", help="compile (or take --checkpoint) and save with the units permuted and "
-                        "scaled: the same function, the manifest in sync")
+                        "scaled (and with --basis, a change of basis): the same function, the manifest in sync")
     compiling(sp)
     sp.add_argument("--checkpoint", metavar="DIR", help="obfuscate this checkpoint (compiled from FILE)")
     sp.add_argument("--seed", type=_at_least(0), default=0)
     sp.add_argument("--dead", type=_at_least(0), default=1, help="extra dead units per layer (default 1)")
-    sp.add_argument("--noise", type=float, default=0.0, help="relative Gaussian weight noise (not function-"
+    sp.add_argument("--noise", type=_noise, default=0.0, help="relative Gaussian weight noise (not function-"
                     "preserving: the degradation is measured and reported)")
+    sp.add_argument("--basis", choices=["none", "unimodular", "orthogonal"], default="none",
+                    help="also change the basis of the linear coordinates (lrnn: every stage's outputs; mamba, hawk: "
+                    "the residual stream): unimodular (integer M and M^-1: exact, refused with E0707 where it "
+                    "cannot stay exact) or orthogonal (float: inexact, the promise restated from a measured "
+                    "error); rnn, gru and lstm have none (reported). Default none")
+    sp.add_argument("--basis-rounds", type=_at_least(1), default=None,
+                    help="unimodular: rounds of 2x2 mixing (default ceil(log2 width): every unit mixes every other; "
+                    "fewer keep the sums smaller)")
     sp.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     sp.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     sp.set_defaults(fn=cmd_obfuscate)

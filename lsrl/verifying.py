@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,7 +107,7 @@ def verify(program: Program, options: CompileOptions, samples: int = 256, length
            compiled: Compiled | None = None, batch: int = 64, progress=None) -> VerifyReport:
     """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise.
     `progress(done, total)`, if given, is called after each batch of sequences."""
-    check_length(length, options.length_limit)
+    check_length(length, options.length_limit, samples, program.graph.input_dim)
     compiled = compiled or compile_program(program, options)
     return compare(program, compiled.module, compiled.promise(options.dtype), samples, length, seed, batch,
                    progress)
@@ -122,7 +123,7 @@ def verify_checkpoint(program: Program, directory, samples: int = 256, length: i
     module = load(directory)
     check_program(cfg, program, directory)
     promise = recorded_promise(cfg, directory)
-    check_length(length, promise.max_len)
+    check_length(length, promise.max_len, samples, program.graph.input_dim)
     return compare(program, module, promise, samples, length, seed, batch, progress)
 
 
@@ -132,7 +133,14 @@ def exact_reference(program: Program, x: np.ndarray):
     return type(r)(r.output.astype(np.float64), {k: v.astype(np.float64) for k, v in r.probes.items()})
 
 
-def check_length(length: int, max_len: int) -> None:
+MAX_VALUES = int(os.environ.get("LSRL_MAX_VERIFY_VALUES", 1 << 27))  # samples x length x width, per run
+
+
+def check_length(length: int, max_len: int, samples: int = 1, width: int = 1) -> None:
+    if samples * length * width > MAX_VALUES:
+        raise error("E0704", f"--samples {samples} x --length {length} x input width {width} is "
+                    f"{samples * length * width:,} values, above the limit of {MAX_VALUES:,}", None,
+                    "verify in smaller runs, or set LSRL_MAX_VERIFY_VALUES to allow more")
     if length > max_len:
         raise error("E0703", f"--length {length} exceeds the max-len {max_len} the model was compiled for", None,
                     "the compiled constants and the promise hold for sequences up to max-len only: verify at most "

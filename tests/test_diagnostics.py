@@ -65,6 +65,12 @@ BAD_CLI = [
     (["verify", "{prog}", "--length", "0"], "error[E0900]: argument --length: 0 is below 1"),
     (["verify", "{prog}", "--seed", "x"], "error[E0900]: argument --seed: 'x' is not an integer"),
     (["compile", "{prog}", "--max-len", "0", "-o", "out"], "error[E0900]: argument --max-len: 0 is below 1"),
+    (["obfuscate", "{prog}", "--noise", "nan", "-o", "out"], "error[E0900]: argument --noise: nan is not a finite"),
+    (["obfuscate", "{prog}", "--noise", "-1", "-o", "out"], "error[E0900]: argument --noise: -1 is not a finite"),
+    (["run", "{prog}", "--exact", "--input", "1e999"], "error[E0901]: input token 0 `1e999` is not a finite number"),
+    (["graph", "{prog}", "-o", ""], "error[E0908]: cannot write the picture to ``"),
+    (["verify", "{prog}", "--max-len", "100000000", "--samples", "100000", "--length", "100000000"],
+     "error[E0704]: --samples 100000 x --length 100000000 x input width 1 is 10,000,000,000,000 values"),
 ]
 
 
@@ -218,6 +224,7 @@ def test_verify_reports_progress_per_batch_and_only_on_a_terminal(capsys):
     ("input x[1] in {0, 1}\nlet m = eye(100000)\noutput x\n", "E0227"),
     ("input x[1] in {0, 1}\nlet v = repeat(1, 5000000)\noutput x\n", "E0227"),
     ("input x[1] in {0, 1}\noutput repeat(x, 100000)\n", "E0228"),
+    ("input x[60000] in {0, 1}\noutput relu(x)\n", "E0228"),  # dense 60000^2 weight algebra: 27 GiB
 ])
 def test_limits_refuse_before_anything_large_is_built(source, code, tmp_path, capsys, monkeypatch):
     import time
@@ -266,3 +273,16 @@ def test_output_folders_are_not_overwritten_without_force(tmp_path, capsys):
     assert main(["compile", str(prog), "-o", str(out), "--force"]) == 0
     rc, err = _cli(["compile", str(prog), "-o", ""], capsys)
     assert rc == 1 and "error[E0908]" in err
+
+
+def test_a_huge_tok2tok_is_refused_before_its_dense_matrices_are_built(capsys):
+    """T = 3000: every elementwise op on a 3000-wide one-hot would build a dense 3000 x 3000 matrix of
+    Fractions (minutes and GBs); the work budget counts them and refuses in about a second."""
+    import time
+    from pathlib import Path
+
+    prog = Path(__file__).resolve().parent.parent / "programs" / "tok2tok.lsrl"
+    t0 = time.perf_counter()
+    rc, err = _cli(["run", str(prog), "-D", "T=3000", "--input", "1 2 3"], capsys)
+    assert rc == 1 and "error[E0227]" in err and "Traceback" not in err
+    assert time.perf_counter() - t0 < 30

@@ -71,11 +71,12 @@ def _const_vector(ctx: Elaborator, c: Const, dim: int, span: Span, op: str) -> n
                    span, "elementwise operations need equal dims, a scalar, or dim 1 (which broadcasts)")
 
 
-def _spread(step: Step, n: int, scale: np.ndarray) -> Coeffs:
+def _spread(ctx: Elaborator, step: Step, n: int, scale: np.ndarray, span: Span) -> Coeffs:
     """The matrix of `scale * step` (elementwise) with a result of length n: diagonal, or a column when a
-    dim-1 step broadcasts to n > 1 components."""
+    dim-1 step broadcasts to n > 1 components. A dense n x n diagonal counts n^2 elements of work."""
     if step.dim == 1 and n > 1:
         return Coeffs(scale.reshape(n, 1))
+    ctx.spend(n * n, span, f"a {n} x {n} elementwise scaling")
     return _diag(scale)
 
 
@@ -109,20 +110,22 @@ def add(ctx: Elaborator, a: Value, b: Value, span: Span, sign: int = 1) -> Value
     s = Fraction(sign)
     if isinstance(a, Step) and isinstance(b, Step):
         a, b = _match_steps(ctx, a, b, span, op)
+        ctx.spend(a.dim * a.dim + b.dim * b.dim, span, f"a sum of two {a.dim}-dim values")
         return linear(ctx, [(Coeffs.eye(a.dim), a), (Coeffs(s * np.eye(b.dim, dtype=np.int64)), b)],
                       Coeffs.zeros(a.dim), span)
     if isinstance(a, Step):
         vec = _const_vector(ctx, b, a.dim, span, op)
-        return linear(ctx, [(_spread(a, len(vec), np.full(len(vec), Fraction(1), dtype=object)), a)],
+        return linear(ctx, [(_spread(ctx, a, len(vec), np.full(len(vec), Fraction(1), dtype=object), span), a)],
                       Coeffs(s * vec), span)
     vec = _const_vector(ctx, a, b.dim, span, op)
-    return linear(ctx, [(_spread(b, len(vec), np.full(len(vec), s, dtype=object)), b)], Coeffs(vec), span)
+    return linear(ctx, [(_spread(ctx, b, len(vec), np.full(len(vec), s, dtype=object), span), b)], Coeffs(vec), span)
 
 
 def neg(ctx: Elaborator, a: Value, span: Span) -> Value:
     a = data_of(ctx, a, span, "an operand")
     if isinstance(a, Const):
         return Const(obj_array(-a.arr))
+    ctx.spend(a.dim * a.dim, span, f"negating a {a.dim}-dim value")
     return linear(ctx, [(Coeffs(-np.eye(a.dim, dtype=np.int64)), a)], Coeffs.zeros(a.dim), span)
 
 
@@ -135,7 +138,7 @@ def mul(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
         return ctx.node(ir.Multi(), [a.node, b.node], span)
     s, c = (a, b) if isinstance(a, Step) else (b, a)
     vec = _const_vector(ctx, c, s.dim, span, "*")
-    return linear(ctx, [(_spread(s, len(vec), vec), s)], Coeffs.zeros(len(vec)), span)
+    return linear(ctx, [(_spread(ctx, s, len(vec), vec, span), s)], Coeffs.zeros(len(vec)), span)
 
 
 def div(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
