@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -82,10 +83,17 @@ def _warn(prog: Program) -> None:
         print(render(w, SOURCES), file=sys.stderr)
 
 
+MAX_TOKENS = int(os.environ.get("LSRL_MAX_TOKENS", 1_000_000))  # one input sequence for run/trace
+
+
 def parse_tokens(text: str, dim: int, exact: bool) -> np.ndarray:
     """'1 0 1' or '0.5,1 2,3' (tokens by whitespace, components by commas) -> array (time, dim)."""
     rows = []
-    for i, tok in enumerate(text.split()):
+    tokens = text.split()
+    if len(tokens) > MAX_TOKENS:
+        raise error("E0909", f"the input sequence has {len(tokens):,} tokens, above the limit of {MAX_TOKENS:,}",
+                    None, "run a shorter sequence, or set LSRL_MAX_TOKENS to allow more")
+    for i, tok in enumerate(tokens):
         parts = tok.split(",")
         if len(parts) != dim:
             raise error("E0902", f"input token {i} `{tok}` has {len(parts)} component(s), the program's input "
@@ -319,7 +327,10 @@ def cmd_trace(args) -> int:
             for j, labels in enumerate(units):
                 held = " + ".join(f"{_unit_name(u)} x {format_number(u.coefficient)}" for u in labels) or "-"
                 print(f"  [{j}] {held}")
-    if args.output:
+    if args.output is not None:
+        if not args.output or Path(args.output).is_dir() or not Path(args.output).parent.is_dir():
+            raise error("E0908", f"cannot write the activations to `{args.output}`", None,
+                        "give a file path in an existing folder, e.g. -o trace.safetensors")
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tr.layers.items()}, args.output)

@@ -286,3 +286,25 @@ def test_a_huge_tok2tok_is_refused_before_its_dense_matrices_are_built(capsys):
     rc, err = _cli(["run", str(prog), "-D", "T=3000", "--input", "1 2 3"], capsys)
     assert rc == 1 and "error[E0227]" in err and "Traceback" not in err
     assert time.perf_counter() - t0 < 30
+
+
+def test_version_closed_pipe_and_trace_output_path(tmp_path):
+    """`--version` exits 0; a reader that closes the pipe early (`| head -1`) ends the command quietly; trace's
+    -o must name a file in an existing folder (E0908), and an over-long input sequence is refused (E0909)."""
+    lsrl_cmd = [sys.executable, "-m", "lsrl"]
+    v = subprocess.run([*lsrl_cmd, "--version"], capture_output=True, text=True)
+    assert v.returncode == 0 and v.stdout.startswith("lsrl ")
+    root = Path(__file__).resolve().parent.parent
+    pipe = subprocess.run(" ".join([*lsrl_cmd, "ir", str(root / "programs/tok2tok.lsrl"), "-D", "T=8"]) + " | head -1",
+                          shell=True, capture_output=True, text=True)
+    assert pipe.returncode == 0 and pipe.stdout.count("\n") == 1 and pipe.stderr == ""
+    prog = tmp_path / "p.lsrl"
+    prog.write_text(PROGRAM)
+    ck = tmp_path / "ck"
+    assert main(["compile", str(prog), "-o", str(ck)]) == 0
+    for bad in ("", str(tmp_path), str(tmp_path / "missing" / "t.safetensors")):
+        r = subprocess.run([*lsrl_cmd, "trace", str(ck), "--input", "1 0", "-o", bad], capture_output=True, text=True)
+        assert r.returncode == 1 and "error[E0908]" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*lsrl_cmd, "run", str(prog), "--input", "1 0 1"], capture_output=True, text=True,
+                       env={**os.environ, "LSRL_MAX_TOKENS": "2"})
+    assert r.returncode == 1 and "error[E0909]" in r.stderr

@@ -228,6 +228,32 @@ output cat(acc, buf, decay)
         check_sound(g, r, xs)
 
 
+def test_accumulators_whose_drive_falls_quiet():
+    """A register written only while a step-counter condition holds sums at most that many drives: the query
+    latch of vec2vec (written at step 0) is bounded by one input, not by max_len of them, and a sum taken over
+    the first 5 steps by 5. A drive that never falls quiet keeps the max_len bound."""
+    src = """
+let t = counter()
+state q = 0
+q <- q + ifelse(smaller(t, 1 / 2, 2), x[0], 0, 10)
+state first = 0
+first <- first + ifelse(smaller(t, 5 - 1 / 2, 2), x[0], 0, 10)
+state late = 0
+late <- late + ifelse(larger(t, 5 - 1 / 2, 2), x[0], 0, 10)
+output cat(q, first, late)
+"""
+    g, dom = compile_text(src, "input x[1] in [-3, 3]")
+    r = analyze(g, dom, 64)
+    out = r[g.output]
+    assert (out.lo[0], out.hi[0]) == (-3, 3)
+    assert (out.lo[1], out.hi[1]) == (-15, 15)
+    assert (out.lo[2], out.hi[2]) == (-64 * 3, 64 * 3)  # written from step 5 on: no quiet tail
+    assert any("drive 0 after step 1" in note for note in r.notes.values())
+    rng = np.random.default_rng(0)
+    for length in (1, 4, 9, 64):
+        check_sound(g, r, domain_inputs(dom, rng, 8, length, 1))
+
+
 def test_rotation_state_orbit_is_joint():
     g, dom = compile_text("state s[2] = [1, 0]\ns <- rotation(2 * pi / 6) @ s\noutput s[0] + s[1]")
     r = analyze(g, dom, 4096)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 from lsrl.diagnostics import SOURCES, Diagnostic, LsrlError, Note, Span, error
 from lsrl.frontend import ast, limits, ops
@@ -514,22 +513,9 @@ def _nested(v):
     return tuple(_nested(x) for x in v) if isinstance(v, list) else v
 
 
-@cache
-def _private_generators():
-    path = Path(__file__).resolve().parent.parent / "interpretability" / "generators.py"
-    name = "_lsrl_frontend_generators"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def _generators():
-    """lsrl.interpretability.generators, which `generator` declarations are checked against. The package's
-    __init__ imports torch, which parsing and checking never need: until something has imported the package
-    (anything that registers a generator of its own has), a private copy of the module (numpy only) is used."""
-    return sys.modules.get("lsrl.interpretability.generators") or _private_generators()
+    """lsrl.interpretability.generators (numpy only), which `generator` declarations are checked against."""
+    return importlib.import_module("lsrl.interpretability.generators")
 
 
 # ---------------------------------------------------------------- public entry points

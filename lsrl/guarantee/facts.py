@@ -74,6 +74,11 @@ class Facts:
             return None
         return tuple(to_fraction(x) for x in (lat[0], lat[1], v.lo, v.hi))
 
+    def quiet(self, node: int, comp: int) -> tuple[int, float] | None:
+        """(K, m): from step K + 1 on this ReLU component's argument is <= -m < 0 (Ranges.quiet), or None."""
+        q = self.ranges.quiet.get((node, comp))
+        return None if q is None else (q[0], float(q[1]))
+
     def relu_margin(self, node: int) -> float:
         """For a ReLU node: the smallest nonzero |argument| over its components (0.0 when values may come
         arbitrarily close to the kink, e.g. an interval around 0)."""
@@ -139,6 +144,9 @@ class CarriedFacts(Facts):
 
     def lattice(self, node: int, comp: int = 0):
         return self._ask("lattice", node, comp)
+
+    def quiet(self, node: int, comp: int) -> None:
+        return None  # a rewritten graph's nodes are not the analysed ones step for step: no temporal claims
 
     def relu_margin(self, node: int) -> float:
         return self._ask("relu_margin", node)

@@ -365,6 +365,8 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     ints = np.full(stack.input_dim, x_integer)
     errs = _Errors(np.zeros(stack.input_dim) if x_exact else u * mag)
     cls = np.zeros(stack.input_dim, dtype=int)
+    layout = stack.input_layout
+    exact_relu = np.zeros(stack.input_dim, dtype=bool)  # per value: an exact ReLU unit's copy (0 below its kink)
     for i, st in enumerate(stack.stages):
         out_mag = np.minimum(layout_bounds(st.out, facts.magnitudes), BIG)
         out_int = layout_bounds(st.out, facts.integers).astype(bool)
@@ -376,6 +378,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
+            _quiet_accumulators(S, st, layout, facts, errs.err, exact_relu)
             drive = errs.read(st.B.f64)
             new = S @ (drive + se.out)
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
@@ -424,7 +427,11 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
                 new[r] = groups[t[0]].member_bound()[t[1]] + se.out[r]
                 if se.out[r]:
                     tags[r] = None
-        mag, cls, ints = out_mag, new_cls, out_int
+        exact_relu = np.zeros(len(out_mag), dtype=bool)
+        if st.kind == "mlp" and se.relu_band is None:
+            exact_relu = np.array([c is not None and c >= st.C.shape[1] and se.out[r] == 0
+                                   for r, c in enumerate(copy_c)], dtype=bool)
+        mag, cls, ints, layout = out_mag, new_cls, out_int, st.out
         live = {t[0] for t in tags if t is not None}
         errs = _Errors(new, tags, {g: groups[g] for g in live})
     bounds, classes = {}, {}
@@ -432,6 +439,29 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
         classes[name] = int(_dep(_abs(r.W), cls).max(initial=0))
     return OutputErrors(bounds, classes)
+
+
+def _quiet_accumulators(S: np.ndarray, st, layout, facts, err: np.ndarray, exact_relu: np.ndarray) -> None:
+    """Shorten S's rows of accumulators whose float drive is exactly 0 after some step K: s_i <- s_i + B_i h with
+    every h_j read an exact ReLU's copy whose argument is <= -m_j from step K_j + 1 on (Ranges.quiet) and errs by
+    less than m_j, so it is exactly 0 in floats there, and s_i + 0 rounds nothing: only the first K = max K_j
+    steps add error (S_ii = K instead of max_len)."""
+    quiet = getattr(facts, "quiet", None)
+    if quiet is None:
+        return
+    A, B, bias = st.A.f64, st.B.f64, st.bias.f64
+    owner = [(seg.node, j - seg.start) for seg in layout.segments for j in range(seg.start, seg.start + seg.dim)]
+    for r in range(A.shape[0]):
+        if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
+            continue
+        K = 0
+        for j in np.flatnonzero(B[r]):
+            q = quiet(*owner[j]) if exact_relu[j] else None
+            if q is None or not err[j] < q[1]:
+                break
+            K = max(K, q[0])
+        else:
+            S[r, r] = min(S[r, r], max(K, 1) * (1 + 1e-9))  # (at least once: an inexact init is charged per step)
 
 
 def _dep(M: np.ndarray, cls: np.ndarray) -> np.ndarray:

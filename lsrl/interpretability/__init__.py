@@ -1,4 +1,7 @@
-"""Tools for interpretability benchmarks built from compiled models (docs/interpretability.md)."""
+"""Tools for interpretability benchmarks built from compiled models (docs/interpretability.md).
+
+Importing the package loads no torch (its modules import it where they run a model): the frontend checks a
+program's `generator` declaration against lsrl.interpretability.generators, and `lsrl check` must stay fast."""
 
 from lsrl.interpretability.dataset import build_dataset
 from lsrl.interpretability.intervene import Intervention, intervene, node_of, patched

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from lsrl.runtime.manifest import entries, placement_decode
+if TYPE_CHECKING:  # torch loads on first use: importing lsrl.interpretability stays torch-free
+    import torch
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def node_of(manifest: dict, name: str) -> int:
 def placement_of(manifest: dict, node: int) -> dict:
     """The node's first placement (the layer that computes it)."""
     from lsrl.diagnostics import error
+    from lsrl.runtime.manifest import entries
 
     for e in entries(manifest):
         if e["node"] == node and e["placements"]:
@@ -56,14 +58,32 @@ def placement_of(manifest: dict, node: int) -> dict:
 @contextmanager
 def patched(module: torch.nn.Module, manifest: dict, interventions: list[Intervention]):
     """While active, `module` computes with the interventions applied (hooks on the layers concerned)."""
+    from lsrl.diagnostics import error
+    from lsrl.runtime.manifest import entries
+
+    basis = manifest.get("basis", {})
+    if basis.get("shared") and basis.get("kind") != "orthogonal":
+        # a stream carries values written by earlier layers, which the layer's placements do not all list: the
+        # patch could not hold them fixed (an orthogonal M keeps them apart by itself: the minimum-norm patch
+        # moves only p), and a wrong ground truth is worse than none
+        raise error("E1006", "interventions on a model whose residual stream took a non-orthogonal change of basis "
+                    "are not supported", None,
+                    "intervene on the model before `lsrl obfuscate --basis unimodular`, use --basis orthogonal, or "
+                    "an lrnn model (its layers each have their own basis, and interventions there are exact)")
     hooks = []
     for iv in interventions:
         p = placement_of(manifest, iv.node)
+        # after a change of basis (lsrl obfuscate --basis) a layer's values share all its units: moving one value's
+        # units alone would move the others too, so they are held fixed. (Elsewhere units shared with p hold values
+        # computed from it, such as an rnn pair's relu(balance), which must follow it: p's units alone move.)
+        rebased = p["layer"] in manifest.get("basis", {}).get("layers", ())
+        others = [q for e in entries(manifest) for q in e["placements"]
+                  if rebased and q["layer"] == p["layer"] and q is not p]
         if p["layer"] == "input":
-            hooks.append(module.register_forward_pre_hook(_input_patch(iv, p)))
+            hooks.append(module.register_forward_pre_hook(_input_patch(iv, p, others)))
         else:
             layer = module.get_submodule(p["layer"])
-            hooks.append(layer.register_forward_hook(_layer_patch(iv, p, layer)))
+            hooks.append(layer.register_forward_hook(_layer_patch(iv, p, others, layer)))
     try:
         yield module
     finally:
@@ -71,31 +91,45 @@ def patched(module: torch.nn.Module, manifest: dict, interventions: list[Interve
             h.remove()
 
 
-def _target_units(units: torch.Tensor, iv: Intervention, p: dict, t: int) -> torch.Tensor:
-    """The placement's units at step t moved (minimum norm) to decode to the intervention's value."""
-    D, off = placement_decode(p)
-    u = units[:, t, p["start"]:p["stop"]].double().numpy()
-    want = np.asarray(iv.value, dtype=np.float64)[:, t] - off
-    fix = np.linalg.lstsq(D, (want - u @ D.T).T, rcond=None)[0].T  # min-norm solution of D fix = residual
-    return torch.from_numpy(u + fix).to(units.dtype)
+def _target_units(units: torch.Tensor, iv: Intervention, p: dict, others: list[dict], t: int):
+    """(start, stop, units) at step t moved (minimum norm) so that placement p decodes to the intervention's value
+    and every placement in `others` that shares p's units decodes as before."""
+    import torch
+
+    from lsrl.runtime.manifest import placement_decode
+
+    share = [q for q in others if q["start"] < p["stop"] and p["start"] < q["stop"]]
+    lo, hi = min([p["start"], *(q["start"] for q in share)]), max([p["stop"], *(q["stop"] for q in share)])
+    u = units[:, t, lo:hi].double().numpy()
+    rows, rhs = [], []
+    for q, value in [(p, np.asarray(iv.value, dtype=np.float64)[:, t]), *((q, None) for q in share)]:
+        D, off = placement_decode(q)
+        M = np.zeros((D.shape[0], hi - lo))
+        M[:, q["start"] - lo:q["stop"] - lo] = D
+        rows.append(M)
+        rhs.append(np.zeros((u.shape[0], D.shape[0])) if value is None else value - off - u @ M.T)
+    fix = np.linalg.lstsq(np.vstack(rows), np.hstack(rhs).T, rcond=None)[0].T  # min-norm: p moves, the rest stay
+    return lo, hi, torch.from_numpy(u + fix).to(units.dtype)
 
 
-def _input_patch(iv: Intervention, p: dict):
+def _input_patch(iv: Intervention, p: dict, others: list[dict]):
     def hook(module, args, kwargs=None):
         x = args[0].clone()
         for t in iv.steps:
-            x[:, t, p["start"]:p["stop"]] = _target_units(x, iv, p, t)
+            lo, hi, units = _target_units(x, iv, p, others, t)
+            x[:, t, lo:hi] = units
         return (x, *args[1:])
 
     return hook
 
 
-def _layer_patch(iv: Intervention, p: dict, layer: torch.nn.Module):
+def _layer_patch(iv: Intervention, p: dict, others: list[dict], layer: torch.nn.Module):
     def hook(module, args, output):
         h_in = args[0]
         out = (output[0] if isinstance(output, tuple) else output).clone()
         for t in sorted(iv.steps):
-            out[:, t, p["start"]:p["stop"]] = _target_units(out, iv, p, t)
+            lo, hi, units = _target_units(out, iv, p, others, t)
+            out[:, t, lo:hi] = units
             if t + 1 < out.shape[1]:
                 rest = _continue(layer, h_in, t, out[:, t])
                 if rest is not None:
@@ -126,6 +160,8 @@ def _check_ranges(target, ref) -> None:
 def _continue(layer: torch.nn.Module, h_all: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor | None:
     """The layer's output on steps t + 1.. of its input `h_all` from `state`, its output at step t (None: the
     layer carries nothing from step to step)."""
+    import torch
+
     if hasattr(layer, "resume"):  # a mamba block, a hawk temporal half: their scans restart from the patched rows
         return layer.resume(h_all, t, state)
     h_in = h_all[:, t + 1:]
@@ -148,6 +184,8 @@ def intervene(target, x, interventions: list[Intervention]):
     same interventions; returns (RunResult, model output, model probes). Refuses (E1002) an intervention
     that drives a value outside the range the model was compiled for: its constants (a ReLU RNN's
     one-unit encoding of a value proven non-negative, a gated unit's scale) hold only there."""
+    import torch
+
     from lsrl.ir.interpreter import interpret
     from lsrl.runtime.checkpoint import build_manifest
 

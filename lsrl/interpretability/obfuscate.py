@@ -437,12 +437,12 @@ def rebase(compiled, kind: str, seed: int = 0, rounds: int | None = None) -> Reb
     dtype = compiled.options.dtype
     refuse = ("use float64 (a wider exact range), fewer --basis-rounds, a smaller --max-len, or --basis orthogonal "
               "(inexact, with a measured bound)")
-    try:
-        x_lo = None
-        if hasattr(backend, "input_columns"):  # its first half-layer passes its input on (input channels' shifts)
-            from lsrl.backends.channels import stream_ranges
+    x_lo = None
+    if hasattr(backend, "input_columns"):  # its first half-layer passes its input on (input channels' shifts)
+        from lsrl.backends.channels import stream_ranges
 
-            x_lo = stream_ranges(compiled.stack.input_layout, compiled.facts, "the change of basis")[0]
+        x_lo = stream_ranges(compiled.stack.input_layout, compiled.facts, "the change of basis")[0]
+    try:
         module64, config = backend.rebased(module64, config, bases, _exact_mul if kind == "unimodular" else _mul,
                                            x_lo)
     except _Inexact:

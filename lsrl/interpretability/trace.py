@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,8 @@ class Trace:
 def trace(target, x, manifest: dict | None = None) -> Trace:
     """Trace a compiled model on inputs x (batch, time, dim) or (time, dim). `target` is a checkpoint
     directory, a `lsrl.compiling.Compiled`, or a module (then pass its `manifest`)."""
+    import torch
+
     from lsrl.runtime.checkpoint import build_manifest, load, load_manifest
     from lsrl.runtime.manifest import entries, placement_decode
 

@@ -130,7 +130,11 @@ def build_manifest(compiled) -> dict:
             variables.setdefault(n.label, []).append(entry(n.id))
     unnamed = [entry(n.id) for n in graph.nodes if not n.label and isinstance(n.op, MATERIAL)]
     heads = {name: f"probe_heads.{i}" for i, (name, _) in enumerate(graph.probes)}
+    rebase = getattr(compiled, "rebase", None)  # lsrl obfuscate --basis: values share every unit of a layer
+    basis = {} if rebase is None else {"basis": {"kind": rebase.kind, "layers": [la["name"] for la in layers[1:]],
+                                                 "shared": len(set(rebase.layers)) < len(rebase.layers)}}
     return {
+        **basis,
         "format": MANIFEST_FORMAT,
         "format_version": FORMAT_VERSION,
         "backend": compiled.options.backend,

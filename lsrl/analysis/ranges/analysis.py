@@ -41,6 +41,7 @@ class _Analysis:
         self.sums: dict[int, list[int]] = {}  # wire -> refined linear wires (sums) having it as an operand
         self.refined: dict[tuple, int] = {}  # a refined linear wire by its direction (see _direction)
         self.memos: dict[tuple, dict] = {}  # support members -> memoised forms (see _Enumeration._plan_memo)
+        self.quiet: dict[tuple[int, int], tuple[int, Q]] = {}  # see Ranges.quiet
 
     # -- driver
     def run(self) -> Ranges:
@@ -85,7 +86,7 @@ class _Analysis:
         for key, pts in self.orbits.items():
             orbits.setdefault(key[1], []).append((key[2], pts))
         return Ranges(self.g, self.L, self.domain, MappingProxyType(nodes), MappingProxyType(dict(self.notes)),
-                      MappingProxyType({k: tuple(v) for k, v in orbits.items()}))
+                      MappingProxyType({k: tuple(v) for k, v in orbits.items()}), MappingProxyType(dict(self.quiet)))
 
     # -- node kinds
     def _new(self, w: _Wire) -> int:
@@ -202,6 +203,7 @@ class _Analysis:
                                           isinstance(op.bias.data[i], float) and op.bias.data[i] != 0))
             drives.append(w)
         dvals = [self.wires[w].val for w in drives]
+        self._drives = drives  # read by _driven (an accumulator's drive may fall quiet after some step)
         dflt = [self.wires[w].flt for w in drives]
         out: list[tuple[Val, object, object]] = [None] * d  # (val, key, aux) per component
         notes = []
@@ -256,17 +258,23 @@ class _Analysis:
 
     def _driven(self, node, blk, Ab, dv, s0):
         L, n = self.L, len(blk)
-        if n == 1 and Ab[0][0] == 1:  # an accumulator: s_t = s0 + sum of t drives
+        if n == 1 and Ab[0][0] == 1:  # an accumulator: s_t = s0 + sum of its drives up to step t
             v = dv[0]
-            lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Q(L), v.lo))
-            hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Q(L), v.hi))
+            quiet = self._quiet_after(self._drives[blk[0]]) if node.args else None
+            K = L if quiet is None else min(quiet, L)  # steps whose drive may be nonzero
+            if K == 0:
+                return [(Val.const(s0[0]), None, None)], "accumulator (its drive is always 0)"
+            if K < L:
+                self._quiet_relus(self._drives[blk[0]], K)
+            lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Q(K), v.lo))
+            hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Q(K), v.hi))
             lt = v.lattice()
             if lt is not None:
                 od, sd = lt
-                val = Val.lat(s0[0] + od, _gcd(sd, od) if L >= 2 else sd, lo, hi)
+                val = Val.lat(s0[0] + od, _gcd(sd, od) if K >= 2 else sd, lo, hi)
             else:
                 val = Val.ival(lo, hi)
-            return [(val, None, None)], "accumulator"
+            return [(val, None, None)], "accumulator" + (f" (drive 0 after step {K})" if K < L else "")
         if n == 1 and Ab[0][0] == 0:
             return [(dv[0], None, None)], "memoryless"
         lats = _congruence(Ab, dv, s0)
@@ -322,6 +330,56 @@ class _Analysis:
             S |= self._ops(m)
             expanded = True
         return None
+
+    def _quiet_after(self, w: int) -> int | None:
+        """The last step at which wire w (a drive read off the step counter) may be nonzero, or None: enumerated
+        over a support that opens up every stateless member tied to the clock down to the step number."""
+        W = self.wires
+        if W[w].val.is_const or "time" not in W[w].src:
+            return None
+        S = self._clock_support(w)
+        if S is None:
+            return None
+        try:
+            return _Enumeration(self, w, S).quiet_after()
+        except _Empty:
+            return None
+
+    def _quiet_relus(self, drive: int, K: int) -> None:
+        """For each ReLU the quiet drive reads directly: its argument's range from step K + 1 on (enumerated with
+        the step number restricted), recorded in self.quiet where it stays below 0."""
+        W = self.wires
+        for a in W[drive].args if W[drive].kind == LIN else ():
+            if W[a].kind != RELU or W[a].val.is_const:
+                continue
+            arg = W[a].args[0]
+            S = self._clock_support(arg) if "time" in W[arg].src else None
+            try:
+                v = None if S is None else _Enumeration(self, arg, S).run(first_step=K + 1)
+            except _Empty:  # no step after K reaches this ReLU's cone: nothing to claim
+                v = None
+            if v is not None and v.hi < 0:
+                key = (W[a].node, W[a].comp)
+                k0, m0 = self.quiet.get(key, (0, -v.hi))
+                self.quiet[key] = (max(k0, K), min(m0, -v.hi))
+
+    def _clock_support(self, w: int) -> set[int] | None:
+        """w's operands with every stateless member tied to the clock opened up, down to the step number and
+        orbit components (None past MAX_SUPPORT)."""
+        W = self.wires
+        S = self._ops(w)
+        for _ in range(MAX_EXPANSIONS):
+            clocked = [m for m in S if W[m].kind in STATELESS and _clocked(W[m].src)]
+            if not clocked:
+                break
+            m = max(clocked, key=lambda m: (W[m].pos, m))
+            S.discard(m)
+            S |= self._ops(m)
+            if _size(S, W) > MAX_SUPPORT:
+                return None
+        else:
+            return None
+        return S
 
     def _enumerate(self, w: int):
         S = self._support(w)

@@ -67,6 +67,10 @@ class Ranges:
     nodes: MappingProxyType
     notes: MappingProxyType  # node id -> how its state was analysed (states only)
     orbits: MappingProxyType = field(repr=False)  # node id -> joint orbit points per block
+    # (ReLU node id, component) -> (K, m): from step K + 1 on, the ReLU's argument is <= -m < 0 (it is read by the
+    # drive of an accumulator that falls quiet after step K; lsrl.guarantee.propagate uses it: a float ReLU whose
+    # argument errs by less than m is exactly 0 there)
+    quiet: MappingProxyType = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def __getitem__(self, node_id: int) -> NodeRange:
         return self.nodes[node_id]

@@ -118,6 +118,7 @@ class _Enumeration:
         self.base_box: list = []
         self.symform: dict[int, tuple] = {}
         self.budget = PIECE_LIMIT
+        self.tau_parts: list | None = None  # (value, last step of its tau box) per piece, for quiet_after
 
     def _coord(self, wide: bool, lat, box) -> int:
         self.wide.append(wide)
@@ -257,11 +258,48 @@ class _Enumeration:
                 lumps[("alone", m)] = [(m, ONE)]
         return [[(m, s / g[0][1]) for m, s in g] for g in lumps.values()]
 
-    def run(self) -> Val | None:
-        split = self._split_sum()
+    def _from_step(self, row: _Row, first: int) -> bool:
+        """Restrict the row's step box to steps >= first (on its step lattice); False when nothing is left."""
+        lo, hi = row.box[self.tau]
+        lat = row.lat[self.tau]
+        lo = max(lo, Q(first))
+        if lat is not None:
+            lo = _ceil_to(lo, *lat)
+        if lo > hi:
+            return False
+        row.box = list(row.box)
+        row.box[self.tau] = (lo, hi)
+        return True
+
+    def quiet_after(self) -> int | None:
+        """The last step number at which the target may be nonzero (0: never), from the pieces of an enumeration
+        over a support holding the step number; None when the support has no step number or a budget ran out
+        before the pieces were exact. Every piece whose value is not exactly 0 counts with its whole tau box (a
+        superset of its steps), and a relaxed piece is not exactly 0: the answer can only be too late, not too
+        early."""
+        rows = self._rows()
+        if self.tau is None or not rows or len(rows) * max(1, len(self.order)) > WORK_LIMIT:
+            return None
+        self.budget, self.work = PIECE_LIMIT - len(rows), 0
+        self._plan_memo()
+        self.tau_parts = []
+        for row in rows:
+            self.row_budget = max(64, PIECE_LIMIT // len(rows))
+            self._eval(row, 0)
+        busy = [hi for v, hi in self.tau_parts if not (v.is_const and v.vals[0] == 0)]
+        return int(max(busy, default=0))
+
+    def run(self, first_step: int | None = None) -> Val | None:
+        """The target's range; with `first_step`, over the steps from that one on only (the support must hold
+        the step number; rows left with no step are dropped)."""
+        split = self._split_sum() if first_step is None else None
         if split is not None:
             return split
         rows = self._rows()
+        if first_step is not None:
+            if self.tau is None:
+                return None
+            rows = [r for r in rows if self._from_step(r, first_step)]
         work = max(1, len(self.order))
         if len(rows) * work > WORK_LIMIT:
             return None
@@ -493,9 +531,12 @@ class _Enumeration:
                     out.extend(self._eval(p, depth + 1, keep))
                 return out
         try:
-            return [self._extract(forms[self.target], row)]
+            part = self._extract(forms[self.target], row)
         except _Empty:
             return []
+        if self.tau_parts is not None:
+            self.tau_parts.append((part, row.box[self.tau][1]))
+        return [part]
 
     def _relu(self, f, row):
         c, g, rlo, rhi = f
