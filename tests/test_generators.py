@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -329,15 +328,11 @@ to draw from (declare one, e.g. `in {0..9}`)
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_declarations_give_located_diagnostics(name, tmp_path, capsys):
+def test_bad_declarations_give_located_diagnostics(name, tmp_path, capsys, monkeypatch):
     source, expected = BAD[name]
     (tmp_path / f"{name}.lsrl").write_text(source)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        rc = main(["check", f"{name}.lsrl"])
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # the diagnostics name the file relative to the working folder
+    rc = main(["check", f"{name}.lsrl"])
     out = capsys.readouterr()
     assert rc == 1 and out.out == "" and out.err == expected
 

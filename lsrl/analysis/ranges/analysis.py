@@ -203,7 +203,6 @@ class _Analysis:
                                           isinstance(op.bias.data[i], float) and op.bias.data[i] != 0))
             drives.append(w)
         dvals = [self.wires[w].val for w in drives]
-        self._drives = drives  # read by _driven (an accumulator's drive may fall quiet after some step)
         dflt = [self.wires[w].flt for w in drives]
         out: list[tuple[Val, object, object]] = [None] * d  # (val, key, aux) per component
         notes = []
@@ -214,7 +213,7 @@ class _Analysis:
             if all(v.is_const for v in dv):
                 res, note = self._autonomous(node, blk, Ab, [v.vals[0] for v in dv], s0)
             else:
-                res, note = self._driven(node, blk, Ab, dv, s0)
+                res, note = self._driven(node, blk, Ab, dv, s0, drives[blk[0]])
             notes.append(note)
             for i, r in zip(blk, res, strict=True):
                 out[i] = r
@@ -256,16 +255,17 @@ class _Analysis:
         rmax = max(r for _, r, _ in pts)
         return res, f"{how}: {len(pts)} points" + (f" (radius {float(rmax):.2g})" if rmax else "")
 
-    def _driven(self, node, blk, Ab, dv, s0):
+    def _driven(self, node, blk, Ab, dv, s0, drive: int | None = None):
+        """`drive`: the first component's drive wire (an accumulator's drive may fall quiet after some step)."""
         L, n = self.L, len(blk)
         if n == 1 and Ab[0][0] == 1:  # an accumulator: s_t = s0 + sum of its drives up to step t
             v = dv[0]
-            quiet = self._quiet_after(self._drives[blk[0]]) if node.args else None
+            quiet = self._quiet_after(drive) if drive is not None else None
             K = L if quiet is None else min(quiet, L)  # steps whose drive may be nonzero
             if K == 0:
                 return [(Val.const(s0[0]), None, None)], "accumulator (its drive is always 0)"
             if K < L:
-                self._quiet_relus(self._drives[blk[0]], K)
+                self._quiet_relus(drive, K)
             lo = _add(s0[0], v.lo if v.lo >= 0 else _mul(Q(K), v.lo))
             hi = _add(s0[0], v.hi if v.hi <= 0 else _mul(Q(K), v.hi))
             lt = v.lattice()
