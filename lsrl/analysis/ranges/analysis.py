@@ -338,7 +338,9 @@ class _Analysis:
         if W[w].val.is_const or "time" not in W[w].src:
             return None
         S = self._clock_support(w)
-        if S is None:
+        # an orbit among the members makes this one enumeration per orbit point for every accumulator component
+        # (tok2tok's 2T query slots at T = 128: 15 s); only drives read off the step number alone are looked at
+        if S is None or any(k[0] == "orbit" for m in S for k in W[m].src if k != "time"):
             return None
         try:
             return _Enumeration(self, w, S).quiet_after()

@@ -14,7 +14,8 @@ ENUM_MAX = 64  # a support member with at most this many values is enumerated (e
 ORBIT_ENUM_MAX = 512  # an orbit with at most this many points is enumerated jointly
 ROW_LIMIT = 2048  # rows (points of the enumerated support members) of one enumeration
 PIECE_LIMIT = 2048  # rows after piecewise-affine splitting, per enumeration
-WORK_LIMIT = 400_000  # wire evaluations (over all rows and pieces) per enumeration
+PLAN_LIMIT = 400_000  # rows x cone wires an enumeration may plan (tok2tok T=128: 1280 rows x 265 wires)
+WORK_LIMIT = 30_000  # wire evaluations past which an enumeration stops splitting rows at kinks
 VALUES_LIMIT = 256  # NodeRange.values lists value sets up to this size (Ranges.values: up to SET_LIMIT)
 MAX_DEPTH = 12  # nested splits of one row
 MAX_DIRS = 6  # oblique cut directions per row

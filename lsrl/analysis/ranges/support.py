@@ -27,6 +27,7 @@ from lsrl.analysis.ranges.limits import (
     MAX_DIRS,
     ORBIT_ENUM_MAX,
     PIECE_LIMIT,
+    PLAN_LIMIT,
     ROW_LIMIT,
     SPLIT_FANOUT,
     WORK_LIMIT,
@@ -278,7 +279,7 @@ class _Enumeration:
         superset of its steps), and a relaxed piece is not exactly 0: the answer can only be too late, not too
         early."""
         rows = self._rows()
-        if self.tau is None or not rows or len(rows) * max(1, len(self.order)) > WORK_LIMIT:
+        if self.tau is None or not rows or len(rows) * max(1, len(self.order)) > PLAN_LIMIT:
             return None
         self.budget, self.work = PIECE_LIMIT - len(rows), 0
         self._plan_memo()
@@ -301,7 +302,7 @@ class _Enumeration:
                 return None
             rows = [r for r in rows if self._from_step(r, first_step)]
         work = max(1, len(self.order))
-        if len(rows) * work > WORK_LIMIT:
+        if len(rows) * work > PLAN_LIMIT:
             return None
         self.budget = PIECE_LIMIT - len(rows)
         self.work = 0
