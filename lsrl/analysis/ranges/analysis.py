@@ -6,7 +6,13 @@ from types import MappingProxyType
 
 from lsrl.analysis.ranges import limits
 from lsrl.analysis.ranges.arith import ZERO, Q, _add, _Empty, _ext, _fmt, _frac, _gcd, _mul
-from lsrl.analysis.ranges.limits import DEFAULT_MAX_LEN, EAGER_SUMSET, MAX_EXPANSIONS, MAX_SUPPORT
+from lsrl.analysis.ranges.limits import (
+    DEFAULT_MAX_LEN,
+    EAGER_SUMSET,
+    MAX_EXPANSIONS,
+    MAX_SUPPORT,
+    QUIET_ORBIT_MAX,
+)
 from lsrl.analysis.ranges.results import NodeRange, Ranges
 from lsrl.analysis.ranges.states import (
     _blocks,
@@ -338,9 +344,10 @@ class _Analysis:
         if W[w].val.is_const or "time" not in W[w].src:
             return None
         S = self._clock_support(w)
-        # an orbit among the members makes this one enumeration per orbit point for every accumulator component
-        # (tok2tok's 2T query slots at T = 128: 15 s); only drives read off the step number alone are looked at
-        if S is None or any(k[0] == "orbit" for m in S for k in W[m].src if k != "time"):
+        # an orbit among the members makes this one row per orbit point for every accumulator component
+        # (tok2tok's 2T query slots at T = 128: 15 s): only short orbits are taken along
+        if S is None or any(k[0] == "orbit" and len(self.orbits.get(k, ())) > QUIET_ORBIT_MAX
+                            for m in S for k in W[m].src if k != "time"):
             return None
         try:
             return _Enumeration(self, w, S).quiet_after()

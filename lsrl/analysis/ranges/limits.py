@@ -20,6 +20,7 @@ VALUES_LIMIT = 256  # NodeRange.values lists value sets up to this size (Ranges.
 MAX_DEPTH = 12  # nested splits of one row
 MAX_DIRS = 6  # oblique cut directions per row
 SPLIT_FANOUT = 8  # cut points used per split (the rest are cut in the pieces)
+QUIET_ORBIT_MAX = 16  # a drive read off an orbit of at most this many points is checked for falling quiet
 MAX_SUPPORT = 1024  # members of a support
 MAX_EXPANSIONS = 4000
 ORBIT_LIMIT = 4096  # distinct orbit points (clusters) kept per autonomous state block
