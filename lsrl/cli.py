@@ -295,6 +295,15 @@ def _out_dir(args) -> str:
     return out
 
 
+def _out_file(name: str, what: str, example: str) -> Path:
+    """The -o file, refused (E0908) unless it names a file in an existing folder; checked before any work."""
+    path = Path(name)
+    if not name or path.is_dir() or not path.parent.is_dir():
+        raise error("E0908", f"cannot write the {what} to `{name}`", None,
+                    f"give a file path in an existing folder, e.g. -o {example}")
+    return path
+
+
 def _input_text(args) -> str:
     if not args.input_file:
         return args.input
@@ -314,6 +323,9 @@ def cmd_trace(args) -> int:
     from lsrl.interpretability import trace
     from lsrl.runtime.checkpoint import load_config
 
+    if args.output is not None:
+        _out_file(args.output, "activations", "trace.safetensors")
+
     cfg = load_config(args.checkpoint)
     x = parse_tokens(_input_text(args), int(cfg["program"]["input"]["dim"]), False)
     tr = trace(args.checkpoint, x)
@@ -328,9 +340,6 @@ def cmd_trace(args) -> int:
                 held = " + ".join(f"{_unit_name(u)} x {format_number(u.coefficient)}" for u in labels) or "-"
                 print(f"  [{j}] {held}")
     if args.output is not None:
-        if not args.output or Path(args.output).is_dir() or not Path(args.output).parent.is_dir():
-            raise error("E0908", f"cannot write the activations to `{args.output}`", None,
-                        "give a file path in an existing folder, e.g. -o trace.safetensors")
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tr.layers.items()}, args.output)
@@ -381,12 +390,9 @@ def cmd_graph(args) -> int:
     from lsrl.compiling import compile_program
     from lsrl.interpretability.graph import causal_graph, render, to_dot
 
+    out = _out_file(args.output, "picture", "graph.svg")
     cg = causal_graph(compile_program(_load(args), _options(args)))
     dot = to_dot(cg, args.what)
-    out = Path(args.output)
-    if not args.output or out.is_dir() or not out.parent.is_dir():
-        raise error("E0908", f"cannot write the picture to `{args.output}`", None,
-                    "give a file path in an existing folder, e.g. -o graph.svg")
     if args.format == "dot":
         out.write_text(dot)
     else:

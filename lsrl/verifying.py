@@ -107,7 +107,7 @@ def verify(program: Program, options: CompileOptions, samples: int = 256, length
            compiled: Compiled | None = None, batch: int = 64, progress=None) -> VerifyReport:
     """Compile (or take `compiled`), run interpreter and model on the same inputs, and check the promise.
     `progress(done, total)`, if given, is called after each batch of sequences."""
-    check_length(length, options.length_limit, samples, program.graph.input_dim)
+    check_run(samples, length, program.graph.input_dim, options.length_limit)
     compiled = compiled or compile_program(program, options)
     return compare(program, compiled.module, compiled.promise(options.dtype), samples, length, seed, batch,
                    progress)
@@ -123,7 +123,7 @@ def verify_checkpoint(program: Program, directory, samples: int = 256, length: i
     module = load(directory)
     check_program(cfg, program, directory)
     promise = recorded_promise(cfg, directory)
-    check_length(length, promise.max_len, samples, program.graph.input_dim)
+    check_run(samples, length, program.graph.input_dim, promise.max_len)
     return compare(program, module, promise, samples, length, seed, batch, progress)
 
 
@@ -136,7 +136,8 @@ def exact_reference(program: Program, x: np.ndarray):
 MAX_VALUES = int(os.environ.get("LSRL_MAX_VERIFY_VALUES", 1 << 27))  # samples x length x width, per run
 
 
-def check_length(length: int, max_len: int, samples: int = 1, width: int = 1) -> None:
+def check_run(samples: int, length: int, width: int, max_len: int) -> None:
+    """Refuse a run too large to hold (E0704) or longer than the model's max_len (E0703)."""
     if samples * length * width > MAX_VALUES:
         raise error("E0704", f"--samples {samples} x --length {length} x input width {width} is "
                     f"{samples * length * width:,} values, above the limit of {MAX_VALUES:,}", None,

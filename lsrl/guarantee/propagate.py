@@ -446,9 +446,6 @@ def _quiet_accumulators(S: np.ndarray, st, layout, facts, err: np.ndarray, exact
     every h_j read an exact ReLU's copy whose argument is <= -m_j from step K_j + 1 on (Ranges.quiet) and errs by
     less than m_j, so it is exactly 0 in floats there, and s_i + 0 rounds nothing: only the first K = max K_j
     steps add error (S_ii = K instead of max_len)."""
-    quiet = getattr(facts, "quiet", None)
-    if quiet is None:
-        return
     A, B, bias = st.A.f64, st.B.f64, st.bias.f64
     owner = [(seg.node, j - seg.start) for seg in layout.segments for j in range(seg.start, seg.start + seg.dim)]
     for r in range(A.shape[0]):
@@ -456,7 +453,7 @@ def _quiet_accumulators(S: np.ndarray, st, layout, facts, err: np.ndarray, exact
             continue
         K = 0
         for j in np.flatnonzero(B[r]):
-            q = quiet(*owner[j]) if exact_relu[j] else None
+            q = facts.quiet(*owner[j]) if exact_relu[j] else None
             if q is None or not err[j] < q[1]:
                 break
             K = max(K, q[0])

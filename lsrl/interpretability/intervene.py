@@ -76,9 +76,8 @@ def patched(module: torch.nn.Module, manifest: dict, interventions: list[Interve
         # after a change of basis (lsrl obfuscate --basis) a layer's values share all its units: moving one value's
         # units alone would move the others too, so they are held fixed. (Elsewhere units shared with p hold values
         # computed from it, such as an rnn pair's relu(balance), which must follow it: p's units alone move.)
-        rebased = p["layer"] in manifest.get("basis", {}).get("layers", ())
-        others = [q for e in entries(manifest) for q in e["placements"]
-                  if rebased and q["layer"] == p["layer"] and q is not p]
+        others = [] if p["layer"] not in basis.get("layers", ()) else [
+            q for e in entries(manifest) for q in e["placements"] if q["layer"] == p["layer"] and q is not p]
         if p["layer"] == "input":
             hooks.append(module.register_forward_pre_hook(_input_patch(iv, p, others)))
         else:

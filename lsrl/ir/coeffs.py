@@ -65,17 +65,12 @@ def _mixed_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for entries mixing Fractions and floats (inexact constants such as rounded cosines). Typed as
     Python types it (an entry is a float when a float takes part in its sum), but each entry is its exact sum
     of products, floats read as the dyadic rationals they are, rounded once: correctly rounded, independent of
-    summation order, and computed over the nonzero terms only (a float diagonal scaling of a 256 x 256 block
-    costs 256^2 products, not 256^3 Fraction operations)."""
+    summation order, and by RatArray's integer product (a float diagonal scaling of a 256 x 256 block costs
+    256^2 products over its nonzeros, not 256^3 Fraction operations)."""
     a2, b2 = (a if a.ndim == 2 else a[None, :]), (b if b.ndim == 2 else b[:, None])
     if not all(math.isfinite(v) for v in itertools.chain(a2.flat, b2.flat) if type(v) is float):
         return obj_array(a @ b)
-    ra, rb = RatArray.of(a2), RatArray.of(b2)
-    out = np.zeros((a2.shape[0], b2.shape[1]), dtype=object)
-    rows = rb.num.astype(object)
-    for i, k in zip(*np.nonzero(ra.num), strict=True):
-        out[i] += int(ra.num[i, k]) * rows[k]
-    exact = RatArray(out, ra.den * rb.den).to_fractions()
+    exact = (RatArray.of(a2) @ RatArray.of(b2)).to_fractions()  # exact, over the nonzeros where sparse
     is_float = np.vectorize(lambda v: type(v) is float, otypes=[bool])
     if a2.shape[1]:  # an empty sum stays an exact 0
         mask = is_float(a2).any(axis=1)[:, None] | is_float(b2).any(axis=0)[None, :]

@@ -331,11 +331,15 @@ class _Analysis:
                 # worth enumerating when paths converged, or members are components of one orbit
                 joint = any(len(ms) > 1 for ms in owner.values())
                 return S if (expanded or joint) and _size(S, W) <= MAX_SUPPORT else None
-            m = max(bad, key=lambda m: (W[m].pos, m))
-            S.discard(m)
-            S |= self._ops(m)
+            self._open_latest(S, bad)
             expanded = True
         return None
+
+    def _open_latest(self, S: set[int], among) -> None:
+        """Replace the latest (topological order) of the members `among` in the support S by its operands."""
+        m = max(among, key=lambda m: (self.wires[m].pos, m))
+        S.discard(m)
+        S |= self._ops(m)
 
     def _quiet_after(self, w: int) -> int | None:
         """The last step at which wire w (a drive read off the step counter) may be nonzero, or None: enumerated
@@ -381,9 +385,7 @@ class _Analysis:
             clocked = [m for m in S if W[m].kind in STATELESS and _clocked(W[m].src)]
             if not clocked:
                 break
-            m = max(clocked, key=lambda m: (W[m].pos, m))
-            S.discard(m)
-            S |= self._ops(m)
+            self._open_latest(S, clocked)
             if _size(S, W) > MAX_SUPPORT:
                 return None
         else:

@@ -279,14 +279,11 @@ class _Enumeration:
         superset of its steps), and a relaxed piece is not exactly 0: the answer can only be too late, not too
         early."""
         rows = self._rows()
-        if self.tau is None or not rows or len(rows) * max(1, len(self.order)) > PLAN_LIMIT:
+        if self.tau is None or not rows:
             return None
-        self.budget, self.work = PIECE_LIMIT - len(rows), 0
-        self._plan_memo()
         self.tau_parts = []
-        for row in rows:
-            self.row_budget = max(64, PIECE_LIMIT // len(rows))
-            self._eval(row, 0)
+        if self._parts(rows) is None:
+            return None
         busy = [hi for v, hi in self.tau_parts if not (v.is_const and v.vals[0] == 0)]
         return int(max(busy, default=0))
 
@@ -301,8 +298,16 @@ class _Enumeration:
             if self.tau is None:
                 return None
             rows = [r for r in rows if self._from_step(r, first_step)]
-        work = max(1, len(self.order))
-        if len(rows) * work > PLAN_LIMIT:
+        parts = self._parts(rows)
+        if parts is None:
+            return None
+        if not parts:
+            raise _Empty
+        return v_join(parts)
+
+    def _parts(self, rows: list[_Row]) -> list[Val] | None:
+        """The target's value over each row's pieces, or None when the rows would take more than PLAN_LIMIT."""
+        if len(rows) * max(1, len(self.order)) > PLAN_LIMIT:
             return None
         self.budget = PIECE_LIMIT - len(rows)
         self.work = 0
@@ -311,9 +316,7 @@ class _Enumeration:
         for row in rows:
             self.row_budget = max(64, PIECE_LIMIT // len(rows))  # pieces per row: no one row takes all
             parts.extend(self._eval(row, 0))
-        if not parts:
-            raise _Empty
-        return v_join(parts)
+        return parts
 
     @cached  # both the split and the memo plan ask
     def _member_deps(self) -> dict[int, frozenset]:
