@@ -106,6 +106,7 @@ class StageInfo:
     deltas: list[float] = field(default_factory=list)  # gate: per product, delta of an approximate one (0: exact)
     on_u: list[bool] = field(default_factory=list)  # gate: per product, whether the switch factor is the first
     below: list[float] = field(default_factory=list)  # gate: per product, switch-factor error keeping it exact
+    zeroes: list[int] = field(default_factory=list)  # gate: per product, StageErrors.zero_products
 
 
 def _value_units(layer: GatedLayer, rows: range, bounds: np.ndarray) -> list[int]:
@@ -222,6 +223,8 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
         if levels is not None:
             _levelled_product(layer, u_row, v_row, v_bound, levels, rows, info)
             info.deltas.append(0.0)
+            # lowest level 0: at u = 0 every bracket is a switch saturated at exactly 0, so the product is 0
+            info.zeroes.append((1 if info.on_u[-1] else 2) if levels[0] == 0 else 0)
         else:
             delta = _product_delta(u_bound, torch.finfo(dtype).eps / 2)
             for s in (1, -1):  # v (sigmoid(delta u) - sigmoid(-delta u)) = v tanh(delta u / 2) ~ delta u v / 2
@@ -230,6 +233,7 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
             info.gains.append(1.0)
             info.deltas.append(float(delta))
             info.below.append(0.0)
+            info.zeroes.append(0)
         info.switches.append(sum(layer.units[x].switch is not None for x in range(before, len(layer.units))))
     return layer, info
 
@@ -299,6 +303,7 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         se.inner = se.inner + extra
         se.gain = np.array(info.gains)
         se.switch = (np.array(info.on_u, dtype=bool), np.array(info.below))
+        se.zero_products = np.array(info.zeroes, dtype=int)
         if approx.any():
             cls = np.maximum(cls, np.where((np.abs(stage.Q.f64)[:, approx] > 0).any(axis=1), BOUNDED_I, 0))
     se.exactness = cls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from lsrl.backends.base import Emitted, HeadedStack, Placement, Target, as_tensor
@@ -94,7 +96,12 @@ class LrnnBackend:
         return LinearRNN(config)
 
     def stage_errors(self, emitted: Emitted, i: int, stage, ctx: Context) -> StageErrors:
-        return rounding(stage, ctx)  # the module computes the stack itself: its rounding only
+        # the module computes the stack's matrices themselves (one term per value): their rounding only; a
+        # product with a factor exactly 0 is exactly 0
+        se = rounding(stage, replace(ctx, units=1))
+        if stage.kind == "gate":
+            se.zero_products = np.full(len(stage.gates), 3)
+        return se
 
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:
         return ()

@@ -189,6 +189,8 @@ class RnnBackend:
         exact = integer_factors(stage, ctx) & (2 * big + val <= 1 / ctx.u)
         se.inner = se.inner + np.where(exact, 0.0, gamma(ctx.fan_in + 1, ctx.u) * (2 * big + val))
         se.gain = np.maximum(1.0, big / np.maximum(val, 1e-300))
+        # a flag exactly 0 leaves relu(v - L) - relu(-v - L): exactly 0 while |v| (error included) <= L
+        se.zero_products = np.where(val <= big, np.where(flag_is_u, 1, 2), 0)
         return se
 
     def conditions(self, dtype: torch.dtype) -> tuple[str, ...]:

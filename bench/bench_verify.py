@@ -19,9 +19,6 @@ from lsrl.verifying import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# tok2tok's state accumulators (step counter, started_on) grow with the length: at the default max_len 4096
-# no useful float64 bound is proven on any backend, at 512 it is ("exact after rounding")
-VERIFY_MAX_LEN = {"tok2tok": 512}
 
 # the programs with integer-valued outputs on integer inputs, for the exact-tokens table
 DISCRETE = ("counter", "dyck1", "mod_counter", "more_ones", "parity", "running_max", "window_sum")
@@ -42,10 +39,9 @@ def verify_rows(samples: int = 256, length: int = 256, backends_: list[str] | No
     rows = []
     for path in sorted(ROOT.glob("programs/*.lsrl")):
         prog = load_program(str(path))
-        max_len = VERIFY_MAX_LEN.get(path.stem)
         for backend in backends_ or backends():
             for dtype in ("float64", "float32"):
-                opts = CompileOptions(backend, max_len=max_len, dtype=dtype)
+                opts = CompileOptions(backend, dtype=dtype)
                 try:
                     r = verify(prog, opts, samples=samples, length=length)
                 except LsrlError as exc:
@@ -79,9 +75,7 @@ VERIFY_LEGEND = f"""
 Each row is `lsrl verify`: the compiled model against the float64 reference interpreter on 256 random
 sequences from the program's declared input domain plus 4 edge-case sequences, all of length 256, with
 every program's default parameters. "max_len" is the length the model's constants and its promise are made
-for: the default 4096, except tok2tok, compiled with max_len 512: its state accumulators (the step counter
-and `started_on`) grow with the length, and at 4096 no useful float64 bound is proven on any backend,
-while at 512 the float64 bound makes its output exact after rounding. "max abs err" is the largest
+for: the default 4096 for every program. "max abs err" is the largest
 |model - reference| of the output; verify checks every probe too. "promised bound" is the output's proven
 bound in that dtype plus the allowance for the float64 reference (`OutputPromise.allowed`: abs_bound +
 reference_bound, propagated through the stages by `lsrl/guarantee/propagate.py`); "(certified)" marks a
@@ -94,12 +88,11 @@ error) and, where the output is proven integer-valued with a bound below 1/2, "e
 reference's output is integer-valued ("-" otherwise). Verdict: "pass" when every output and probe is
 within its bound, "FAIL" when one is not, "no useful bound" when the listed outputs' bounds say nothing
 worth checking (`OutputPromise.useful`: 1/2 or more on an integer-valued output, {USEFUL_REL:g} of the value
-scale or more on another), so verify refuses to pass whatever the measured error. vec2vec has no useful
-bound in either dtype: its continuous input goes through 1e6-steep ramps, so an input within ~1e-10 of a
-cell edge moves the output by a whole cell value (the errors measured on random inputs are no guarantee
-either way). tok2tok in float32 has no useful bound yet (a separate open issue); the table below counts
-its float32 tokens up to length 4096. tok2tok is verified with its default parameters (T = 3, gated = 1),
-as every program is."""
+scale or more on another), so verify refuses to pass whatever the measured error; "does not compile" names
+the diagnostic. vec2vec reads its continuous query through cell edges `eps = 1e-6` wide: in float64 the
+bound is useful where the analysis resolves every step, and float32 is refused (E0708), since the query's
+own float32 rounding is a hundred times an edge (docs/backends.md, "Per program", has a float32
+configuration). tok2tok is verified with its default parameters (T = 3, gated = 1), as every program is."""
 
 
 # ------------------------------------------------------------------------------------ exact-tokens table

@@ -220,7 +220,8 @@ def test_verify_reports_progress_per_batch_and_only_on_a_terminal(capsys):
 
 @pytest.mark.parametrize(("source", "code"), [
     ("input x[1000000000000]\noutput x\n", "E0228"),
-    ("input x[1] in {0, 1}\nlet m = [[i + j for j in range(5000)] for i in range(5000)]\noutput x\n", "E0227"),
+    ("input x[1] in {0, 1}\nlet m = [[i + j for j in range(3000)] for i in range(3000)]\noutput x\n", "E0227"),
+    ("input x[1] in {0, 1}\nlet v = [i for i in range(100000)]\noutput x\n", "E0228"),
     ("input x[1] in {0, 1}\nlet m = eye(100000)\noutput x\n", "E0227"),
     ("input x[1] in {0, 1}\nlet v = repeat(1, 5000000)\noutput x\n", "E0227"),
     ("input x[1] in {0, 1}\noutput repeat(x, 100000)\n", "E0228"),
@@ -275,16 +276,18 @@ def test_output_folders_are_not_overwritten_without_force(tmp_path, capsys):
     assert rc == 1 and "error[E0908]" in err
 
 
-def test_a_huge_tok2tok_is_refused_before_its_dense_matrices_are_built(capsys):
+@pytest.mark.parametrize(("T", "code"), [(3000, "E0227"), (100000, "E0228")])
+def test_a_huge_tok2tok_is_refused_before_its_dense_matrices_are_built(T, code, capsys):
     """T = 3000: every elementwise op on a 3000-wide one-hot would build a dense 3000 x 3000 matrix of
-    Fractions (minutes and GBs); the work budget counts them and refuses in about a second."""
+    Fractions (minutes and GBs); the work budget counts them and refuses in about a second. T = 100000 (the
+    issue's 74.5 GiB run): the prelude's comprehension over range(T) is refused before its first item."""
     import time
     from pathlib import Path
 
     prog = Path(__file__).resolve().parent.parent / "programs" / "tok2tok.lsrl"
     t0 = time.perf_counter()
-    rc, err = _cli(["run", str(prog), "-D", "T=3000", "--input", "1 2 3"], capsys)
-    assert rc == 1 and "error[E0227]" in err and "Traceback" not in err
+    rc, err = _cli(["run", str(prog), "-D", f"T={T}", "--input", "1 2 3"], capsys)
+    assert rc == 1 and f"error[{code}]" in err and "Traceback" not in err
     assert time.perf_counter() - t0 < 30
 
 

@@ -59,6 +59,10 @@ def test_random_programs_compile_within_their_promise_or_refuse(backend, prog, s
         if not finite.all():  # the float64 reference overflowed: nothing to compare there
             continue
         err = float(np.abs(model - want).max(initial=0.0))
+        if err > promise.outputs[name].allowed:  # as verify does: the float64 reference may be the one that is
+            exact = exact_reference(prog, x)  # off (a 1/3 the stack folds away): judge against the exact program
+            want = exact.output if name == "output" else exact.probes[name]
+            err = float(np.abs(model - want).max(initial=0.0))
         assert err <= promise.outputs[name].allowed, (name, err, promise.outputs[name])
 
 

@@ -407,6 +407,9 @@ class Elaborator:
         if not isinstance(it, Const) or it.ndim == 0:
             raise self.fail("E0220", f"cannot loop over a {it.describe()}", e.iterable.span,
                             "comprehensions run at compile time over constants, e.g. `range(T)`")
+        if len(it.arr) > limits.MAX_DIM:  # its list would be a value (or matrix) that long: refuse before the work
+            raise self.fail("E0228", f"this comprehension would make a list of {len(it.arr):,} items (the limit "
+                            f"is {limits.MAX_DIM:,})", e.span, "set LSRL_MAX_DIM to allow more, or use smaller params")
         items = []
         for item in it.arr:
             self.spend(1, e.span, "this comprehension")

@@ -6,18 +6,22 @@
   times 4 for the interpreter's different association of the (unoptimised) linear maps. `lsrl verify` allows
   the sum of both between the model and the float64 interpreter.
 - A bound that cannot be proven (a value range analysis cannot bound) is inf: no useful promise.
+- A step whose input error may reach half its ramp width at a kink (`propagate.Unresolved`: rounding may decide
+  which side it is on), in a model with an output the bound does not usefully cover, is refused (E0708) with
+  what would resolve it, instead of promising a bound as large as the values it switches.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from lsrl.diagnostics import LsrlError
+from lsrl.diagnostics import SOURCES, LsrlError, Note, error
 from lsrl.guarantee.promise import BOUNDED, CLASSES, OutputPromise, Promise
 from lsrl.guarantee.propagate import BIG, propagate, rounding
 from lsrl.lowering.bounds import layout_bounds
@@ -60,7 +64,8 @@ def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
         return backend.stage_errors(compiled.emitted, i, st, ctx)
 
     model = propagate(compiled.stack, facts, xb, xi, xe, max_len, u, model_errors)
-    ref = propagate(compiled.stack, facts, xb, xi, xe64, max_len, 2.0**-53, lambda i, st, ctx: rounding(st, ctx))
+    ref = propagate(compiled.stack, facts, xb, xi, xe64, max_len, 2.0**-53,
+                    lambda i, st, ctx: rounding(st, replace(ctx, units=1)))  # one term per value, as in lrnn
     cert = compiled.certificate
     certified = f"{dtype_name} arithmetic certified exact ({cert})" if cert.exact_in(dtype) else ""
     outputs = {}
@@ -70,8 +75,31 @@ def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
         outputs[name] = OutputPromise(CLASSES[model.exactness[name]], _clean(bound),
                                       _clean(REFERENCE_FACTOR * float(ref.bounds[name].max(initial=0.0))),
                                       _integer_read(compiled.stack, reads[name], facts))
+    if model.unresolved and not all(o.useful(_scale(compiled.stack, reads[k], facts)) for k, o in outputs.items()):
+        raise _unresolved(compiled, model.unresolved[0], dtype_name)
     note = backend.summary
     return Promise(backend.name, dtype_name, max_len, outputs, backend.conditions(dtype), certified, note)
+
+
+def _unresolved(compiled: Compiled, step, dtype_name: str) -> LsrlError:
+    """E0708 at the first step the dtype cannot resolve, with what would resolve it."""
+    node = compiled.graph[step.node]
+    what = f"`{node.label or SOURCES.span_text(node.span) or f'%{node.id}'}`"
+    wider = "compile for float64 (rounding 2^29 times smaller), or " if dtype_name != "float64" else ""
+    return error(
+        "E0708", f"{dtype_name} cannot be proven to resolve the step {what}: its input is known only to within "
+        f"{step.error:.3g} near a kink, and its ramp is {step.width:.3g} wide", node.span,
+        f"{wider}widen the ramp to at least about {4 * step.error:.2g} (a smaller sharpness or a larger eps), or "
+        "compare smaller values (the error grows with the magnitudes the step's input is computed from)",
+        (Note("within half a ramp width of a kink, rounding decides which side of the step the model is on: "
+              "the model's output there could be off by the full height of the step"),))
+
+
+def _scale(stack, read, facts) -> float:
+    """The largest magnitude range analysis allows a read-out's components."""
+    layout = stack.stages[-1].out if stack.stages else stack.input_layout
+    mags = np.minimum(layout_bounds(layout, facts.magnitudes), BIG)
+    return float((np.abs(read.W.f64) @ mags + np.abs(read.b.f64)).max(initial=0.0))
 
 
 def _integer_read(stack, read, facts) -> bool:

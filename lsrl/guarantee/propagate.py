@@ -57,6 +57,9 @@ class StageErrors:
     # below which the product is exact in it (a saturated sigmoid switch); None: no switches
     switch: tuple[np.ndarray, np.ndarray] | None = None
     residue: float = 0.0  # a residual-stream backend: what the stage may leave in the coordinates it drops
+    # gate, per product: which factor being exactly 0 makes the realised product exactly 0 in floats (bit 1: the
+    # first, bit 2: the second); None: neither (no claim)
+    zero_products: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Context:
     out: np.ndarray  # bound of |output value| (exact bound, from range analysis)
     int_h: np.ndarray  # per input value: provably an integer
     int_out: np.ndarray  # per output value: provably an integer
+    units: int = 2  # terms per value in the realisation's dot products (2: pair or switch encodings)
 
     @property
     def fan_in(self) -> int:
@@ -100,11 +104,12 @@ def _dyadic_rows(c, u: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ok, dtype=bool), np.array(den)
 
 
-def dot_rounding(parts, bias, u: float) -> np.ndarray:
-    """Per row of sum_k M_k x_k + bias: the rounding bound gamma_n sum |terms| (n: 2 x the row's nonzeros + 3,
-    for pair or switch encodings, the bias and each weight's rounding), or 0 where the row is integer
+def dot_rounding(parts, bias, u: float, units: int = 2) -> np.ndarray:
+    """Per row of sum_k M_k x_k + bias: the rounding bound gamma_n sum |terms|, or 0 where the row is integer
     arithmetic that the dtype represents exactly: dyadic coefficients over integer values, every partial sum
-    a multiple of 1/den at most 1/u of them (as for the certificate, per row)."""
+    a multiple of 1/den at most 1/u of them (as for the certificate, per row). n counts the row's nonzeros (the
+    bias included) once per unit carrying them, plus one for the weights' own rounding: nnz + 1 where the
+    realisation computes the row itself (`units` = 1), 2 nnz + 3 for pair or switch encodings."""
     total = _abs(bias) if bias is not None else 0.0
     nnz = (_abs(bias) > 0).astype(int) if bias is not None else 0
     rows_ok, den = _dyadic_rows(bias, u) if bias is not None else (True, 1.0)
@@ -119,7 +124,8 @@ def dot_rounding(parts, bias, u: float) -> np.ndarray:
     # a row of one term times a power of two (a copy, a sign, a scaling) rounds nothing at all
     single = sum(_abs(M).sum(axis=1) for M, _, _ in parts)
     copy = (nnz == 1) & (np.log2(np.where(single > 0, single, 3.0)) % 1 == 0)
-    return np.where(rows_ok | copy, 0.0, gamma(2 * nnz + 3, u) * total)
+    n = nnz + 1 if units == 1 else units * nnz + 3
+    return np.where(rows_ok | copy, 0.0, gamma(n, u) * total)
 
 
 def _int_rows(parts, bias) -> np.ndarray:
@@ -134,9 +140,13 @@ def rounding(stage, ctx: Context) -> StageErrors:
     """The local rounding of a stage computed directly from its matrices (the lrnn realisation; other
     backends start from this and add what their units change)."""
     h, ih = ctx.h, ctx.int_h
+
+    def dot(parts, bias):
+        return dot_rounding(parts, bias, ctx.u, ctx.units)
+
     if stage.kind == "state":
         s = np.maximum(ctx.out, _abs(stage.init))
-        out = dot_rounding([(stage.A, s, ctx.int_out), (stage.B, h, ih)], stage.bias, ctx.u)
+        out = dot([(stage.A, s, ctx.int_out), (stage.B, h, ih)], stage.bias)
         # an init the dtype cannot hold (1/3) is off by its rounding before the first step, and a realisation
         # may round A init once more; charged per step, the propagation's sum of |A^k| covers every later step
         inexact = np.where(_dyadic_rows(stage.init, ctx.u)[0], 0.0, _abs(stage.init))
@@ -145,15 +155,14 @@ def rounding(stage, ctx: Context) -> StageErrors:
     if stage.kind == "mlp":
         hid_parts = [(stage.E, h, ih)]
         hid = _abs(stage.E) @ h + _abs(stage.e)
-        out = dot_rounding([(stage.C, h, ih), (stage.D, hid, _int_rows(hid_parts, stage.e))], stage.c, ctx.u)
-        return StageErrors(out, dot_rounding(hid_parts, stage.e, ctx.u))
+        out = dot([(stage.C, h, ih), (stage.D, hid, _int_rows(hid_parts, stage.e))], stage.c)
+        return StageErrors(out, dot(hid_parts, stage.e))
     fu, fv = _abs(stage.U) @ h + _abs(stage.u), _abs(stage.V) @ h + _abs(stage.v)
     prod = fu * fv
     int_prod = integer_factors(stage, ctx)
     prod_err = np.where(int_prod & (prod <= 1 / ctx.u), 0.0, ctx.u * prod)
-    out = dot_rounding([(stage.P, h, ih), (stage.Q, prod, int_prod)], None, ctx.u)
-    return StageErrors(out, prod_err, (dot_rounding([(stage.U, h, ih)], stage.u, ctx.u),
-                                       dot_rounding([(stage.V, h, ih)], stage.v, ctx.u)))
+    out = dot([(stage.P, h, ih), (stage.Q, prod, int_prod)], None)
+    return StageErrors(out, prod_err, (dot([(stage.U, h, ih)], stage.u), dot([(stage.V, h, ih)], stage.v)))
 
 
 def integer_factors(stage, ctx: Context) -> np.ndarray:
@@ -193,6 +202,17 @@ def power_sums(A: np.ndarray, steps: int) -> np.ndarray:
 class OutputErrors:
     bounds: dict[str, np.ndarray]  # "output" and every probe: per component
     exactness: dict[str, int]  # worst class index any component depends on
+    unresolved: list[Unresolved]  # steps the dtype cannot resolve, in stage order
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A step (parallel ReLUs of one MLP stage, kinks `width` apart along their common input t) whose input
+    may sit at a kink and is known only to within `error` >= width / 2: rounding decides its output there."""
+
+    node: int  # the ReLU node of its first unit
+    error: float  # bound of t's error (its own and each unit's argument rounding, in t's units)
+    width: float  # the smallest distance between two of its kinks
 
 
 @dataclass
@@ -214,6 +234,21 @@ class _Group:
     t_rad: float = 0.0
     t_lo: float = -math.inf
     t_hi: float = math.inf
+    owners: tuple[tuple[int, int], ...] = ()  # per member: its (ReLU node, component)
+
+    def arg_error(self, m: int) -> float:
+        """A bound of member m's argument error."""
+        return abs(float(self.lam[m])) * self.e_t + float(self.r[m])
+
+    def unresolved(self) -> Unresolved | None:
+        """This step, if rounding decides its output near a kink (see Unresolved); None if it is resolved."""
+        lam = np.array([float(v) for v in self.lam])
+        kinks = np.unique([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)] - self.shift / lam)
+        if len(kinks) < 2 or not any(hull.any() for _, hull, _ in self.patterns()):
+            return None
+        width = float(np.diff(kinks).min())
+        error = self.e_t + float(((self.r + self.band) / np.abs(lam)).max())
+        return Unresolved(self.owners[0][0], error, width) if error >= width / 2 else None
 
     def patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The (on, hull, near) masks over members (computed once: readers ask for them many times)."""
@@ -246,12 +281,31 @@ class _Group:
                 out.append((on, hull, near))
         return out
 
-    def errors(self, mem: list[int], on, hull, near) -> tuple[np.ndarray, np.ndarray]:
-        """For members `mem` in one pattern: (|lam| of the on ones, each one's error apart from lam dt)."""
-        lam = np.abs(np.array([float(self.lam[m]) for m in mem]))
-        own = (np.where(on | hull, self.r[mem], 0.0) + np.where(hull, lam * self.e_t, 0.0)
-               + np.where(near, self.surr[mem], 0.0))
-        return lam, own
+    def own_errors(self, mem: list[int], on, hull, near) -> np.ndarray:
+        """For members `mem` in one pattern: each one's error apart from its share of lam dt (its argument's
+        rounding where on or in the hull, and a surrogate's error where near)."""
+        return np.where(on | hull, self.r[mem], 0.0) + np.where(near, self.surr[mem], 0.0)
+
+    def read(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
+        """Per row of coef (over members `mem`): a bound of |coef @ (member errors)|. An on member passes
+        lam_k dt; an exact ReLU in its hull band passes theta_k lam_k dt for some theta_k in [0, 1] (its output
+        moves between 0 and its argument's move), so the worst dt share is at a vertex of the theta box; a
+        surrogate's slope may pass 1, so its hull members count in full."""
+        lam = np.array([float(self.lam[m]) for m in mem])
+        cl = coef * lam[None, :]
+        worst = np.zeros(coef.shape[0])
+        for on, hull, near in self.patterns():
+            on_m, hull_m = on[mem], hull[mem]
+            base = cl[:, on_m].sum(axis=1)
+            if self.band.any():
+                dt = np.abs(base) + np.abs(cl[:, hull_m]).sum(axis=1)
+            else:
+                hi = base + np.where(hull_m, np.maximum(cl, 0.0), 0.0).sum(axis=1)
+                lo = base + np.where(hull_m, np.minimum(cl, 0.0), 0.0).sum(axis=1)
+                dt = np.maximum(np.abs(hi), np.abs(lo))
+            e = dt * self.e_t + np.abs(coef) @ self.own_errors(mem, on_m, hull_m, near[mem])
+            worst = np.maximum(worst, e)
+        return worst
 
     def member_bound(self) -> np.ndarray:
         """Each member's error bound on its own (when read without the others)."""
@@ -259,8 +313,8 @@ class _Group:
         lam = np.abs(np.array([float(v) for v in self.lam]))
         out = np.zeros(len(mem))
         for on, hull, near in self.patterns():
-            _, own = self.errors(mem, on, hull, near)
-            out = np.maximum(out, own + np.where(on, lam * self.e_t, 0.0))
+            own = self.own_errors(mem, on, hull, near)
+            out = np.maximum(out, own + np.where(on | hull, lam * self.e_t, 0.0))
         return out
 
 
@@ -284,18 +338,8 @@ class _Errors:
             if t is not None and M[:, col].any():
                 by_group.setdefault(t[0], []).append((col, t[1]))
         for gid, cols in by_group.items():
-            g = self.groups[gid]
             idx = [c for c, _ in cols]
-            mem = [m for _, m in cols]
-            coef = M[:, idx]
-            lam = np.array([float(g.lam[m]) for m in mem])
-            worst = np.zeros(M.shape[0])
-            for on, hull, near in g.patterns():
-                on_m = on[mem]
-                _, own = g.errors(mem, on_m, hull[mem], near[mem])
-                e = np.abs(coef[:, on_m] @ lam[on_m]) * g.e_t + np.abs(coef) @ own
-                worst = np.maximum(worst, e)
-            out = out + worst
+            out = out + self.groups[gid].read(M[:, idx], [m for _, m in cols])
         return out
 
     def copy_rows(self, M: np.ndarray, bias: np.ndarray | None) -> list[int | None]:
@@ -350,7 +394,8 @@ def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
         lo, hi = facts.lo(arg)[comp], facts.hi(arg)[comp]
         t_lo, t_hi = sorted(((lo - float(e[k0])) / float(lam[k0]), (hi - float(e[k0])) / float(lam[k0])))
         groups[gid0 + n] = _Group(e_t, [lam[k] for k in ks], [Fraction(e[k]) for k in ks], se.inner[ks],
-                                  band[ks], surr[ks], shift[ks], tvals, t_rad, t_lo, t_hi)
+                                  band[ks], surr[ks], shift[ks], tvals, t_rad, t_lo, t_hi,
+                                  tuple(owner[k] for k in ks))
         for m, k in enumerate(ks):
             member[k] = (gid0 + n, m)
     return groups, member
@@ -365,8 +410,8 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     ints = np.full(stack.input_dim, x_integer)
     errs = _Errors(np.zeros(stack.input_dim) if x_exact else u * mag)
     cls = np.zeros(stack.input_dim, dtype=int)
-    layout = stack.input_layout
-    exact_relu = np.zeros(stack.input_dim, dtype=bool)  # per value: an exact ReLU unit's copy (0 below its kink)
+    unresolved: list[Unresolved] = []
+    quiet = np.full(stack.input_dim, np.inf)  # per value: the step after which it is exactly 0 in floats
     for i, st in enumerate(stack.stages):
         out_mag = np.minimum(layout_bounds(st.out, facts.magnitudes), BIG)
         out_int = layout_bounds(st.out, facts.integers).astype(bool)
@@ -378,7 +423,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
-            _quiet_accumulators(S, st, layout, facts, errs.err, exact_relu)
+            _quiet_accumulators(S, st, quiet)
             drive = errs.read(st.B.f64)
             new = S @ (drive + se.out)
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
@@ -393,6 +438,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         elif st.kind == "mlp":
             grp, member = _mlp_groups(st, facts, se, errs, 1 + max(groups, default=0))
             groups.update(grp)
+            unresolved += [x for g in grp.values() if (x := g.unresolved()) is not None]
             hid_err = np.zeros(st.E.shape[0])
             for k, (gid, m) in member.items():
                 hid_err[k] = groups[gid].member_bound()[m]
@@ -427,37 +473,70 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
                 new[r] = groups[t[0]].member_bound()[t[1]] + se.out[r]
                 if se.out[r]:
                     tags[r] = None
-        exact_relu = np.zeros(len(out_mag), dtype=bool)
-        if st.kind == "mlp" and se.relu_band is None:
-            exact_relu = np.array([c is not None and c >= st.C.shape[1] and se.out[r] == 0
-                                   for r, c in enumerate(copy_c)], dtype=bool)
-        mag, cls, ints, layout = out_mag, new_cls, out_int, st.out
+        if st.kind == "state":
+            quiet = _quiet_rows([(st.A, np.full(st.A.shape[1], np.inf)), (st.B, quiet)], st.bias)
+        elif st.kind == "mlp":
+            hq = _quiet_hidden(st, se, facts, member, groups)
+            quiet = _quiet_rows([(st.C, quiet), (st.D, hq)], st.c)
+        else:
+            quiet = _quiet_rows([(st.P, quiet), (st.Q, _quiet_products(st, se, quiet))], None)
+        mag, cls, ints = out_mag, new_cls, out_int
         live = {t[0] for t in tags if t is not None}
         errs = _Errors(new, tags, {g: groups[g] for g in live})
     bounds, classes = {}, {}
     for name, r in [("output", stack.output), *stack.probes]:
         bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
         classes[name] = int(_dep(_abs(r.W), cls).max(initial=0))
-    return OutputErrors(bounds, classes)
+    return OutputErrors(bounds, classes, unresolved)
 
 
-def _quiet_accumulators(S: np.ndarray, st, layout, facts, err: np.ndarray, exact_relu: np.ndarray) -> None:
+def _quiet_rows(parts, bias) -> np.ndarray:
+    """Per row of sum_k M_k x_k + bias, given per value of each x_k the step after which it is exactly 0 in floats
+    (inf: none): the step after which the row is (a bias of 0 and every value it reads exactly 0 by then: a sum of
+    zero products rounds to exactly 0)."""
+    K = np.zeros(parts[0][0].shape[0])
+    for M, q in parts:
+        K = np.maximum(K, np.where(_abs(M) > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
+    return K if bias is None else np.where(_abs(bias) > 0, np.inf, K)
+
+
+def _quiet_hidden(st, se: StageErrors, facts, member, groups) -> np.ndarray:
+    """Per hidden unit of an MLP stage: the step K after which it is exactly 0 in floats: a ReLU whose argument is
+    <= -m from step K + 1 on (Ranges.quiet) and errs by less than m, less the band and shift of a surrogate (which
+    is exact in floats below its band), or not at all where that slack is 0 (an exact ReLU at an exact 0)."""
+    out = np.full(st.E.shape[0], np.inf)
+    band, _, shift = se.relu_band if se.relu_band is not None else (np.zeros(len(out)),) * 3
+    for k, (gid, m) in member.items():
+        q = facts.quiet(*groups[gid].owners[m])
+        if q is None:
+            continue
+        err, slack = groups[gid].arg_error(m), q[1] - band[k] - shift[k]
+        if err < slack or (err == 0 and slack == 0 and band[k] == 0):
+            out[k] = q[0]
+    return out
+
+
+def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
+    """Per product of a gate stage: the step after which it is exactly 0 in floats, where the backend's product
+    is exactly 0 with a factor that is (StageErrors.zero_products)."""
+    out = np.full(len(st.gates), np.inf)
+    if se.zero_products is None:
+        return out
+    qu, qv = _quiet_rows([(st.U, quiet)], st.u), _quiet_rows([(st.V, quiet)], st.v)
+    out = np.where(se.zero_products & 1, qu, out)
+    return np.minimum(out, np.where(se.zero_products & 2, qv, np.inf))
+
+
+def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray) -> None:
     """Shorten S's rows of accumulators whose float drive is exactly 0 after some step K: s_i <- s_i + B_i h with
-    every h_j read an exact ReLU's copy whose argument is <= -m_j from step K_j + 1 on (Ranges.quiet) and errs by
-    less than m_j, so it is exactly 0 in floats there, and s_i + 0 rounds nothing: only the first K = max K_j
-    steps add error (S_ii = K instead of max_len)."""
+    every h_j read exactly 0 in floats from step K_j + 1 on (`quiet`), so s_i + 0 rounds nothing: only the first
+    K = max K_j steps add error (S_ii = K instead of max_len)."""
     A, B, bias = st.A.f64, st.B.f64, st.bias.f64
-    owner = [(seg.node, j - seg.start) for seg in layout.segments for j in range(seg.start, seg.start + seg.dim)]
     for r in range(A.shape[0]):
         if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
             continue
-        K = 0
-        for j in np.flatnonzero(B[r]):
-            q = facts.quiet(*owner[j]) if exact_relu[j] else None
-            if q is None or not err[j] < q[1]:
-                break
-            K = max(K, q[0])
-        else:
+        K = quiet[np.flatnonzero(B[r])].max(initial=0.0)
+        if np.isfinite(K):
             S[r, r] = min(S[r, r], max(K, 1) * (1 + 1e-9))  # (at least once: an inexact init is charged per step)
 
 

@@ -355,41 +355,47 @@ def grid_cells(D: int, N: int, count: int) -> np.ndarray:
     return np.array(list(itertools.islice(itertools.product(range(N), repeat=D), count)), dtype=np.int64)
 
 
+def vec2vec_instance(rng: np.random.Generator, D: int, E: int, N: int, eps: float, amplitude: float, terms: int):
+    """One vec2vec task: a query q uniform in [0, 1)^D at least 2 eps below every cell boundary (where the
+    program's cell test is fractional), and a random smooth f: [0, 1)^D -> R^E with |f| <= amplitude,
+    f_e(z) = sum_k a_ek cos(2 pi w_k . z + phi_k) over `terms` integer frequencies w_k in -2..2 and
+    sum_k |a_ek| = amplitude. Returns (q, f) with f taking points (m, D) to values (m, E)."""
+    bounds = np.arange(1, N + 1) / N
+
+    def near(q):
+        return np.any((q[:, None] > bounds - 2 * eps) & (q[:, None] < bounds), axis=1)
+
+    q = rng.random(D)
+    bad = near(q)
+    while bad.any():
+        q[bad] = rng.random(int(bad.sum()))
+        bad = near(q)
+    freqs = rng.integers(-2, 3, (terms, D))
+    phases = rng.uniform(0, 2 * np.pi, terms)
+    weights = rng.standard_normal((E, terms))
+    weights *= amplitude / np.maximum(np.abs(weights).sum(axis=1, keepdims=True), 1e-300)
+    return q, lambda z: np.cos(2 * np.pi * z @ freqs.T + phases) @ weights.T
+
+
 @register("vec2vec")
 def vec2vec(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: int, eps: float = 1e-6,
             amplitude: float = 1, terms: int = 4) -> np.ndarray:
     """Prompts for programs/vec2vec.lsrl (tokens of 1 + D + E components): step 0 the query
-    [q_1 .. q_D, 0 .. 0] with q uniform in [0, 1)^D, kept at least 2 eps away below every cell boundary
-    (where the program's cell test is fractional); steps 1 .. N^D one token [1/N, i_1/N .. i_D/N, f_1 .. f_E]
-    per cell, in itertools.product order, f a random smooth function evaluated at the cell centre; later
-    steps (which the program ignores) zero. Per sequence, f_e(z) = sum_k a_ek cos(2 pi w_k . z + phi_k) over
-    `terms` integer frequencies w_k in -2..2, with sum_k |a_ek| = amplitude, so |f| <= amplitude."""
+    [q_1 .. q_D, 0 .. 0] of a `vec2vec_instance`; steps 1 .. N^D one token [1/N, i_1/N .. i_D/N, f_1 .. f_E]
+    per cell, in itertools.product order, f evaluated at the cell centre; later steps (which the program
+    ignores) zero."""
     D, E, N = _int("D", D, 1), _int("E", E, 1), _int("N", N, 1)
     eps, amp, K = _real("eps", eps, 0, strict=True), _real("amplitude", amplitude, 0), _int("terms", terms, 1)
     out = np.zeros((n, length, 1 + D + E))
     if n == 0 or length == 0:
         return out
     cells = grid_cells(D, N, min(N ** D, length - 1))
-    centres = (cells + 0.5) / N
-    bounds = np.arange(1, N + 1) / N
-
-    def near(q):  # within 2 eps below a cell boundary, where the program's answer is not exact
-        return np.any((q[:, None] > bounds - 2 * eps) & (q[:, None] < bounds), axis=1)
-
     for row in range(n):
-        q = rng.random(D)
-        bad = near(q)
-        while bad.any():
-            q[bad] = rng.random(int(bad.sum()))
-            bad = near(q)
-        freqs = rng.integers(-2, 3, (K, D))
-        phases = rng.uniform(0, 2 * np.pi, K)
-        weights = rng.standard_normal((E, K))
-        weights *= amp / np.maximum(np.abs(weights).sum(axis=1, keepdims=True), 1e-300)
-        f = np.cos(2 * np.pi * centres @ freqs.T + phases) @ weights.T  # (cells, E)
+        q, f = vec2vec_instance(rng, D, E, N, eps, amp, K)
         out[row, 0, :D] = q
         if len(cells):
-            out[row, 1:1 + len(cells)] = np.column_stack([np.full(len(cells), 1 / N), cells / N, f])
+            out[row, 1:1 + len(cells)] = np.column_stack([np.full(len(cells), 1 / N), cells / N,
+                                                          f((cells + 0.5) / N)])
     return out
 
 

@@ -359,10 +359,19 @@ class _Analysis:
             return None
 
     def _quiet_relus(self, drive: int, K: int) -> None:
-        """For each ReLU the quiet drive reads directly: its argument's range from step K + 1 on (enumerated with
-        the step number restricted), recorded in self.quiet where it stays below 0."""
+        """For each ReLU the quiet drive reads directly (or through a factor, when it is a product): its argument's
+        range from step K + 1 on (enumerated with the step number restricted), recorded in self.quiet where it
+        stays below 0."""
         W = self.wires
-        for a in W[drive].args if W[drive].kind == LIN else ():
+        kind = W[drive].kind
+        if kind == MUL:  # a product is 0 where a factor is: look at the ReLUs of each
+            for a in W[drive].args:
+                if W[a].kind in (LIN, RELU):
+                    self._quiet_relus(a, K)
+            return
+        for a in W[drive].args if kind == LIN else (drive,) if kind == RELU else ():
+            if W[a].kind == MUL:
+                self._quiet_relus(a, K)
             if W[a].kind != RELU or W[a].val.is_const:
                 continue
             arg = W[a].args[0]
