@@ -2,9 +2,9 @@
 
 - The model's bound: the backend's per-stage errors propagated to every output (lsrl.guarantee.propagate).
   Where the integer certificate shows the model's arithmetic exact in the dtype, the bound is 0.
-- The reference's bound: the same analysis for the stack evaluated in float64 with the stack's own rounding,
-  times 4 for the interpreter's different association of the (unoptimised) linear maps. `lsrl verify` allows
-  the sum of both between the model and the float64 interpreter.
+- The reference's bound: the same analysis for the stack evaluated in float64 with the stack's own rounding
+  (one term per value), times 4 for the interpreter's different association of the (unoptimised) linear
+  maps. `lsrl verify` allows the sum of both between the model and the float64 interpreter.
 - A bound that cannot be proven (a value range analysis cannot bound) is inf: no useful promise.
 - A step whose input error may reach half its ramp width at a kink (`propagate.Unresolved`: rounding may decide
   which side it is on), in a model with an output the bound does not usefully cover, is refused (E0708) with
@@ -95,10 +95,14 @@ def _unresolved(compiled: Compiled, step, dtype_name: str) -> LsrlError:
               "the model's output there could be off by the full height of the step"),))
 
 
+def _read_layout(stack):
+    """The layout the read-outs read: the last stage's output."""
+    return stack.stages[-1].out if stack.stages else stack.input_layout
+
+
 def _scale(stack, read, facts) -> float:
     """The largest magnitude range analysis allows a read-out's components."""
-    layout = stack.stages[-1].out if stack.stages else stack.input_layout
-    mags = np.minimum(layout_bounds(layout, facts.magnitudes), BIG)
+    mags = np.minimum(layout_bounds(_read_layout(stack), facts.magnitudes), BIG)
     return float((np.abs(read.W.f64) @ mags + np.abs(read.b.f64)).max(initial=0.0))
 
 
@@ -106,8 +110,7 @@ def _integer_read(stack, read, facts) -> bool:
     """Whether a read-out is integer-valued: integer coefficients over values range analysis proves integer."""
     if read.W.rat.den != 1 or read.b.rat.den != 1:
         return False
-    layout = stack.stages[-1].out if stack.stages else stack.input_layout
-    ints = layout_bounds(layout, facts.integers).astype(bool)
+    ints = layout_bounds(_read_layout(stack), facts.integers).astype(bool)
     return bool(np.all(ints[np.flatnonzero((read.W.f64 != 0).any(axis=0))]))
 
 
