@@ -303,7 +303,8 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         se.inner = se.inner + extra
         se.gain = np.array(info.gains)
         se.switch = (np.array(info.on_u, dtype=bool), np.array(info.below))
-        se.zero_products = np.array(info.zeroes, dtype=int)
+        if not holds:  # a GRU switch that is off holds h_a = h_c at its last value: the next sum cancels them
+            se.zero_products = np.array(info.zeroes, dtype=int)  # only up to rounding; an LSTM switch is 0
         if approx.any():
             cls = np.maximum(cls, np.where((np.abs(stage.Q.f64)[:, approx] > 0).any(axis=1), BOUNDED_I, 0))
     se.exactness = cls

@@ -49,11 +49,12 @@ output q
 """
 
 
-@pytest.mark.parametrize("backend", ["lrnn", "rnn", "gru", "lstm"])
+@pytest.mark.parametrize("backend", ["lrnn", "rnn", "lstm"])
 def test_a_latch_of_a_flag_product_is_charged_once(backend):
     """q <- q + first * x with `first` 1 at step 0 only: from step 1 on the flag is exactly 0 in floats, and so
-    is the product on these backends (lrnn's multiply, rnn's ReLU if-else relu(x - 4) - relu(-x - 4), a GRU/LSTM
-    switch saturated at 0), so the latch's bound does not grow with max_len."""
+    is the product on these backends (lrnn's multiply, rnn's ReLU if-else relu(x - 4) - relu(-x - 4), an LSTM
+    switch saturated at 0), so the latch's bound does not grow with max_len. (A GRU switch that is off holds
+    its last value in two units whose difference the next sum cancels only up to rounding.)"""
     bounds = [lsrl.compile(LATCH, backend, dtype="float32", max_len=n).promise().output.abs_bound
               for n in (16, 4096)]
     assert bounds[0] == bounds[1] < 1e-4
