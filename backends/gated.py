@@ -290,6 +290,7 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         k, shift = np.array(info.sharpness), np.array(info.shifts)
         # inside its band a switch at 0 is the surrogate w sigmoid(k w); one at -shift is off from w by < shift
         se.relu_band = (SAT / k, np.where(shift > 0, shift + SAT / k, SURROGATE / k), shift)
+        se.zero_off = not holds  # an off GRU switch holds h_a = h_c at their last value
         se.inner = se.inner + holds * np.where(se.inner > 0, 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h
                                                                          + np.abs(stage.e.f64)), 0.0)
     elif stage.kind == "gate":

@@ -60,6 +60,9 @@ class StageErrors:
     # gate, per product: which factor being exactly 0 makes the realised product exactly 0 in floats (bit 1: the
     # first, bit 2: the second); None: neither (no claim)
     zero_products: np.ndarray | None = None
+    # mlp: whether a hidden unit below its kink (past a surrogate's band) is exactly 0 in the sums reading it
+    # (not so for a unit that holds its last value in two units the next sum cancels only up to rounding)
+    zero_off: bool = True
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,8 @@ def _quiet_hidden(st, se: StageErrors, facts, member, groups) -> np.ndarray:
     <= -m from step K + 1 on (Ranges.quiet) and errs by less than m, less the band and shift of a surrogate (which
     is exact in floats below its band), or not at all where that slack is 0 (an exact ReLU at an exact 0)."""
     out = np.full(st.E.shape[0], np.inf)
+    if not se.zero_off:
+        return out
     band, _, shift = se.relu_band if se.relu_band is not None else (np.zeros(len(out)),) * 3
     for k, (gid, m) in member.items():
         q = facts.quiet(*groups[gid].owners[m])
