@@ -17,24 +17,10 @@ import torch
 
 import lsrl
 from lsrl.diagnostics import LsrlError
-from lsrl.interpretability.generators import grid_cells, vec2vec_instance
+from lsrl.interpretability.generators import vec2vec_prompts
 from lsrl.ir.interpreter import interpret
 
 D, E, N = 2, 2, 4
-
-
-def prompts(n: int, eps: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n prompts (queries kept 2 eps below cell edges, as `lsrl dataset --generator vec2vec` makes them) and
-    f(q) for each."""
-    rng = np.random.default_rng(seed)
-    cells = grid_cells(D, N, N ** D)
-    x, target = np.zeros((n, 1 + N ** D, 1 + D + E)), np.zeros((n, E))
-    for row in range(n):
-        q, f = vec2vec_instance(rng, D, E, N, eps, 1.0, 4)
-        x[row, 0, :D] = q
-        x[row, 1:] = np.column_stack([np.full(len(cells), 1 / N), cells / N, f((cells + 0.5) / N)])
-        target[row] = f(q[None])[0]
-    return x, target
 
 
 def run(compiled, x: np.ndarray, dtype) -> np.ndarray:
@@ -61,7 +47,7 @@ def main(argv=None) -> None:
 def row(name: str, gated: int, k: int, n: int) -> str:
     """The measured columns for one configuration (a refusal instead, where the compiler refuses)."""
     params = {"eps": Fraction(1, 2 ** k), "max_abs": 1, "gated": gated}
-    x, target = prompts(n, 2.0 ** -k)
+    x, target = vec2vec_prompts(np.random.default_rng(0), n, 1 + N ** D, D, E, N, 2.0 ** -k)
     try:
         c64 = lsrl.compile("programs/vec2vec.lsrl", name, dtype="float64", params=params, max_len=x.shape[1])
         c32 = lsrl.compile("programs/vec2vec.lsrl", name, dtype="float32", params=params, max_len=x.shape[1])

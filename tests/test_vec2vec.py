@@ -193,3 +193,31 @@ def test_queries_just_below_a_boundary_are_the_only_ambiguous_ones():
 def test_gated_switch_controls_multiplicative_gates(gated):
     g = program(2, 2, 4, gated).graph
     assert any(isinstance(n.op, ir.Multi) for n in g.nodes) == bool(gated)
+
+
+@pytest.mark.parametrize("backend", ["lrnn", "rnn"])
+def test_float32_bound_is_within_ten_times_the_discretisation_error(backend):
+    """Issue #15: with cell edges of 1/64 and values in [-1, 1], the float32 model stays within the bound the
+    compiler states, and that bound is at most 10x the float64 model's own error against the function the
+    prompt samples (the model answers f at the query's cell centre). bench/bench_vec2vec_float32.py has the
+    full table."""
+    from fractions import Fraction
+
+    import torch
+
+    from lsrl.interpretability.generators import vec2vec_prompts
+    from lsrl.verifying import exact_reference
+
+    D, E, N = 2, 2, 4
+    params = {"D": D, "E": E, "N": N, "eps": Fraction(1, 64), "max_abs": 1}
+    prog = lsrl.load_program(PROGRAM, params=params)
+    x, target = vec2vec_prompts(np.random.default_rng(0), 64, 1 + N ** D, D, E, N, 1 / 64)
+    c64 = lsrl.compile(prog, backend, dtype="float64")
+    c32 = lsrl.compile(prog, backend, dtype="float32")
+    with torch.no_grad():
+        y64 = c64.module(torch.tensor(x)).numpy()[:, -1]
+        y32 = c32.module(torch.tensor(x, dtype=torch.float32)).double().numpy()[:, -1]
+    discretisation = np.abs(y64 - target).max()
+    bound = c32.promise().output.abs_bound
+    assert np.abs(y32 - exact_reference(prog, x).output[:, -1]).max() <= bound
+    assert 0.1 < discretisation and bound <= 10 * discretisation

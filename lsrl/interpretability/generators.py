@@ -386,17 +386,24 @@ def vec2vec(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: in
     ignores) zero."""
     D, E, N = _int("D", D, 1), _int("E", E, 1), _int("N", N, 1)
     eps, amp, K = _real("eps", eps, 0, strict=True), _real("amplitude", amplitude, 0), _int("terms", terms, 1)
-    out = np.zeros((n, length, 1 + D + E))
+    return vec2vec_prompts(rng, n, length, D, E, N, eps, amp, K)[0]
+
+
+def vec2vec_prompts(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: int, eps: float,
+                    amplitude: float = 1, terms: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The `vec2vec` generator's prompts, and f at each one's query (n, E): what the model approximates."""
+    out, target = np.zeros((n, length, 1 + D + E)), np.zeros((n, E))
     if n == 0 or length == 0:
-        return out
+        return out, target
     cells = grid_cells(D, N, min(N ** D, length - 1))
     for row in range(n):
-        q, f = vec2vec_instance(rng, D, E, N, eps, amp, K)
+        q, f = vec2vec_instance(rng, D, E, N, eps, amplitude, terms)
         out[row, 0, :D] = q
+        target[row] = f(q[None])[0]
         if len(cells):
             out[row, 1:1 + len(cells)] = np.column_stack([np.full(len(cells), 1 / N), cells / N,
                                                           f((cells + 0.5) / N)])
-    return out
+    return out, target
 
 
 # ---------------------------------------------------------------- dyck1
