@@ -46,7 +46,7 @@ def verify_rows(samples: int = 256, length: int = 256, backends_: list[str] | No
                     r = verify(prog, opts, samples=samples, length=length)
                 except LsrlError as exc:
                     rows.append([path.stem, backend, dtype, opts.length_limit, "-", "-", "-", "-",
-                                 f"does not compile ({exc.diagnostics[0].code})"])
+                                 f"refused ({exc.diagnostics[0].code})"])
                     continue
                 o = r.promise.output
                 share = f"{100 * r.exact_share:.2f}%" if r.exact_share is not None else "-"
@@ -88,11 +88,12 @@ error) and, where the output is proven integer-valued with a bound below 1/2, "e
 reference's output is integer-valued ("-" otherwise). Verdict: "pass" when every output and probe is
 within its bound, "FAIL" when one is not, "no useful bound" when the listed outputs' bounds say nothing
 worth checking (`OutputPromise.useful`: 1/2 or more on an integer-valued output, {USEFUL_REL:g} of the value
-scale or more on another), so verify refuses to pass whatever the measured error; "does not compile" names
-the diagnostic. vec2vec reads its continuous query through cell edges `eps = 1e-6` wide: in float64 the
-bound is useful where the analysis resolves every step, and float32 is refused (E0708), since the query's
-own float32 rounding is a hundred times an edge (docs/backends.md, "Per program", has a float32
-configuration). tok2tok is verified with its default parameters (T = 3, gated = 1), as every program is."""
+scale or more on another), so verify refuses to pass whatever the measured error; "refused" names the
+compiler's diagnostic. vec2vec reads its continuous query through cell edges `eps = 1e-6` wide: in float64
+the bound is useful where the analysis resolves every step, and float32 is refused (E0708): float32 cannot
+even hold the query that finely (its spacing near 1000 is 6e-5), and the latch's rounding is a hundred times
+an edge (docs/backends.md, "Per program", has a float32 configuration that verifies). tok2tok is verified
+with its default parameters (T = 3, gated = 1), as every program is."""
 
 
 # ------------------------------------------------------------------------------------ exact-tokens table

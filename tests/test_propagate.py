@@ -90,3 +90,20 @@ def test_vec2vec_has_useful_bounds_where_the_dtype_resolves_it():
     r32 = verify(prog32, CompileOptions("lrnn", dtype="float32"), samples=8, length=32)
     for report in (r64, r32):
         assert report.bounded and report.passed, report.lines()
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 8), steps=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_chain_power_sums_match_the_dense_ones(n, steps, seed):
+    """sum_{k < steps} |a^k| for shift registers, cyclic one-hots and their scalings (at most one nonzero per row
+    and column), followed link by link in O(n) per power, equals the dense matrix powers' sum."""
+    from lsrl.guarantee.propagate import _chain_sums, _dense_sums
+
+    rng = np.random.default_rng(seed)
+    a = np.zeros((n, n))
+    for i, j in enumerate(rng.permutation(n)):
+        if rng.random() < 0.8:
+            a[i, j] = rng.choice([1.0, 1.0, -1.0, 0.5, -2.0])
+    np.testing.assert_allclose(_chain_sums(a, steps), _dense_sums(a, steps), rtol=1e-12)
+    a[0] = 1.0  # a full row: not a chain
+    assert n == 1 or _chain_sums(a, steps) is None

@@ -183,8 +183,14 @@ def power_sums(A: np.ndarray, steps: int) -> np.ndarray:
     if not idx:
         return S
     a = A[np.ix_(idx, idx)]
-    eye = np.eye(len(idx))
-    P, acc = eye, np.zeros((len(idx), len(idx)))
+    acc = _chain_sums(a, steps)
+    S[np.ix_(idx, idx)] = (acc if acc is not None else _dense_sums(a, steps)) * (1 + 1e-9)  # (float64 powers'
+    return S  # own rounding, far below this slack)
+
+
+def _dense_sums(a: np.ndarray, steps: int) -> np.ndarray:
+    eye = np.eye(len(a))
+    P, acc = eye, np.zeros_like(eye)
     for k in range(steps):
         acc += np.abs(P)
         P = P @ a
@@ -197,8 +203,32 @@ def power_sums(A: np.ndarray, steps: int) -> np.ndarray:
                 acc += np.abs(P)
                 P = P @ a
             break
-    S[np.ix_(idx, idx)] = acc * (1 + 1e-9)  # the float64 powers' own rounding, far below this slack
-    return S
+    return acc
+
+
+def _chain_sums(a: np.ndarray, steps: int) -> np.ndarray | None:
+    """sum_{k < steps} |a^k| where every row and column of `a` has at most one nonzero (shift registers, cyclic
+    one-hots, their scalings), in O(n) per power: row i of a^k is one entry, at the k-th link of i's chain,
+    valued the product of the links' weights. None for any other `a`."""
+    nz = a != 0
+    if (nz.sum(axis=1) > 1).any() or (nz.sum(axis=0) > 1).any():
+        return None
+    n = len(a)
+    rows = np.arange(n)
+    nxt = np.where(nz.any(axis=1), nz.argmax(axis=1), -1)
+    w = np.abs(a[rows, np.maximum(nxt, 0)])
+    acc = np.eye(n)
+    cur, mag, alive = rows.copy(), np.ones(n), np.ones(n, dtype=bool)
+    for k in range(1, steps):
+        alive &= nxt[cur] >= 0
+        mag, cur = mag * w[cur], np.where(alive, nxt[cur], cur)
+        if not alive.any():
+            break
+        if alive.all() and (cur == rows).all() and (mag == 1).all():  # a permutation: the first k powers repeat
+            full, rest = divmod(steps, k)
+            return acc * full + (_chain_sums(a, rest) if rest else 0)
+        np.add.at(acc, (rows[alive], cur[alive]), mag[alive])
+    return acc
 
 
 @dataclass(frozen=True)
