@@ -74,8 +74,9 @@ VERIFY_LEGEND = f"""
 
 Each row is `lsrl verify`: the compiled model against the float64 reference interpreter on 256 random
 sequences from the program's declared input domain plus 4 edge-case sequences, all of length 256, with
-every program's default parameters. "max_len" is the length the model's constants and its promise are made
-for: the default 4096 for every program. "max abs err" is the largest
+every program's default parameters, measured 2026-12-06 (`python -m bench.bench_verify --section verify`).
+"max_len" is the length the model's constants and its promise are made for: the default 4096 for every
+program. "max abs err" is the largest
 |model - reference| of the output; verify checks every probe too. "promised bound" is the output's proven
 bound in that dtype plus the allowance for the float64 reference (`OutputPromise.allowed`: abs_bound +
 reference_bound, propagated through the stages by `lsrl/guarantee/propagate.py`); "(certified)" marks a
