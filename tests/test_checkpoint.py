@@ -57,7 +57,7 @@ state c = 0
 c <- c + 1
 state v[2] = 0
 v <- v + cat(x - 2, 1 - x)
-let flag = larger(c, 3)
+let flag = larger(c, 7 / 2)  # c > 3 for the integer c, with every kink half a unit off the integers
 let g = flag * v
 let w = g + v
 probe gp = g

@@ -89,7 +89,8 @@ def _unresolved(compiled: Compiled, step, dtype_name: str) -> LsrlError:
     return error(
         "E0708", f"{dtype_name} cannot be proven to resolve the step {what}: its input is known only to within "
         f"{step.error:.3g} near a kink, and its ramp is {step.width:.3g} wide", node.span,
-        f"{wider}widen the ramp to at least about {4 * step.error:.2g} (a smaller sharpness or a larger eps), or "
+        f"{wider}widen the ramp to at least about {4 * step.error:.2g} (a smaller sharpness or a larger eps), "
+        "compare an integer with a half-integer (`larger(c, 7 / 2)` for c > 3: every kink half a unit away), or "
         "compare smaller values (the error grows with the magnitudes the step's input is computed from)",
         (Note("within half a ramp width of a kink, rounding decides which side of the step the model is on: "
               "the model's output there could be off by the full height of the step"),))
