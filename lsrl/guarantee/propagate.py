@@ -536,7 +536,7 @@ def _quiet_rows(parts, bias) -> np.ndarray:
 def _quiet_hidden(st, se: StageErrors, facts, member, groups) -> np.ndarray:
     """Per hidden unit of an MLP stage: the step K after which it is exactly 0 in floats: a ReLU whose argument is
     <= -m from step K + 1 on (Ranges.quiet) and errs by less than m, less the band and shift of a surrogate (which
-    is exact in floats below its band), or not at all where that slack is 0 (an exact ReLU at an exact 0)."""
+    is exact in floats below its band)."""
     out = np.full(st.E.shape[0], np.inf)
     if not se.zero_off:
         return out
@@ -545,8 +545,7 @@ def _quiet_hidden(st, se: StageErrors, facts, member, groups) -> np.ndarray:
         q = facts.quiet(*groups[gid].owners[m])
         if q is None:
             continue
-        err, slack = groups[gid].arg_error(m), q[1] - band[k] - shift[k]
-        if err < slack or (err == 0 and slack == 0 and band[k] == 0):
+        if groups[gid].arg_error(m) < q[1] - band[k] - shift[k]:
             out[k] = q[0]
     return out
 
