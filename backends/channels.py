@@ -20,9 +20,11 @@ integer arithmetic, where the construction is exact.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,10 +41,53 @@ from lsrl.lowering.stack import Layout, Stack
 K_MAX = 2**40  # the steepest ReLU channel (a ReLU whose argument may come arbitrarily close to 0)
 D_CONV = CONV_LAGS + 1
 LAG0 = ((0, Fraction(1)),)
+_EXACT_SUM = 2**53  # k / 2^e is a float for |k| <= 2^53: a sum staying on such a grid is exact in any order
+
+
+class Form(NamedTuple):
+    """An affine form's coefficients over the stage input, sparse (stage matrices are mostly zeros, and a plan
+    hashes, adds and bounds a form per channel): its nonzeros (index, Fraction) by index, and the width of the
+    row it comes from (0: a form over nothing, a channel distinct from one over a row of zeros)."""
+
+    terms: tuple[tuple[int, Fraction], ...]
+    width: int
+
+
+EMPTY = Form((), 0)
+
+
+def combine(parts, width: int) -> Form:
+    """sum_i c_i f_i of (c_i, f_i) pairs, over a row of `width`."""
+    acc: dict[int, Fraction] = {}
+    for c, f in parts:
+        if c:
+            for j, v in f.terms:
+                acc[j] = acc.get(j, 0) + c * v
+    return Form(tuple(sorted((j, v) for j, v in acc.items() if v)), width)
+
+
+def forms(c: Coeffs, by_column: bool = False) -> list[Form]:
+    """Each row (or column) of a 2-D exact array as a Form (each distinct value made a Fraction once)."""
+    rows, cols = c.nonzero
+    vals = c.rat.num[rows, cols].tolist()
+    frac = {v: Fraction(int(v), c.rat.den) for v in set(vals)}
+    if by_column:  # np.nonzero's row-major order lists each column's rows in order too
+        rows, cols = cols, rows
+    n, width = c.shape[::-1] if by_column else c.shape
+    terms: list[list] = [[] for _ in range(n)]
+    for r, j, v in zip(rows.tolist(), cols.tolist(), vals, strict=True):
+        terms[r].append((j, frac[v]))
+    return [Form(tuple(t), width) for t in terms]
+
+
+def put(row: np.ndarray, terms) -> None:
+    """Write (index, value) pairs into a dense weight row."""
+    for j, v in terms:
+        row[j] = v
 
 
 def pow2_at_least(x: float) -> Fraction:
-    return Fraction(2) ** max(0, math.ceil(math.log2(x))) if x > 1 else Fraction(1)
+    return Fraction(1 << max(0, math.ceil(math.log2(x)))) if x > 1 else Fraction(1)  # Fraction ** is slow
 
 
 @dataclass(frozen=True)
@@ -58,12 +103,12 @@ class Activation:
 @dataclass
 class Chan:
     kind: str  # const | lin | relu | prod | state | first (a backend's first-step indicator)
-    form: tuple  # Fractions over the stage input (x row before scaling)
+    form: Form  # over the stage input (x row before scaling)
     bias: Fraction  # the form's constant
     taps: tuple = LAG0  # (lag, weight)
     shift: Fraction = Fraction(0)  # added after the taps (conv bias)
     k: Fraction = Fraction(1)  # relu sharpness
-    gate: tuple | None = None  # prod: (form, bias) of the gate Y, its shift included in the bias
+    gate: tuple[Form, Fraction] | None = None  # prod: (form, bias) of the gate Y, its shift included in the bias
     gate_shift: Fraction = Fraction(0)
     decay: Fraction | None = None  # state: lambda
     slot: int = -1  # state: which of the backend's state parts this channel is
@@ -92,36 +137,55 @@ class Plan:
     CONST_X = Fraction(1)  # the const channel's X
 
     def __post_init__(self):
-        self.chans.append(Chan("const", (), Fraction(0), shift=self.CONST_X))  # channel 0
+        self.chans.append(Chan("const", EMPTY, Fraction(0), shift=self.CONST_X))  # channel 0
 
     def gain(self, ch: Chan) -> Fraction:
         """Physical v_d over the channel's value."""
         raise NotImplementedError
 
     def _add(self, ch: Chan) -> int:
-        if ch.key() not in self.index:
-            self.index[ch.key()] = len(self.chans)
+        d = self.index.setdefault(ch.key(), len(self.chans))  # one hash of the key (its Fractions hash slowly)
+        if d == len(self.chans):
             self.chans.append(ch)
-        return self.index[ch.key()]
+        return d
 
     def read(self, row: int, ch: int, coef: Fraction) -> None:
         if coef:
             r = self.rows.setdefault(row, {})
-            r[ch] = r.get(ch, Fraction(0)) + coef
+            r[ch] = r[ch] + coef if ch in r else coef
 
-    def range_of(self, form: tuple, bias: Fraction, taps) -> tuple[float, float]:
+    def range_of(self, form: Form, bias: Fraction, taps) -> tuple[float, float]:
         """The range of sum_taps w f_{t-lag}; a lagged value is 0 before the first step."""
-        c = np.zeros(len(self.lo))
-        c[:len(form)] = [float(v) for v in form]
-        with np.errstate(invalid="ignore"):  # 0 * inf
-            flo = float(np.sum(np.where(c > 0, c * self.lo, 0.0) + np.where(c < 0, c * self.hi, 0.0))) + float(bias)
-            fhi = float(np.sum(np.where(c > 0, c * self.hi, 0.0) + np.where(c < 0, c * self.lo, 0.0))) + float(bias)
+        idx, lo_terms, hi_terms = [], [], []
+        for j, v in form.terms:
+            c = v.numerator / v.denominator  # float(v), without numbers.Rational's dispatch
+            a, b = c * float(self.lo[j]), c * float(self.hi[j])
+            idx.append(j)
+            lo_terms.append(a if c > 0 else b)
+            hi_terms.append(b if c > 0 else a)
+        flo = self._sum(idx, lo_terms) + float(bias)
+        fhi = self._sum(idx, hi_terms) + float(bias)
         lo = hi = 0.0
         for lag, w in taps:
             a, b = (flo, fhi) if lag == 0 else (min(flo, 0.0), max(fhi, 0.0))
             a, b = sorted((float(w) * a, float(w) * b))
             lo, hi = lo + a, hi + b
         return lo, hi
+
+    def _sum(self, idx: list[int], terms: list[float]) -> float:
+        """The sum over the whole row with `terms` at `idx` and zeros elsewhere, as numpy's pairwise sum gives it:
+        the plain sum where every order of adding gives the same float (all terms finite multiples of 1/D, D their
+        largest denominator, sum |terms| D <= 2^53: every partial sum is a float), else numpy's over the row."""
+        if len(terms) < 2:
+            return sum(terms, 0.0)
+        if all(map(math.isfinite, terms)):
+            ratios = [t.as_integer_ratio() for t in terms]
+            den = max((d for _, d in ratios), default=1)
+            if sum(abs(n) * (den // d) for n, d in ratios) <= _EXACT_SUM:
+                return sum(terms, 0.0)
+        row = np.zeros(len(self.lo))
+        row[idx] = terms
+        return float(np.sum(row))
 
     def _shift(self, form, bias, taps, ident: float) -> Fraction:
         """The power of two that lifts the form past `ident` over its whole range (0 if it is already)."""
@@ -135,18 +199,19 @@ class Plan:
     def const(self, row: int, coef: Fraction) -> None:
         self.read(row, 0, coef)
 
-    def lin(self, row: int, form: tuple, bias: Fraction, coef: Fraction, taps=LAG0) -> None:
-        if not coef or (not any(form) and not bias):
+    def lin(self, row: int, form: Form, bias: Fraction, coef: Fraction, taps=LAG0) -> None:
+        if not coef or (not form.terms and not bias):
             return
         shift = self._shift(form, bias, taps, self.act.x_ident)
         self.read(row, self._add(Chan("lin", form, bias, tuple(taps), shift)), coef)
-        self.const(row, -coef * shift)
+        if shift:
+            self.const(row, -coef * shift)
 
-    def relu(self, row: int, form: tuple, bias: Fraction, coef: Fraction, k: Fraction, margin: float) -> None:
+    def relu(self, row: int, form: Form, bias: Fraction, coef: Fraction, k: Fraction, margin: float) -> None:
         exact = math.isinf(margin) or k * Fraction(margin) >= self.act.relu_zero  # nonzero arguments past the band
         self.read(row, self._add(Chan("relu", form, bias, k=k, exact=exact)), coef)
 
-    def prod(self, row: int, fa: tuple, ba: Fraction, fb: tuple, bb: Fraction, coef: Fraction) -> None:
+    def prod(self, row: int, fa: Form, ba: Fraction, fb: Form, bb: Fraction, coef: Fraction) -> None:
         ma, mb = self.factor_shifts(fa, ba, fb, bb)
         self.read(row, self._add(Chan("prod", fa, ba, shift=ma, gate=(fb, bb + mb), gate_shift=mb)), coef)
         # (a + Ma)(b + Mb) - Mb a - Ma b - Ma Mb = a b
@@ -159,10 +224,10 @@ class Plan:
 
     def first_step(self, row: int, j: int, coef: Fraction) -> None:
         """coef [t = j] (j = 1..3): the constant's lags j - 1 and j (zero padding before the first step)."""
-        self.lin(row, (), Fraction(1), coef, ((j - 1, Fraction(1)), (j, Fraction(-1))))
+        self.lin(row, EMPTY, Fraction(1), coef, ((j - 1, Fraction(1)), (j, Fraction(-1))))
 
     # what a target does its own way
-    def state(self, row: int, form: tuple, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
+    def state(self, row: int, form: Form, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
         """coef s_t, s_t = lam s_{t-1} + w_t (w = form . input + bias), s_0 = init."""
         raise NotImplementedError
 
@@ -180,7 +245,7 @@ class Plan:
         """Per state channel: its |value|, whether it is exact integer arithmetic, its per-step error."""
 
 
-def _rows(c: Coeffs) -> np.ndarray:
+def _fractions(c: Coeffs) -> np.ndarray:
     return c.rat.to_fractions()
 
 
@@ -190,69 +255,82 @@ def stage_plan(p: Plan, st, facts: Facts) -> Plan:
     if st.kind == "state":
         _state_plan(p, st)
     elif st.kind == "mlp":
-        _mlp_plan(p, st, relu_sharpness(st, facts, p.act.relu_zero))
+        _mlp_plan(p, st, facts)
     else:
         _gate_plan(p, st)
     p.crosstalk()
+    one = Fraction(1)
     for r in range(p.width_in):
-        p.lin(r, tuple(Fraction(int(j == r)) for j in range(p.width_in)), Fraction(0), Fraction(-1))
+        p.lin(r, Form(((r, one),), p.width_in), Fraction(0), -one)
     _merge_lin(p)
     return p
 
 
 def _state_plan(p: Plan, st) -> None:
-    A, B, bias, init = _rows(st.A), _rows(st.B), _rows(st.bias), _rows(st.init)
+    B, bias, init = forms(st.B), _fractions(st.bias), _fractions(st.init)
     for blk in blocks(st.A):
-        kind = block_kind(sub(st.A, blk))
+        Ab = sub(st.A, blk)
+        kind = block_kind(Ab)
         if kind == "illegal":
             raise ValueError("a state transition this backend cannot realise (legalise the graph first)")
-        if kind == "decay" and A[blk[0], blk[0]] != 0:
-            r = blk[0]
-            p.state(r, tuple(B[r]), bias[r], A[r, r], init[r], Fraction(1))
+        if kind == "decay":  # s = lam s + w, or (lam = 0: a row A does not couple) s_t = w_t
+            r, lam = blk[0], Ab.data[0, 0]
+            if lam:
+                p.state(r, B[r], bias[r], lam, init[r], Fraction(1))
+            else:
+                p.lin(r, B[r], bias[r], Fraction(1))
             continue
-        # a shift register (or a row A does not couple): s_t = sum_{i <= 3} A^i (B h_{t-i} + bias [t > i])
-        # + sum_{j <= 3} [t = j] A^j init, the powers of the block alone (blocks are small)
-        Ab = A[np.ix_(blk, blk)]
-        powers = [np.eye(len(blk), dtype=object) * Fraction(1)]
-        for _ in range(CONV_LAGS if kind == "fir" else 0):
-            powers.append(powers[-1] @ Ab)
-        Bb, bb, ib = B[blk], bias[blk], init[blk]
+        # a shift register: s_t = sum_{i <= 3} A^i (B h_{t-i} + bias [t > i]) + sum_{j <= 3} [t = j] A^j init
+        powers = _powers(Ab)
+        Bb, bb, ib = [B[r] for r in blk], bias[blk], init[blk]
         for a, r in enumerate(blk):
             for i, P in enumerate(powers):
-                p.lin(r, tuple(P[a] @ Bb), P[a] @ bb, Fraction(1), ((i, Fraction(1)),))
+                form = combine(zip(P[a], Bb, strict=True), st.B.shape[1])
+                p.lin(r, form, P[a] @ bb, Fraction(1), ((i, Fraction(1)),))
             for j in range(1, len(powers)):
                 v = powers[j][a] @ ib
                 if v:
                     p.first_step(r, j, v)
 
 
-def _mlp_plan(p: Plan, st, sharp: list[tuple[Fraction, float]]) -> None:
-    C, c, D, E, e = (_rows(x) for x in (st.C, st.c, st.D, st.E, st.e))
+@functools.lru_cache(maxsize=64)
+def _powers(A: Coeffs) -> list[np.ndarray]:
+    """I, A, .., A^3 of a shift-register block (small), as Fractions; the blocks of a stage's delay lines repeat."""
+    powers = [np.eye(A.shape[0], dtype=object) * Fraction(1)]
+    for _ in range(CONV_LAGS):
+        powers.append(powers[-1] @ A.data)
+    return powers
+
+
+def _mlp_plan(p: Plan, st, facts: Facts) -> None:
+    C, E, D = forms(st.C), forms(st.E), forms(st.D, by_column=True)  # D by hidden unit
+    c, e = _fractions(st.c), _fractions(st.e)
+    sharp = relu_sharpness(st, D, facts, p.act.relu_zero)
     p.ks = [k for k, _ in sharp]
-    for r in range(C.shape[0]):
-        p.lin(r, tuple(C[r]), c[r], Fraction(1))
-    for k in range(E.shape[0]):
-        for r in np.flatnonzero(D[:, k] != 0):
-            p.relu(int(r), tuple(E[k]), e[k], D[r, k], *sharp[k])
+    for r, form in enumerate(C):
+        p.lin(r, form, c[r], Fraction(1))
+    for k, col in enumerate(D):
+        for r, d in col.terms:
+            p.relu(r, E[k], e[k], d, *sharp[k])
 
 
 def _gate_plan(p: Plan, st) -> None:
-    P, U, u, V, v, Q = (_rows(x) for x in (st.P, st.U, st.u, st.V, st.v, st.Q))
-    for r in range(P.shape[0]):
-        p.lin(r, tuple(P[r]), Fraction(0), Fraction(1))
-    for k in range(U.shape[0]):
-        p.prod_shifts.append(p.factor_shifts(tuple(U[k]), u[k], tuple(V[k]), v[k]))
-        for r in np.flatnonzero(Q[:, k] != 0):
-            p.prod(int(r), tuple(U[k]), u[k], tuple(V[k]), v[k], Q[r, k])
+    P, U, V, Q = forms(st.P), forms(st.U), forms(st.V), forms(st.Q, by_column=True)  # Q by product
+    u, v = _fractions(st.u), _fractions(st.v)
+    for r, form in enumerate(P):
+        p.lin(r, form, Fraction(0), Fraction(1))
+    for k, col in enumerate(Q):
+        p.prod_shifts.append(p.factor_shifts(U[k], u[k], V[k], v[k]))
+        for r, q in col.terms:
+            p.prod(r, U[k], u[k], V[k], v[k], q)
 
 
-def relu_sharpness(st, facts: Facts, relu_zero: float) -> list[tuple[Fraction, float]]:
-    """Per hidden unit: (k, margin) with k * margin > relu_zero (act(k w) / k is then relu(w) exactly: every
-    nonzero argument lies past the band |w| <= relu_zero / k), else K_MAX."""
-    D = st.D.f64
+def relu_sharpness(st, D: list[Form], facts: Facts, relu_zero: float) -> list[tuple[Fraction, float]]:
+    """Per hidden unit (D: its column): (k, margin) with k * margin > relu_zero (act(k w) / k is then relu(w)
+    exactly: every nonzero argument lies past the band |w| <= relu_zero / k), else K_MAX."""
     out = []
-    for k in range(D.shape[1]):
-        r = int(np.flatnonzero(D[:, k])[0])
+    for col in D:
+        r = col.terms[0][0]
         node = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
         m = facts.relu_margin(node)
         k_m = Fraction(1) if math.isinf(m) else K_MAX if m <= 0 else pow2_at_least(relu_zero / m)
@@ -268,14 +346,13 @@ def _merge_lin(p: Plan) -> None:
         lins = [d for d in reads if p.chans[d].kind == "lin" and p.chans[d].taps == LAG0]
         if len(lins) < 2:
             continue
-        form = np.zeros(p.width_in, dtype=object) * Fraction(0)
-        bias = Fraction(0)
+        parts, bias = [], Fraction(0)
         for d in lins:
             ch, coef = p.chans[d], reads.pop(d)
             reads[0] = reads.get(0, Fraction(0)) + coef * ch.shift  # undo its shift removal
-            form[:len(ch.form)] = form[:len(ch.form)] + coef * np.array(ch.form, dtype=object)  # () is 0
+            parts.append((coef, ch.form))
             bias += coef * ch.bias
-        p.lin(r, tuple(form), bias, Fraction(1))
+        p.lin(r, combine(parts, p.width_in), bias, Fraction(1))
     _drop_unread(p)
 
 
@@ -546,10 +623,9 @@ def channel_values(p: Plan, st, ctx: Context, max_len: int) -> tuple[np.ndarray,
             val[d], exact[d] = f[d], bool(ints[d]) and ch.exact
         elif ch.kind == "prod":  # (a + Ma)(b + Mb)
             fb, bb = ch.gate
-            coefs = [Fraction(c) for c in fb]
-            y = sum(abs(float(c)) * h[j] for j, c in enumerate(coefs)) + abs(float(bb))
-            y_int = (all(c.denominator == 1 for c in coefs) and Fraction(bb).denominator == 1
-                     and all(ctx.int_h[j] for j, c in enumerate(coefs) if c))
+            y = sum(abs(float(c)) * h[j] for j, c in fb.terms) + abs(float(bb))
+            y_int = (all(c.denominator == 1 for _, c in fb.terms) and Fraction(bb).denominator == 1
+                     and all(ctx.int_h[j] for j, _ in fb.terms))
             val[d] = mag[d] * y
             exact[d] = bool(ints[d]) and y_int and val[d] <= 1 / u
     p.state_errors(ctx, max_len, np.zeros(len(p.chans)), mag.copy(), ints, val, exact, np.zeros(len(p.chans)))
@@ -562,12 +638,10 @@ def channel_values(p: Plan, st, ctx: Context, max_len: int) -> tuple[np.ndarray,
 def _form_coeffs(chans: list[Chan], width: int) -> tuple[Coeffs, Coeffs]:
     """The channels' forms as one coefficient matrix over the stage input, and the X constants (the form's
     constant times the taps' sum, plus the shift)."""
-    M = np.zeros((len(chans), width), dtype=object) * Fraction(0)
-    b = np.zeros(len(chans), dtype=object) * Fraction(0)
-    for i, ch in enumerate(chans):
-        M[i, :len(ch.form)] = ch.form
-        b[i] = ch.bias * sum(w for _, w in ch.taps) + ch.shift
-    return Coeffs(M), Coeffs(b)
+    M = Coeffs.from_entries((len(chans), width), {(i, j): v for i, ch in enumerate(chans) for j, v in ch.form.terms})
+    b = Coeffs.from_entries((len(chans),), {(i,): ch.bias * sum(w for _, w in ch.taps) + ch.shift
+                                            for i, ch in enumerate(chans)})
+    return M, b
 
 
 def _shifted(M: Coeffs, b: Coeffs, shifts, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -40,12 +40,15 @@ import torch.nn.functional as F
 from lsrl.backends.base import Emitted, HeadedStack, Placement
 from lsrl.backends.channels import (
     D_CONV,
+    EMPTY,
     LAG0,
     Activation,
     Chan,
     ChannelBackend,
+    Form,
     Plan,
     permuted_unbasis,
+    put,
     stream_row,
     unbasis_of,
 )
@@ -287,8 +290,8 @@ class HawkPlan(Plan):
         """G (gate G), k for relu (gelu(k w)), 1 for prod."""
         return {"prod": Fraction(1), "relu": ch.k}.get(ch.kind, Fraction(G))
 
-    def state(self, row: int, form: tuple, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
-        self._add(Chan("first", (), Fraction(1), taps=((0, Fraction(1)), (1, Fraction(-1)))))
+    def state(self, row: int, form: Form, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
+        self._add(Chan("first", EMPTY, Fraction(1), taps=((0, Fraction(1)), (1, Fraction(-1)))))
         P = self._add(Chan("state", form, bias, decay=lam, slot=0))
         Q = self._add(Chan("state", form, bias + lam * init, decay=lam, slot=1))
         self.read(row, P, coef)
@@ -319,21 +322,21 @@ class HawkPlan(Plan):
 
 
 def x_row(ch: Chan, K: float = 1.0) -> tuple[list, float]:
-    """The channel's X before the taps: (coefficients over the stage input, constant); a P channel's input is
-    scaled by K."""
+    """The channel's X before the taps: ((index, coefficient) over the stage input, constant); a P channel's
+    input is scaled by K."""
     if ch.kind in ("const", "relu"):
         return [], 0.0  # X = the shift (conv / up bias) alone
     scale = K if ch.kind == "state" and ch.slot == 0 else 1.0
-    return [scale * float(v) for v in ch.form], scale * float(ch.bias)
+    return [(j, scale * float(v)) for j, v in ch.form.terms], scale * float(ch.bias)
 
 
 def y_row(ch: Chan) -> tuple[list, float]:
-    """The channel's gate Y: (coefficients, constant)."""
+    """The channel's gate Y: ((index, coefficient), constant)."""
     if ch.kind == "relu":
-        return [float(ch.k * v) for v in ch.form], float(ch.k * ch.bias)
+        return [(j, float(ch.k * v)) for j, v in ch.form.terms], float(ch.k * ch.bias)
     if ch.kind == "prod":
         fb, bb = ch.gate
-        return [float(v) for v in fb], float(bb)
+        return [(j, float(v)) for j, v in fb.terms], float(bb)
     return [], float(G)
 
 
@@ -354,10 +357,10 @@ def temporal_weights(p: HawkPlan, hidden: int) -> dict[str, np.ndarray]:
     first = next((d for d, ch in enumerate(p.chans) if ch.kind == "first"), None)
     decays = {ch.decay: realise_decay(ch.decay, p.dtype) for ch in p.chans if ch.kind == "state"}
     for d, ch in enumerate(p.chans):
-        xs, xb = x_row(ch, decays[ch.decay][1] if ch.kind == "state" else 1.0)
-        W["linear_x.weight"][d, :len(xs)], W["linear_x.bias"][d] = xs, xb
-        ys, yb = y_row(ch)
-        W["linear_y.weight"][d, :len(ys)], W["linear_y.bias"][d] = ys, yb
+        xs, W["linear_x.bias"][d] = x_row(ch, decays[ch.decay][1] if ch.kind == "state" else 1.0)
+        put(W["linear_x.weight"][d], xs)
+        ys, W["linear_y.bias"][d] = y_row(ch)
+        put(W["linear_y.weight"][d], ys)
         for lag, w in ch.taps:
             W["conv_1d.weight"][d, 0, D_CONV - 1 - lag] = float(w)
         W["conv_1d.bias"][d] = _x_shift(ch)
@@ -382,9 +385,10 @@ def mlp_weights(p: HawkPlan, hidden: int) -> dict[str, np.ndarray]:
         if ch.kind in ("state", "first") or ch.taps != LAG0:
             raise ValueError("an mlp half hosts neither states nor lags")
         xs, xb = x_row(ch)
-        W["up_proj.weight"][d, :len(xs)], W["up_proj.bias"][d] = xs, xb + _x_shift(ch)
-        ys, yb = y_row(ch)
-        W["gate_proj.weight"][d, :len(ys)], W["gate_proj.bias"][d] = ys, yb
+        put(W["up_proj.weight"][d], xs)
+        W["up_proj.bias"][d] = xb + _x_shift(ch)
+        ys, W["gate_proj.bias"][d] = y_row(ch)
+        put(W["gate_proj.weight"][d], ys)
     _out(p, W["down_proj.weight"])
     return W
 

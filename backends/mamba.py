@@ -41,13 +41,16 @@ import torch.nn.functional as F
 from lsrl.backends.base import Emitted, HeadedStack, Placement
 from lsrl.backends.channels import (
     D_CONV,
+    EMPTY,
     LAG0,
     Activation,
     Chan,
     ChannelBackend,
+    Form,
     Plan,
     permuted_unbasis,
     pow2_at_least,
+    put,
     stream_row,
     unbasis_of,
 )
@@ -198,21 +201,21 @@ class MambaPlan(Plan):
         """Z (gate Z), Z^2 for const (value 1), 1 for prod (relu: 1 / k is its D)."""
         return {"const": Fraction(Z * Z), "prod": Fraction(1)}.get(ch.kind, Fraction(Z))
 
-    def state(self, row: int, form: tuple, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
+    def state(self, row: int, form: Form, bias: Fraction, lam: Fraction, init: Fraction, coef: Fraction) -> None:
         """coef s_t, s_t = lam s_{t-1} + w_t, s_0 = init: a scan state of its own (slot n), whose channel holds
         s plus the current drives of the mixer's other slots (B and C are shared); `crosstalk` removes those."""
         self._read_slot(row, self._slot(form, bias, lam, row), coef)
         self.const(row, coef * init)
         if init and lam != 1:  # lam^t init = init (1 - (1 - lam) G), G = sum_k lam^(t-k): a slot driven by 1
-            self._read_slot(row, self._slot((), Fraction(1), lam, None), -coef * init * (1 - lam))
+            self._read_slot(row, self._slot(EMPTY, Fraction(1), lam, None), -coef * init * (1 - lam))
 
-    def _slot(self, form: tuple, bias: Fraction, lam: Fraction, row: int | None) -> int:
+    def _slot(self, form: Form, bias: Fraction, lam: Fraction, row: int | None) -> int:
         for n, sl in enumerate(self.slots):
             if (sl["form"], sl["bias"], sl["lam"]) == (form, bias, lam):
                 return n
         n = len(self.slots)
         drive = self._add(Chan("lin", form, bias, shift=self._shift(form, bias, LAG0, self.act.x_ident)))
-        chan = self._add(Chan("state", (), Fraction(0), shift=Fraction(Z), decay=lam, slot=n))
+        chan = self._add(Chan("state", EMPTY, Fraction(0), shift=Fraction(Z), decay=lam, slot=n))
         self.slots.append({"form": form, "bias": bias, "lam": lam, "drive": drive, "chan": chan, "row": row})
         return n
 
@@ -260,7 +263,7 @@ def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
     const = hidden - 1
     for d, ch in enumerate(p.chans):
         x = W["in_proj.weight"][d]
-        x[:len(ch.form)] = [float(ch.k * v) for v in ch.form]
+        put(x, [(j, float(ch.k * v)) for j, v in ch.form.terms])
         x[const] = float(ch.k * ch.bias)
         for lag, w in ch.taps:
             W["conv1d.weight"][d, 0, D_CONV - 1 - lag] = float(w)
@@ -268,7 +271,7 @@ def mixer_weights(p: Plan, hidden: int) -> dict[str, np.ndarray]:
         z = W["in_proj.weight"][n + d]
         if ch.kind == "prod":
             fb, bb = ch.gate
-            z[:len(fb)] = [float(v) for v in fb]
+            put(z, [(j, float(v)) for j, v in fb.terms])
             z[const] = float(bb)
         else:
             z[const] = Z

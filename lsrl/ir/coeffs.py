@@ -106,7 +106,10 @@ class Coeffs:
             for k, v in entries.items():
                 arr[k] = v
             return cls(arr)
-        return cls.from_rat(RatArray.from_entries(shape, entries))
+        c = cls.from_rat(RatArray.from_entries(shape, entries))
+        keys = np.array([k for k, v in entries.items() if v], dtype=np.intp).reshape(-1, len(shape))
+        c.nonzero = tuple(keys[np.lexsort(keys.T[::-1])].T)  # row-major, as np.nonzero lists them
+        return c
 
     @classmethod
     def from_rat(cls, rat: RatArray) -> Coeffs:
@@ -126,7 +129,10 @@ class Coeffs:
 
     @cached
     def _key(self) -> tuple:
-        """The value identity; built on first comparison or hash only (hashing Fractions is slow)."""
+        """The value identity; built on first comparison or hash only (hashing Fractions is slow: an integer
+        array's key holds its numerators as ints, which equal and hash as the Fractions they stand for)."""
+        if "rat" in self.__dict__ and self.rat.den == 1:
+            return self.rat.shape, tuple(self.rat.num.reshape(-1).tolist())
         return self.data.shape, tuple(self.data.reshape(-1))
 
     # construction helpers
@@ -174,6 +180,11 @@ class Coeffs:
                           len(flat)).reshape(self.data.shape)
         out.flags.writeable = False
         return out
+
+    @cached
+    def nonzero(self) -> tuple[np.ndarray, ...]:
+        """np.nonzero of the entries; one made from_entries knows them without a pass over its zeros."""
+        return np.nonzero(self.rat.num if self.exact else self.f64)
 
     @cached
     def is_zero(self) -> bool:

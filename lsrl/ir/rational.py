@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from fractions import Fraction
-from math import gcd, lcm
+from math import gcd, lcm, prod
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from lsrl.cached import cached
 
 _SAFE = 2**62  # int64 arithmetic on values below this (times the checked factors) cannot overflow
 _FLOAT_EXACT = 2**53  # integers of at most this size are exact float64 values
+_HUGE = 1 << 22  # numpy asks the kernel for 2 MiB huge pages for arrays of this many bytes and more
 
 
 def _ratio(v) -> tuple[int, int]:
@@ -39,6 +41,18 @@ def _narrow(num: np.ndarray) -> np.ndarray:
     if num.dtype == np.int64:
         return num
     return num.astype(np.int64) if _max_abs(num) < _SAFE else num
+
+
+def _zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.zeros, but a large int64 array in a private anonymous mapping, whose pages materialise only where an
+    entry is written (reads of the rest see the kernel's zero page): numpy asks for huge pages, where writing the
+    few nonzeros of a large mostly-zero stage matrix would zero (and keep) nearly all of it (seconds and
+    gigabytes per stage at tok2tok's T = 64)."""
+    size = prod(shape) * 8
+    if dtype is object or size < _HUGE or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.zeros(shape, dtype=dtype)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, dtype=np.int64).reshape(shape)
 
 
 def _int_matmul(a: np.ndarray, b: np.ndarray, amax: int, bmax: int, fits: bool) -> np.ndarray:
@@ -127,11 +141,13 @@ class RatArray:
     def _placed(cls, shape: tuple[int, ...], flat: np.ndarray | list[int], nums: list, dens: list) -> RatArray:
         """Zeros of `shape` with nums[i] / dens[i] at flat index flat[i], over one common denominator."""
         den = lcm(*set(dens)) if dens else 1
-        if den != 1:
+        if den != 1:  # reduced over the entries, not over the whole (mostly zero) array
             nums = [n * (den // d) for n, d in zip(nums, dens, strict=True)]
-        num = np.zeros(shape, dtype=int_dtype(nums))
+            g = gcd(den, *nums)
+            nums, den = [n // g for n in nums], den // g
+        num = _zeros(shape, int_dtype(nums))
         num.reshape(-1)[flat] = nums
-        return cls(num, den)._reduced()
+        return cls(num, den)
 
     @classmethod
     def zeros(cls, *shape: int) -> RatArray:
@@ -203,6 +219,10 @@ class RatArray:
     def T(self) -> RatArray:  # noqa: N802 - conventional name
         return RatArray(self.num.T, self.den)
 
+    def block(self, rows, cols) -> RatArray:
+        """The submatrix on these rows and columns (reduced, as every other constructor leaves it)."""
+        return RatArray(_narrow(self.num[np.asarray(rows)[:, None], cols]), self.den)._reduced()
+
     @staticmethod
     def concat(parts: list[RatArray], axis: int = 0) -> RatArray:
         den = lcm(*(p.den for p in parts))
@@ -219,7 +239,12 @@ class RatArray:
         return np.array(flat, dtype=np.float64).reshape(self.shape)
 
     def to_fractions(self) -> np.ndarray:
-        """An object array of Fractions; each distinct value is built once."""
+        """An object array of Fractions; each distinct value is built once (a tiny array's entries directly:
+        np.unique's overhead is most of a 1 x 1 block's cost, and plans ask for thousands of them)."""
+        if self.num.size <= 16:
+            out = np.empty(self.shape, dtype=object)
+            out.reshape(-1)[:] = [Fraction(int(v), self.den) for v in self.num.reshape(-1).tolist()]
+            return out
         values, inverse = np.unique(self.num, return_inverse=True)
         table = np.empty(len(values), dtype=object)
         table[:] = [Fraction(int(v), self.den) for v in values]

@@ -10,10 +10,9 @@ the lines. Exact at every step (no max_len involved).
 
 from __future__ import annotations
 
-import numpy as np
-
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
+from lsrl.ir.rational import RatArray
 from lsrl.legalize.spectrum import CONV_LAGS, nilpotency
 from lsrl.passes import matrices as mx
 from lsrl.passes.rewrite import Rewriter
@@ -23,12 +22,11 @@ SLOTS = CONV_LAGS + 1
 
 def _delay_line(rw: Rewriter, x: int, d: int, rows: Coeffs | None = None) -> int:
     """A state holding x_t, x_{t-1}, x_{t-2}, x_{t-3} (zeros before the start) of the d values `rows @ x`."""
-    shift = np.zeros((SLOTS * d, SLOTS * d), dtype=int)
-    for s in range(1, SLOTS):
-        shift[s * d:(s + 1) * d, (s - 1) * d:s * d] = np.eye(d, dtype=int)
+    shift = Coeffs.from_entries((SLOTS * d, SLOTS * d), {(s * d + i, (s - 1) * d + i): 1
+                                                         for s in range(1, SLOTS) for i in range(d)})
     sel = rows if rows is not None else Coeffs.eye(d)
-    B = mx.concat([sel] + [mx.zeros(d, sel.shape[1])] * (SLOTS - 1))
-    return rw.add(ir.LinState(mx.coeffs(shift), B, mx.zeros(SLOTS * d), mx.zeros(SLOTS * d)), (x,))
+    B = Coeffs.from_rat(RatArray.concat([sel.rat, RatArray.zeros((SLOTS - 1) * d, sel.shape[1])]))
+    return rw.add(ir.LinState(shift, B, mx.zeros(SLOTS * d), mx.zeros(SLOTS * d)), (x,))
 
 
 def first_step(rw: Rewriter) -> int:
@@ -54,15 +52,17 @@ def split_delay_line(rw: Rewriter, op: ir.LinState, args: tuple[int, ...]) -> in
         ins.append(first_step(rw))
     w = rw.add(ir.Linear(tuple(mats), op.bias), tuple(ins))
     lines = [_delay_line(rw, w, n)]
+    oldest = Coeffs.from_entries((n, SLOTS * n), {(i, (SLOTS - 1) * n + i): 1 for i in range(n)})
     while SLOTS + (SLOTS - 1) * (len(lines) - 1) < k:  # lags covered so far: 0 .. 3 m
-        oldest = mx.coeffs(np.hstack([np.zeros((n, (SLOTS - 1) * n), dtype=int), np.eye(n, dtype=int)]))
         lines.append(_delay_line(rw, lines[-1], n, oldest))
     # s = sum_i A^i (lag i of w'): lag i sits in line m = max(0, ceil((i - 3) / 3)), slot i - 3 m
-    out = [np.zeros((n, SLOTS * n), dtype=object) for _ in lines]
+    slots: dict[tuple[int, int], RatArray] = {}
     P = Coeffs.eye(n)
     for i in range(k):
         m = 0 if i < SLOTS else -(-(i - CONV_LAGS) // CONV_LAGS)
-        s = i - CONV_LAGS * m
-        out[m][:, s * n:(s + 1) * n] = out[m][:, s * n:(s + 1) * n] + P.data
+        at = (m, i - CONV_LAGS * m)
+        slots[at] = slots[at] + P.rat if at in slots else P.rat
         P = P @ op.A
-    return rw.add(ir.Linear(tuple(mx.coeffs(o) for o in out), mx.zeros(n)), tuple(lines))
+    out = [Coeffs.from_rat(RatArray.concat([slots.get((m, s), RatArray.zeros(n, n)) for s in range(SLOTS)], axis=1))
+           for m in range(len(lines))]
+    return rw.add(ir.Linear(tuple(out), mx.zeros(n)), tuple(lines))

@@ -31,7 +31,7 @@ def blocks(A: Coeffs) -> list[list[int]]:
             i = parent[i]
         return i
 
-    for i, j in zip(*np.nonzero(A.f64), strict=True):
+    for i, j in zip(*A.nonzero, strict=True):
         parent[find(int(i))] = find(int(j))
     out: dict[int, list[int]] = {}
     for i in range(n):
@@ -40,7 +40,8 @@ def blocks(A: Coeffs) -> list[list[int]]:
 
 
 def sub(A: Coeffs, idx: list[int]) -> Coeffs:
-    return Coeffs(A.data[np.ix_(idx, idx)]) if A.exact else Coeffs(A.f64[np.ix_(idx, idx)])
+    """A's block on components idx (an exact A from its numerators: its every entry as a Fraction costs more)."""
+    return Coeffs.from_rat(A.rat.block(idx, idx)) if A.exact else Coeffs(A.f64[np.ix_(idx, idx)])
 
 
 def nilpotency(A: Coeffs, limit: int) -> int | None:
