@@ -106,6 +106,39 @@ def test_random_nilpotent_states(n, data):
     assert interpret(new, xe, exact=True).output.tolist() == interpret(g, xe, exact=True).output.tolist()
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 6), st.data())
+def test_rank_factors_are_exact_with_the_rank_as_width(n, c, r, data):
+    """W = C R with C a selection of W's columns and R in reduced row echelon form, r = rank W."""
+    from lsrl.legalize.delays import rank_factors
+
+    r = min(r, n, c)
+    ints = st.integers(-3, 3)
+    U = np.array([[data.draw(ints) for _ in range(r)] for _ in range(n)], dtype=int).reshape(n, r)
+    V = np.array([[data.draw(ints) for _ in range(c)] for _ in range(r)], dtype=int).reshape(r, c)
+    W = (U @ V).astype(object) * Fraction(1, data.draw(st.integers(1, 4)))
+    C, R = rank_factors(W)
+    assert (C @ R == W).all()
+    assert C.shape[1] == np.linalg.matrix_rank((U @ V).astype(float))
+    assert all(any((C[:, k] == W[:, j]).all() for j in range(c)) for k in range(C.shape[1]))
+    for row in R:  # leading 1s, zero elsewhere in their columns
+        lead = next(j for j, v in enumerate(row) if v != 0)
+        assert row[lead] == 1 and sum(R[i, lead] != 0 for i in range(len(R))) == 1
+
+
+@pytest.mark.parametrize("n", [12, 24])
+def test_delay_lines_carry_the_drive_rank_not_the_register(n):
+    """A register of n flags fed by one input (tok2tok's match buffers) becomes lines of 4 values each, not
+    4 n: the legalised states grow as n, not n^2, and keep the register's meaning."""
+    src = (f"input x[1] in {{0, 1}}\nstate buf[{n}] = 0\n"
+           f"buf <- shift_matrix({n}) @ buf + cat(zeros({n - 1}), x)\noutput sum(buf)\nprobe b = buf")
+    g = optimize(compile_source(src, "t.lsrl").graph)[0]
+    new = _legal(g, 64)
+    widths = sum(nd.dim for nd in new.nodes if isinstance(nd.op, ir.LinState))
+    assert widths <= 4 * (n // 3 + 1) + 2  # lines of 4 (3 lags each) and the first-step flag
+    _same(g, new, np.random.default_rng(n).integers(0, 2, (3, 3 * n, 1)).astype(float))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 4), st.data())
 def test_random_diagonalisable_states(n, data):

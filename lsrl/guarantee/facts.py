@@ -212,5 +212,8 @@ def range_facts(graph: ir.Graph, program, max_len: int | None, before: tuple[Fac
                 ) -> Facts:
     """Range analysis of `graph` (an optimised program graph) for the program's input domain; `before`: the
     facts of the graph a legalisation rewrote into this one and the map of the nodes it kept."""
-    ranges = analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN)
-    return Facts(ranges) if before is None else CarriedFacts(ranges, *before)
+    if before is None:
+        return Facts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN))
+    old, to_old = before  # kept nodes answer from `old`: the new analysis starts from their ranges
+    known = {new: old.ranges[o] for new, o in to_old.items() if o in old.ranges.nodes}
+    return CarriedFacts(analyze(graph, program.input.domain, max_len or DEFAULT_MAX_LEN, known), old, to_old)

@@ -28,6 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from lsrl.cached import cached
 from lsrl.ir.recurrence import coupled_components
 from lsrl.lowering.bounds import layout_bounds
 from lsrl.lowering.stack import Stack
@@ -275,25 +276,24 @@ class _Group:
 
     def unresolved(self) -> Unresolved | None:
         """This step, if rounding decides its output near a kink (see Unresolved); None if it is resolved."""
-        lam = np.array([float(v) for v in self.lam])
+        lam = self.lam_f
         kinks = np.unique([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)] - self.shift / lam)
-        if len(kinks) < 2 or not any(hull.any() for _, hull, _ in self.patterns()):
+        if len(kinks) < 2 or not any(hull.any() for _, hull, _ in self.patterns):
             return None
         width = float(np.diff(kinks).min())
         error = self.e_t + float(((self.r + self.band) / np.abs(lam)).max())
         return Unresolved(self.owners[0][0], error, width) if error >= width / 2 else None
 
-    def patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The (on, hull, near) masks over members (computed once: readers ask for them many times)."""
-        if "_patterns" not in self.__dict__:
-            self.__dict__["_patterns"] = self._find_patterns()
-        return self.__dict__["_patterns"]
+    @cached  # (these three: computed once, readers ask for them many times)
+    def lam_f(self) -> np.ndarray:
+        return np.array([float(v) for v in self.lam])
 
-    def _find_patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    @cached
+    def patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The (on, hull, near) masks over members that the exact values of t can produce; `near`: in the hull
         band at a nonzero exact argument, where a surrogate's own error adds (at an exact 0 it does not: the
         surrogate's output lies between 0 and its argument)."""
-        lam = np.array([float(v) for v in self.lam])
+        lam = self.lam_f
         width = np.abs(lam) * self.e_t + self.r + self.band
         if self.tvals is None:  # an interval: members whose kink may be near t are hull, the rest one side
             kinks = np.array([float(-b / a) for a, b in zip(self.lam, self.bias, strict=True)]) - self.shift / lam
@@ -324,10 +324,9 @@ class _Group:
         lam_k dt; an exact ReLU in its hull band passes theta_k lam_k dt for some theta_k in [0, 1] (its output
         moves between 0 and its argument's move), so the worst dt share is at a vertex of the theta box; a
         surrogate's slope may pass 1, so its hull members count in full."""
-        lam = np.array([float(self.lam[m]) for m in mem])
-        cl = coef * lam[None, :]
+        cl = coef * self.lam_f[mem][None, :]
         worst = np.zeros(coef.shape[0])
-        for on, hull, near in self.patterns():
+        for on, hull, near in self.patterns:
             on_m, hull_m = on[mem], hull[mem]
             base = cl[:, on_m].sum(axis=1)
             if self.band.any():
@@ -340,12 +339,13 @@ class _Group:
             worst = np.maximum(worst, e)
         return worst
 
+    @cached
     def member_bound(self) -> np.ndarray:
         """Each member's error bound on its own (when read without the others)."""
         mem = list(range(len(self.lam)))
-        lam = np.abs(np.array([float(v) for v in self.lam]))
+        lam = np.abs(self.lam_f)
         out = np.zeros(len(mem))
-        for on, hull, near in self.patterns():
+        for on, hull, near in self.patterns:
             own = self.own_errors(mem, on, hull, near)
             out = np.maximum(out, own + np.where(on | hull, lam * self.e_t, 0.0))
         return out
@@ -474,13 +474,13 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
             unresolved += [x for g in grp.values() if (x := g.unresolved()) is not None]
             hid_err = np.zeros(st.E.shape[0])
             for k, (gid, m) in member.items():
-                hid_err[k] = groups[gid].member_bound()[m]
+                hid_err[k] = groups[gid].member_bound[m]
             hid = _Errors(hid_err, [member[k] for k in range(len(hid_err))], groups)
             new = errs.read(st.C.f64) + hid.read(st.D.f64) + se.out
             hid_cls = _dep(_abs(st.E), cls)
             if se.relu_band is not None:  # a surrogate inside its band is bounded, not exact
                 for k, (gid, m) in member.items():
-                    if any(near[m] for _, _, near in groups[gid].patterns()) and se.relu_band[1][k] > 0:
+                    if any(near[m] for _, _, near in groups[gid].patterns) and se.relu_band[1][k] > 0:
                         hid_cls[k] = max(hid_cls[k], BOUNDED_I)
             copy_c = errs.copy_rows(np.hstack([st.C.f64, st.D.f64]), st.c.f64)
             n_in = st.C.shape[1]
@@ -503,7 +503,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
             new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.P), cls), _dep(_abs(st.Q), prod_cls)])
         for r, t in enumerate(tags):
             if t is not None:  # a copy: the member's own bound (the read above may be larger: no group there)
-                new[r] = groups[t[0]].member_bound()[t[1]] + se.out[r]
+                new[r] = groups[t[0]].member_bound[t[1]] + se.out[r]
                 if se.out[r]:
                     tags[r] = None
         if st.kind == "state":

@@ -6,9 +6,18 @@ A init at t = 1 (then s_t = sum_i A^i w'_{t-i} exactly). A 4-slot delay line D_1
 each next line D_m holds the last 4 values of D_{m-1}'s oldest slot, so 3 more lags each. Every line is a
 shift register with A^4 = 0, which the target's convolution realises; the state becomes one linear map of
 the lines. Exact at every step (no max_len involved).
+
+The lines delay the drive's independent combinations, not the drive itself: with w' = W u (u the operands,
+the constant and the first-step flag) and W = C R a rank factorisation, the lines hold v = R u (r values)
+and s_t = sum_i A^i C v_{t-i}. A shift register of n flags fed by one value (tok2tok's match buffers) then
+needs 4 units per line instead of 4 n, so its width grows as n, not n^2.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
 
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
@@ -41,28 +50,51 @@ def split_delay_line(rw: Rewriter, op: ir.LinState, args: tuple[int, ...]) -> in
     k = nilpotency(op.A, n + 1)
     if k is None or k <= SLOTS:
         return None
-    # the drive w' = B x + bias + [t = 1] A init, as one Linear
-    mats, ins = [], []
-    if op.B is not None:
-        mats.append(op.B)
-        ins.append(args[0])
+    # the drive w' = B x + bias + [t = 1] A init = W u, u = (x, 1, [t = 1]); its columns, then the rank factors
     a_init = op.A @ Coeffs(op.init.data[:, None] if op.init.exact else op.init.f64[:, None])
-    if not a_init.is_zero:
-        mats.append(a_init)
-        ins.append(first_step(rw))
-    w = rw.add(ir.Linear(tuple(mats), op.bias), tuple(ins))
-    lines = [_delay_line(rw, w, n)]
-    oldest = Coeffs.from_entries((n, SLOTS * n), {(i, (SLOTS - 1) * n + i): 1 for i in range(n)})
+    parts = ([(op.B, args[0])] if op.B is not None else []) + ([(a_init, None)] if not a_init.is_zero else [])
+    W = np.concatenate([m.data for m, _ in parts] + [op.bias.data[:, None]], axis=1)
+    C, R = rank_factors(W) if all(m.exact for m, _ in parts) and op.bias.exact else (None, None)
+    if C is None or C.shape[1] in (0, n):
+        C, R = np.eye(n, dtype=object) * Fraction(1), W
+    r, mats, ins, at = C.shape[1], [], [], 0
+    for m, x in parts:
+        mats.append(Coeffs(R[:, at:at + m.shape[1]]))
+        ins.append(x if x is not None else first_step(rw))
+        at += m.shape[1]
+    w = rw.add(ir.Linear(tuple(mats), Coeffs(R[:, at])), tuple(ins))
+    lines = [_delay_line(rw, w, r)]
+    oldest = Coeffs.from_entries((r, SLOTS * r), {(i, (SLOTS - 1) * r + i): 1 for i in range(r)})
     while SLOTS + (SLOTS - 1) * (len(lines) - 1) < k:  # lags covered so far: 0 .. 3 m
-        lines.append(_delay_line(rw, lines[-1], n, oldest))
-    # s = sum_i A^i (lag i of w'): lag i sits in line m = max(0, ceil((i - 3) / 3)), slot i - 3 m
+        lines.append(_delay_line(rw, lines[-1], r, oldest))
+    # s = sum_i A^i C (lag i of v): lag i sits in line m = max(0, ceil((i - 3) / 3)), slot i - 3 m
     slots: dict[tuple[int, int], RatArray] = {}
-    P = Coeffs.eye(n)
+    P = Coeffs(C)
     for i in range(k):
         m = 0 if i < SLOTS else -(-(i - CONV_LAGS) // CONV_LAGS)
         at = (m, i - CONV_LAGS * m)
         slots[at] = slots[at] + P.rat if at in slots else P.rat
-        P = P @ op.A
-    out = [Coeffs.from_rat(RatArray.concat([slots.get((m, s), RatArray.zeros(n, n)) for s in range(SLOTS)], axis=1))
+        P = op.A @ P
+    out = [Coeffs.from_rat(RatArray.concat([slots.get((m, s), RatArray.zeros(n, r)) for s in range(SLOTS)], axis=1))
            for m in range(len(lines))]
     return rw.add(ir.Linear(tuple(out), mx.zeros(n)), tuple(lines))
+
+
+def rank_factors(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W = C R, exactly (Fractions): C = W's pivot columns (n x r), R the nonzero rows of its reduced row
+    echelon form (r x c)."""
+    R, pivots = W.copy(), []
+    for j in range(W.shape[1]):
+        p = next((i for i in range(len(pivots), W.shape[0]) if R[i, j] != 0), None)
+        if p is None:
+            continue
+        top = len(pivots)
+        R[[top, p]] = R[[p, top]]
+        R[top] = R[top] / R[top, j]
+        for i in np.flatnonzero(R[:, j] != 0):
+            if i != top:
+                R[i] = R[i] - R[i, j] * R[top]
+        pivots.append(j)
+        if len(pivots) == W.shape[0]:
+            break
+    return W[:, pivots], R[:len(pivots)]

@@ -30,16 +30,22 @@ from lsrl.ir import graph as ir
 from lsrl.program import Domain
 
 
-def analyze(graph: ir.Graph, domain: Domain | None, max_len: int = DEFAULT_MAX_LEN) -> Ranges:
-    """Sound ranges of every node of `graph` for inputs in `domain` (per component) and lengths <= max_len."""
+def analyze(graph: ir.Graph, domain: Domain | None, max_len: int = DEFAULT_MAX_LEN,
+            known: dict[int, NodeRange] | None = None) -> Ranges:
+    """Sound ranges of every node of `graph` for inputs in `domain` (per component) and lengths <= max_len.
+
+    `known`: ranges already proven for some nodes (a rewritten graph's kept nodes, from the analysis of the
+    graph before the rewrite). They are taken as given, each component a source of its own: correlations
+    through them are lost (enumerations over them stay sound, as over independent values), and no work is
+    spent re-deriving them."""
     if max_len < 1:
         raise ValueError("max_len must be at least 1")
-    return _Analysis(graph, domain, int(max_len)).run()
+    return _Analysis(graph, domain, int(max_len), known or {}).run()
 
 
 class _Analysis:
-    def __init__(self, graph: ir.Graph, domain: Domain | None, max_len: int):
-        self.g, self.domain, self.L = graph, domain, max_len
+    def __init__(self, graph: ir.Graph, domain: Domain | None, max_len: int, known: dict[int, NodeRange]):
+        self.g, self.domain, self.L, self.known = graph, domain, max_len, known
         self.wires: list[_Wire] = []
         self.alias: dict[tuple[int, int], int] = {}
         self.orbits: dict[tuple, list] = {}
@@ -53,7 +59,9 @@ class _Analysis:
     def run(self) -> Ranges:
         for pos, node in enumerate(self.g.nodes):
             op = node.op
-            if isinstance(op, ir.Input):
+            if node.id in self.known:
+                self._known(pos, node, self.known[node.id])
+            elif isinstance(op, ir.Input):
                 self._input(pos, node)
             elif isinstance(op, ir.Linear):
                 for i in range(node.dim):
@@ -112,6 +120,14 @@ class _Analysis:
             w.val = val
             if not val.is_const:
                 w.src = frozenset([("x", i)])
+            self.alias[(node.id, i)] = self._new(w)
+
+    def _known(self, pos, node, r: NodeRange):
+        for i in range(node.dim):
+            w = _Wire(IN, node.id, i, pos, flt=r.float_derived[i])
+            w.val = r.vals[i]
+            if not w.val.is_const:
+                w.src = frozenset([("known", node.id, i)])
             self.alias[(node.id, i)] = self._new(w)
 
     def _linear_row(self, node, i, pos, mats, args, bias) -> int:
