@@ -81,13 +81,15 @@ def test_tok2tok_compiled_answers(backend, gated, dtype):
     assert np.abs(y[:, -T:, 0] - want).max() < 1e-3
 
 
-def test_tok2tok_compiles_past_the_old_enumeration_cliff():
+@pytest.mark.parametrize("backend", ["rnn", "mamba"])
+def test_tok2tok_compiles_past_the_old_enumeration_cliff(backend):
     """Range analysis used to give up on tok2tok's switches from T = 32 on (support enumeration capped at 32
-    members: the 2T components of one orbit counted one by one), so rnn refused its gates with E0701. At T = 40
-    every switch is proven 0/1 and the compiled model answers. (T up to 128 on every backend: bench.)"""
+    members: the 2T components of one orbit counted one by one), so rnn refused its gates with E0701; mamba
+    needed minutes and gigabytes from T = 32 (delay lines as wide as the register, squared). At T = 40 every
+    switch is proven 0/1 and the compiled model answers. (T up to 128 on every backend: bench.)"""
     T = 40
     prog = load_program(str(ROOT / "programs/tok2tok.lsrl"), {"T": T})
-    compiled = compile_program(prog, CompileOptions("rnn", max_len=4096))
+    compiled = compile_program(prog, CompileOptions(backend, max_len=4096))
     facts = compiled.facts
     for n in compiled.graph.nodes:
         if n.label in ("is_prompt", "is_compare", "is_copy", "first_copy", "matching", "all_matching", "start",
