@@ -540,7 +540,7 @@ def _mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _exact_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b in float64, proven exact: every partial sum of entry (i, j) is a multiple of (the lowest set bit
     of row i of a) x (that of column j of b) and at most (|a| |b|)[i, j] (else _Inexact)."""
-    from lsrl.backends.channels import lowest_bit
+    from lsrl.backends.channel_errors import lowest_bit
 
     qa = np.where(a != 0, lowest_bit(a), np.inf).min(axis=1, initial=np.inf)
     qb = np.where(b != 0, lowest_bit(b), np.inf).min(axis=0, initial=np.inf)
