@@ -61,9 +61,10 @@ class StageErrors:
     # gate, per product: which factor being exactly 0 makes the realised product exactly 0 in floats (bit 1: the
     # first, bit 2: the second); None: neither (no claim)
     zero_products: np.ndarray | None = None
-    # mlp: whether a hidden unit below its kink (past a surrogate's band) is exactly 0 in the sums reading it
-    # (not so for a unit that holds its last value in two units the next sum cancels only up to rounding)
-    zero_off: bool = True
+    # mlp, per hidden unit below its kink (past a surrogate's band): a bound of its float value, 0 in reals, in the
+    # sums reading it at each step (0: exactly 0; a GRU switch holds its last value in two units, which the next
+    # sum cancels only up to the hold's rounding)
+    off_drift: np.ndarray | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -444,7 +445,8 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     errs = _Errors(np.zeros(stack.input_dim) if x_exact else u * mag)
     cls = np.zeros(stack.input_dim, dtype=int)
     unresolved: list[Unresolved] = []
-    quiet = np.full(stack.input_dim, np.inf)  # per value: the step after which it is exactly 0 in floats
+    # per value: the step after which it is 0 in reals and at most `drift` in floats (exactly 0 where drift is 0)
+    quiet, drift = np.full(stack.input_dim, np.inf), np.zeros(stack.input_dim)
     for i, st in enumerate(stack.stages):
         out_mag = np.minimum(layout_bounds(st.out, facts.magnitudes), BIG)
         out_int = layout_bounds(st.out, facts.integers).astype(bool)
@@ -456,13 +458,13 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
-            _quiet_accumulators(S, st, quiet)
+            tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
             drive = errs.read(st.B.f64)
-            new = S @ (drive + se.out)
+            new = S @ (drive + se.out) + tail * (tail_drive + se.out)
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
                 out_int = out_int & (new == 0)
                 se = stage_errors(i, st, Context(u, h, out_mag + new, ints, out_int))
-                new = S @ (drive + se.out)
+                new = S @ (drive + se.out) + tail * (tail_drive + se.out)
             copies = errs.copy_rows(np.hstack([st.A.f64, st.B.f64]), st.bias.f64)
             n_own = st.A.shape[1]
             tags = [errs.tags[c - n_own] if c is not None and c >= n_own else None for c in copies]
@@ -507,12 +509,14 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
                 if se.out[r]:
                     tags[r] = None
         if st.kind == "state":
-            quiet = _quiet_rows([(st.A, np.full(st.A.shape[1], np.inf)), (st.B, quiet)], st.bias)
+            quiet, drift = _quiet_rows([(st.A, np.full(st.A.shape[1], np.inf), 0.0), (st.B, quiet, drift)], st.bias,
+                                       se.out)
         elif st.kind == "mlp":
-            hq = _quiet_hidden(st, se, facts, member, groups)
-            quiet = _quiet_rows([(st.C, quiet), (st.D, hq)], st.c)
+            hq, hd = _quiet_hidden(st, se, facts, member, groups, err, quiet, drift)
+            quiet, drift = _quiet_rows([(st.C, quiet, drift), (st.D, hq, hd)], st.c, se.out)
         else:
-            quiet = _quiet_rows([(st.P, quiet), (st.Q, _quiet_products(st, se, quiet))], None)
+            quiet, drift = _quiet_rows([(st.P, quiet, drift), (st.Q, _quiet_products(st, se, quiet), 0.0)], None,
+                                       se.out)
         mag, cls, ints = out_mag, new_cls, out_int
         live = {t[0] for t in tags if t is not None}
         errs = _Errors(new, tags, {g: groups[g] for g in live})
@@ -523,31 +527,38 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     return OutputErrors(bounds, classes, unresolved)
 
 
-def _quiet_rows(parts, bias) -> np.ndarray:
-    """Per row of sum_k M_k x_k + bias, given per value of each x_k the step after which it is exactly 0 in floats
-    (inf: none): the step after which the row is (a bias of 0 and every value it reads exactly 0 by then: a sum of
-    zero products rounds to exactly 0)."""
-    K = np.zeros(parts[0][0].shape[0])
-    for M, q in parts:
-        K = np.maximum(K, np.where(_abs(M) > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
-    return K if bias is None else np.where(_abs(bias) > 0, np.inf, K)
+def _quiet_rows(parts, bias, rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sum_k M_k x_k + bias, given per value of each x_k (parts: (M_k, quiet, drift)) the step after
+    which it is 0 in reals (inf: none) and a bound of its float value from then on (0: exactly 0): the same for the
+    row (a bias of 0 and every value it reads 0 by then). A sum of exact zeros rounds to exactly 0; one reading a
+    drifting value is off by the drifts it reads plus its own `rounding` (its terms may be large units that cancel)."""
+    K, d = np.zeros(parts[0][0].shape[0]), np.zeros(parts[0][0].shape[0])
+    for M, q, dr in parts:
+        A = _abs(M)
+        K = np.maximum(K, np.where(A > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
+        d = d + (A @ np.broadcast_to(dr, (A.shape[1],)) if A.size else 0.0)
+    d = np.where(d > 0, d + rounding, 0.0)
+    return (K if bias is None else np.where(_abs(bias) > 0, np.inf, K)), d
 
 
-def _quiet_hidden(st, se: StageErrors, facts, member, groups) -> np.ndarray:
-    """Per hidden unit of an MLP stage: the step K after which it is exactly 0 in floats: a ReLU whose argument is
-    <= -m from step K + 1 on (Ranges.quiet) and errs by less than m, less the band and shift of a surrogate (which
-    is exact in floats below its band)."""
+def _quiet_hidden(st, se: StageErrors, facts, member, groups, err: np.ndarray, quiet: np.ndarray,
+                  drift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per hidden unit of an MLP stage: the step K after which it is 0 in reals, off in floats (then at most
+    StageErrors.off_drift in the sums reading it): a ReLU whose argument is <= -m from step K + 1 on
+    (Ranges.quiet) and errs by less than m from then on, less the band and shift of a surrogate (which is exact
+    in floats below its band). From step K + 1 on, an input that is 0 in reals by then errs by its drift only
+    (`err`, `quiet`, `drift`: the stage input's errors and quiet steps)."""
     out = np.full(st.E.shape[0], np.inf)
-    if not se.zero_off:
-        return out
     band, _, shift = se.relu_band if se.relu_band is not None else (np.zeros(len(out)),) * 3
+    E = np.abs(st.E.f64)
     for k, (gid, m) in member.items():
         q = facts.quiet(*groups[gid].owners[m])
         if q is None:
             continue
-        if groups[gid].arg_error(m) < q[1] - band[k] - shift[k]:
+        later = E[k] @ np.where(quiet <= q[0], drift, err) + se.inner[k]
+        if min(groups[gid].arg_error(m), later) < q[1] - band[k] - shift[k]:
             out[k] = q[0]
-    return out
+    return out, np.broadcast_to(se.off_drift, out.shape)
 
 
 def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
@@ -556,22 +567,29 @@ def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
     out = np.full(len(st.gates), np.inf)
     if se.zero_products is None:
         return out
-    qu, qv = _quiet_rows([(st.U, quiet)], st.u), _quiet_rows([(st.V, quiet)], st.v)
+    none = np.zeros(len(st.gates))
+    qu, qv = _quiet_rows([(st.U, quiet, 0.0)], st.u, none)[0], _quiet_rows([(st.V, quiet, 0.0)], st.v, none)[0]
     out = np.where(se.zero_products & 1, qu, out)
     return np.minimum(out, np.where(se.zero_products & 2, qv, np.inf))
 
 
-def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray) -> None:
-    """Shorten S's rows of accumulators whose float drive is exactly 0 after some step K: s_i <- s_i + B_i h with
-    every h_j read exactly 0 in floats from step K_j + 1 on (`quiet`), so s_i + 0 rounds nothing: only the first
-    K = max K_j steps add error (S_ii = K instead of max_len)."""
+def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray, drift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shorten S's rows of accumulators whose drive is 0 in reals after some step K: s_i <- s_i + B_i h with every
+    h_j read 0 from step K_j + 1 on (`quiet`). Where those h_j are exactly 0 in floats, s_i + 0 rounds nothing: only
+    the first K = max K_j steps add error (S_ii = K instead of max_len). Where they drift, each later step adds the
+    drift read and the update's own rounding: returned per row as (steps after K, drift read), zeros elsewhere."""
     A, B, bias = st.A.f64, st.B.f64, st.bias.f64
+    tail, tail_drive = np.zeros(A.shape[0]), np.zeros(A.shape[0])
     for r in range(A.shape[0]):
         if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
             continue
-        K = quiet[np.flatnonzero(B[r])].max(initial=0.0)
+        cols = np.flatnonzero(B[r])
+        K = quiet[cols].max(initial=0.0)
         if np.isfinite(K):
-            S[r, r] = min(S[r, r], max(K, 1) * (1 + 1e-9))  # (at least once: an inexact init is charged per step)
+            full, S[r, r] = S[r, r], min(S[r, r], max(K, 1) * (1 + 1e-9))  # (at least once: an inexact init)
+            tail_drive[r] = np.abs(B[r, cols]) @ drift[cols]
+            tail[r] = full - S[r, r] if tail_drive[r] > 0 else 0.0
+    return tail, tail_drive
 
 
 def _dep(M: np.ndarray, cls: np.ndarray) -> np.ndarray:
