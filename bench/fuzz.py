@@ -130,7 +130,8 @@ def _on_alarm(signum, frame):
 
 
 def mutated(n: int, seed: int, tmp: Path) -> Counter:
-    """Each source through `lsrl check`, stopped after HANG_SECONDS (counted as a hang, the source kept)."""
+    """Each source through `lsrl check`, stopped after HANG_SECONDS (counted as a hang, the source kept as
+    bench/hang-N.lsrl; one ending in an internal error is kept as bench/internal-N.lsrl)."""
     signal.signal(signal.SIGALRM, _on_alarm)
     rnd = random.Random(seed)
     rng = np.random.default_rng(seed)
@@ -152,6 +153,7 @@ def mutated(n: int, seed: int, tmp: Path) -> Counter:
             (ROOT / "bench" / f"hang-{i}.lsrl").write_text(path.read_text())
         except Exception as exc:  # noqa: BLE001
             out[f"INTERNAL {type(exc).__name__}"] += 1
+            (ROOT / "bench" / f"internal-{i}.lsrl").write_text(path.read_text())  # kept to reproduce it
         finally:
             signal.alarm(0)
     return out

@@ -133,6 +133,26 @@ def test_huge_compile_time_powers_are_refused_not_computed(capsys, tmp_path):
     assert rc == 1 and "error[E0226]" in err and "p.lsrl:2:12" in err
 
 
+def test_matpow_squares_its_way_to_huge_exponents(capsys, tmp_path):
+    """matpow multiplied k times (hours for k = 10 ** 400, found by the mutation fuzzer); by squaring it is
+    log2(k) products, and one whose entries outgrow the constant limit is refused like `**`."""
+    import numpy as np
+
+    from lsrl import compile_source, interpret
+
+    for k in (0, 1, 10, 13):
+        src = f"input x[1] in {{0, 1}}\nlet m = matpow([[1, 1], [1, 0]], {k})\noutput x * m[0][1] + m[1][1]\n"
+        got = interpret(compile_source(src, "t.lsrl").graph, np.ones((1, 1, 1))).output[0, 0, 0]
+        want = np.linalg.matrix_power(np.array([[1, 1], [1, 0]]), k)
+        assert got == want[0, 1] + want[1, 1]
+    prog = tmp_path / "p.lsrl"
+    prog.write_text("input x[1] in {0, 1}\nlet m = matpow([[0, 1], [1, 0]], 10 ** 400)\noutput x * m[0][0]\n")
+    assert _cli(["check", str(prog)], capsys)[0] == 0
+    prog.write_text("input x[1] in {0, 1}\nlet m = matpow([[2]], 10 ** 400)\noutput x * m[0][0]\n")
+    rc, err = _cli(["check", str(prog)], capsys)
+    assert rc == 1 and "error[E0226]" in err and "p.lsrl:2:9" in err
+
+
 def test_nesting_that_exhausts_the_recursion_limit_is_a_located_diagnostic(monkeypatch):
     from lsrl.diagnostics import LsrlError
     from lsrl.frontend import elaborate
@@ -226,6 +246,7 @@ def test_verify_reports_progress_per_batch_and_only_on_a_terminal(capsys):
     ("input x[1] in {0, 1}\nlet v = repeat(1, 5000000)\noutput x\n", "E0227"),
     ("input x[1] in {0, 1}\noutput repeat(x, 100000)\n", "E0228"),
     ("input x[60000] in {0, 1}\noutput relu(x)\n", "E0228"),  # dense 60000^2 weight algebra: 27 GiB
+    ("input x[1] in {0, 1}\nlet r = range(21e309 * 3)\noutput x\n", "E0219"),  # len() overflowed (fuzz)
 ])
 def test_limits_refuse_before_anything_large_is_built(source, code, tmp_path, capsys, monkeypatch):
     import time

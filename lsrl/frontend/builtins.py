@@ -83,8 +83,10 @@ def _range(ctx, args, span):
     r = range(*ints) if not (len(ints) == 3 and ints[2] == 0) else None
     if r is None:
         raise ctx.fail("E0217", "`range` step must not be zero", span)
-    if len(r) > 1_000_000:
-        raise ctx.fail("E0219", f"range of {len(r)} elements is too long", span)
+    n = max(0, -(-(r.stop - r.start) // r.step))  # len(r), which overflows past a C ssize_t (range(10 ** 400))
+    if n > 1_000_000:
+        count = f"{n:,}" if n < 10**15 else f"over 10^{len(str(n)) - 1}"
+        raise ctx.fail("E0219", f"range of {count} elements is too long", span)
     ctx.spend(len(r), span, "this range")
     return Const(obj_array(list(r)) if len(r) else np.empty((0,), dtype=object))
 
@@ -140,9 +142,23 @@ def _matpow(ctx, args, span):
     m, k = _const(ctx, args[0], span, "matpow"), _int(ctx, args[1], span, "matpow")
     if m.ndim != 2 or m.arr.shape[0] != m.arr.shape[1]:
         raise ctx.fail("E0216", "`matpow` needs a square constant matrix", span)
-    out = obj_array(np.eye(m.arr.shape[0], dtype=np.int64))
-    for _ in range(k):
-        out = obj_array(out @ m.arr)
+    n = m.arr.shape[0]
+
+    def product(a, b):  # each product is n^2 new entries, and its entries may double in size
+        ctx.spend(n * n, span, "this matrix power")
+        out = obj_array(a @ b)
+        if ops.const_bits(out) > ops.MAX_CONST_BITS:
+            raise ctx.fail("E0226", f"`matpow` would make constants of more than {ops.MAX_CONST_BITS:,} bits", span,
+                           "compile-time constants are exact rationals: keep them small")
+        return out
+
+    out, base = obj_array(np.eye(n, dtype=np.int64)), m.arr
+    while k:  # by squaring: log2(k) products, not k
+        if k & 1:
+            out = product(out, base)
+        k >>= 1
+        if k:
+            base = product(base, base)
     return Const(out)
 
 

@@ -176,6 +176,12 @@ def matmul(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
 MAX_CONST_BITS = 1 << 16  # compile-time constants larger than this are refused (E0226)
 
 
+def const_bits(arr: np.ndarray) -> int:
+    """The largest size in bits (numerator and denominator) of an exact constant array's entries."""
+    return max((abs(Fraction(v).numerator).bit_length() + Fraction(v).denominator.bit_length()
+                for v in arr.reshape(-1) if not isinstance(v, float)), default=0)
+
+
 def power(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
     a, b = data_of(ctx, a, span, "an operand"), data_of(ctx, b, span, "an operand")
     if isinstance(a, Step) or isinstance(b, Step):
@@ -187,8 +193,7 @@ def power(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
     if ie is not None:
         e = ie
         # an exact power's size is |e| times its base's: refuse what would not fit in memory or time
-        bits = max((abs(Fraction(v).numerator).bit_length() + Fraction(v).denominator.bit_length()
-                    for v in a.arr.reshape(-1) if not isinstance(v, float)), default=0)
+        bits = const_bits(a.arr)
         if bits * abs(ie) > MAX_CONST_BITS:
             raise ctx.fail("E0226", f"`**` would make a constant of about {bits * abs(ie):,} bits (the limit is "
                            f"{MAX_CONST_BITS:,})", span, "compile-time constants are exact rationals: keep them small")
