@@ -139,6 +139,19 @@ def test_delay_lines_carry_the_drive_rank_not_the_register(n):
     _same(g, new, np.random.default_rng(n).integers(0, 2, (3, 3 * n, 1)).astype(float))
 
 
+def test_delay_lines_keep_an_integer_drive_integer():
+    """A drive 2 x_0 + x_1 factors as 2 (x_0 + x_1 / 2): lines carrying x_0 + x_1 / 2 would round in floats,
+    so the lines carry the integer drive itself (the full register width), as before the factoring."""
+    n = 9
+    src = (f"input x[2] in {{0, 1}}\nstate buf[{n}] = 0\n"
+           f"buf <- shift_matrix({n}) @ buf + cat(zeros({n - 1}), 2 * x[0] + x[1])\noutput sum(buf)")
+    g = optimize(compile_source(src, "t.lsrl").graph)[0]
+    new = _legal(g, 64)
+    lines = [nd for nd in new.nodes if isinstance(nd.op, ir.LinState) and nd.dim % n == 0 and nd.dim > n]
+    assert lines and all(nd.dim == 4 * n for nd in lines)
+    _same(g, new, np.random.default_rng(n).integers(0, 2, (3, 3 * n, 2)).astype(float))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 4), st.data())
 def test_random_diagonalisable_states(n, data):
