@@ -290,11 +290,12 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         k, shift = np.array(info.sharpness), np.array(info.shifts)
         # inside its band a switch at 0 is the surrogate w sigmoid(k w); one at -shift is off from w by < shift
         se.relu_band = (SAT / k, np.where(shift > 0, shift + SAT / k, SURROGATE / k), shift)
-        # a GRU switch holds h_a = h_c at their last value and rounds 3 times per step: on, its output errs by
-        # that much more; off, it is that much in the sums reading it (value units: 6 u |argument|)
-        hold = holds * 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h + np.abs(stage.e.f64))
+        # a GRU switch holds h_a = h_c at their last value, exactly where its argument is integer arithmetic (no
+        # rounding: eps times integers), else rounding 3 times per step: on, its output errs by that much more;
+        # off, it is that much in the sums reading it (value units: 6 u |argument|)
+        hold = np.where(se.inner > 0, holds * 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h + np.abs(stage.e.f64)), 0.0)
         se.off_drift = hold
-        se.inner = se.inner + np.where(se.inner > 0, hold, 0.0)
+        se.inner = se.inner + hold
     elif stage.kind == "gate":
         fu = np.abs(stage.U.f64) @ ctx.h + np.abs(stage.u.f64)
         fv = np.abs(stage.V.f64) @ ctx.h + np.abs(stage.v.f64)

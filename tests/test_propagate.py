@@ -40,6 +40,16 @@ def test_a_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, seed):
     assert np.abs(moved @ c[0]).max() <= bound * (1 + 1e-12) + 1e-12
 
 
+def test_an_off_member_passes_its_drift():
+    """A GRU switch that is off holds its last value, off by its drift (StageErrors.off_drift) in the sums
+    reading it: a group read over members that are off at every t still passes their drifts."""
+    drift = np.array([1e-9, 2e-9])
+    g = _Group(0.01, [Fraction(1)] * 2, [Fraction(-10), Fraction(-20)], np.zeros(2), np.zeros(2), np.zeros(2),
+               np.zeros(2), None, 0.0, -3.0, 3.0, ((0, 0), (0, 1)), drift)
+    assert np.allclose(g.member_bound, drift)
+    assert np.isclose(g.read(np.array([[1.0, -3.0]]), [0, 1])[0], 1e-9 + 6e-9)
+
+
 LATCH = """
 input x[1] in [-3, 3]
 let first = smaller(counter(), 1 / 2, 4)

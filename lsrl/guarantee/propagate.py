@@ -270,6 +270,7 @@ class _Group:
     t_lo: float = -math.inf
     t_hi: float = math.inf
     owners: tuple[tuple[int, int], ...] = ()  # per member: its (ReLU node, component)
+    drift: np.ndarray | float = 0.0  # per member: what it is in floats when off (StageErrors.off_drift)
 
     def arg_error(self, m: int) -> float:
         """A bound of member m's argument error."""
@@ -317,8 +318,9 @@ class _Group:
 
     def own_errors(self, mem: list[int], on, hull, near) -> np.ndarray:
         """For members `mem` in one pattern: each one's error apart from its share of lam dt (its argument's
-        rounding where on or in the hull, and a surrogate's error where near)."""
-        return np.where(on | hull, self.r[mem], 0.0) + np.where(near, self.surr[mem], 0.0)
+        rounding where on or in the hull, a surrogate's error where near, its drift where off)."""
+        drift = np.broadcast_to(self.drift, (len(self.lam),))[mem]
+        return np.where(on | hull, self.r[mem], drift) + np.where(near, self.surr[mem], 0.0)
 
     def read(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
         """Per row of coef (over members `mem`): a bound of |coef @ (member errors)|. An on member passes
@@ -429,7 +431,7 @@ def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
         t_lo, t_hi = sorted(((lo - float(e[k0])) / float(lam[k0]), (hi - float(e[k0])) / float(lam[k0])))
         groups[gid0 + n] = _Group(e_t, [lam[k] for k in ks], [Fraction(e[k]) for k in ks], se.inner[ks],
                                   band[ks], surr[ks], shift[ks], tvals, t_rad, t_lo, t_hi,
-                                  tuple(owner[k] for k in ks))
+                                  tuple(owner[k] for k in ks), np.broadcast_to(se.off_drift, (len(e),))[ks])
         for m, k in enumerate(ks):
             member[k] = (gid0 + n, m)
     return groups, member
