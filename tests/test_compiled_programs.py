@@ -81,7 +81,7 @@ def test_tok2tok_compiled_answers(backend, gated, dtype):
     assert np.abs(y[:, -T:, 0] - want).max() < 1e-3
 
 
-@pytest.mark.parametrize("backend", ["rnn", "mamba"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_tok2tok_compiles_past_the_old_enumeration_cliff(backend):
     """Range analysis used to give up on tok2tok's switches from T = 32 on (support enumeration capped at 32
     members: the 2T components of one orbit counted one by one), so rnn refused its gates with E0701; mamba

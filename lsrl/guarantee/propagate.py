@@ -462,11 +462,13 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
             S = power_sums(st.A.f64, max_len)
             tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
             drive = errs.read(st.B.f64)
-            new = S @ (drive + se.out) + tail * (tail_drive + se.out)
+            carried = S @ drive + tail * tail_drive
+            rounded = S + np.diag(tail)  # the steps whose update rounds: S's, and a drifting accumulator's later ones
+            new = carried + rounded @ se.out
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
                 out_int = out_int & (new == 0)
                 se = stage_errors(i, st, Context(u, h, out_mag + new, ints, out_int))
-                new = S @ (drive + se.out) + tail * (tail_drive + se.out)
+                new = carried + rounded @ se.out
             copies = errs.copy_rows(np.hstack([st.A.f64, st.B.f64]), st.bias.f64)
             n_own = st.A.shape[1]
             tags = [errs.tags[c - n_own] if c is not None and c >= n_own else None for c in copies]
@@ -532,15 +534,22 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
 def _quiet_rows(parts, bias, rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of sum_k M_k x_k + bias, given per value of each x_k (parts: (M_k, quiet, drift)) the step after
     which it is 0 in reals (inf: none) and a bound of its float value from then on (0: exactly 0): the same for the
-    row (a bias of 0 and every value it reads 0 by then). A sum of exact zeros rounds to exactly 0; one reading a
-    drifting value is off by the drifts it reads plus its own `rounding` (its terms may be large units that cancel)."""
-    K, d = np.zeros(parts[0][0].shape[0]), np.zeros(parts[0][0].shape[0])
-    for M, q, dr in parts:
+    row (`_quiet_steps`). A sum of exact zeros rounds to exactly 0; one reading a drifting value is off by the
+    drifts it reads plus its own `rounding` (its terms may be large units that cancel)."""
+    d = np.zeros(parts[0][0].shape[0])
+    for M, _, dr in parts:
         A = _abs(M)
-        K = np.maximum(K, np.where(A > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
         d = d + (A @ np.broadcast_to(dr, (A.shape[1],)) if A.size else 0.0)
-    d = np.where(d > 0, d + rounding, 0.0)
-    return (K if bias is None else np.where(_abs(bias) > 0, np.inf, K)), d
+    return _quiet_steps([(M, q) for M, q, _ in parts], bias), np.where(d > 0, d + rounding, 0.0)
+
+
+def _quiet_steps(parts, bias) -> np.ndarray:
+    """Per row of sum_k M_k x_k + bias, given per value of each x_k (parts: (M_k, quiet)) the step after which it
+    is 0 in reals (inf: none): the step after which the row is (a bias of 0 and every value it reads 0 by then)."""
+    K = np.zeros(parts[0][0].shape[0])
+    for M, q in parts:
+        K = np.maximum(K, np.where(_abs(M) > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
+    return K if bias is None else np.where(_abs(bias) > 0, np.inf, K)
 
 
 def _quiet_hidden(st, se: StageErrors, facts, member, groups, err: np.ndarray, quiet: np.ndarray,
@@ -569,8 +578,7 @@ def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
     out = np.full(len(st.gates), np.inf)
     if se.zero_products is None:
         return out
-    none = np.zeros(len(st.gates))
-    qu, qv = _quiet_rows([(st.U, quiet, 0.0)], st.u, none)[0], _quiet_rows([(st.V, quiet, 0.0)], st.v, none)[0]
+    qu, qv = _quiet_steps([(st.U, quiet)], st.u), _quiet_steps([(st.V, quiet)], st.v)
     out = np.where(se.zero_products & 1, qu, out)
     return np.minimum(out, np.where(se.zero_products & 2, qv, np.inf))
 
