@@ -138,6 +138,7 @@ def plan_errors(p: Plan, st, ctx: Context, max_len: int, stale: float = 0.0) -> 
         se.inner = dot_rounding([(st.E, ctx.h, ctx.int_h)], st.e, u)
         band = p.act.relu_zero / ks
         se.relu_band = (band, p.act.surrogate / ks + 2 * u * band, np.zeros(len(ks)))
+        se.relu_slope = p.act.slope
     elif st.kind == "gate":
         se.inner = prods[0]
     return se

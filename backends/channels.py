@@ -99,6 +99,7 @@ class Activation:
     gate_ident: float  # the gate passes values >= this unchanged
     relu_zero: float  # act(k w) / k == relu(w) for |k w| >= this
     surrogate: float  # max_w |act(k w) / k - relu(w)| = surrogate / k
+    slope: tuple[float, float]  # the range of act' (the surrogate's slope in w)
 
 
 @dataclass

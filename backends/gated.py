@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from lsrl.backends.base import Emitted, layers_config, placements
+from lsrl.backends.base import SILU_SLOPE, Emitted, layers_config, placements
 
 from lsrl.diagnostics import Note, error
 from lsrl.guarantee.facts import Facts
@@ -290,6 +290,7 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         k, shift = np.array(info.sharpness), np.array(info.shifts)
         # inside its band a switch at 0 is the surrogate w sigmoid(k w); one at -shift is off from w by < shift
         se.relu_band = (SAT / k, np.where(shift > 0, shift + SAT / k, SURROGATE / k), shift)
+        se.relu_slope = SILU_SLOPE  # (w sigmoid(k w) is silu(k w) / k)
         # a GRU switch holds h_a = h_c at their last value, exactly where its argument is integer arithmetic (no
         # rounding: eps times integers), else rounding 3 times per step: on, its output errs by that much more;
         # off, it is that much in the sums reading it (value units: 6 u |argument|)

@@ -37,7 +37,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lsrl.backends.base import Emitted, HeadedStack, Placement
+from lsrl.backends.base import GELU_SLOPE, Emitted, HeadedStack, Placement
 from lsrl.backends.channels import (
     D_CONV,
     EMPTY,
@@ -421,7 +421,7 @@ class HawkBackend(ChannelBackend):
                "float rounding (checked on the device); rotations legalised to a counter and decoder")
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
-        act = Activation(-math.inf, GELU_EXACT, GELU_EXACT, GELU_SURROGATE)
+        act = Activation(-math.inf, GELU_EXACT, GELU_EXACT, GELU_SURROGATE, GELU_SLOPE)
         hidden = max(stack.widths() + [1])
         plans = self.plans(stack, facts, lambda lo, hi, w_in, w_out: HawkPlan(lo, hi, act, width_in=w_in,
                                                                                 width_out=w_out, dtype=dtype))

@@ -38,7 +38,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lsrl.backends.base import Emitted, HeadedStack, Placement
+from lsrl.backends.base import SILU_SLOPE, Emitted, HeadedStack, Placement
 from lsrl.backends.channels import (
     D_CONV,
     EMPTY,
@@ -303,7 +303,7 @@ class MambaBackend(ChannelBackend):
 
     def emit(self, graph: Graph, stack: Stack, facts: Facts | None, dtype: torch.dtype = torch.float64) -> Emitted:
         hidden = max(stack.widths()) + 1
-        act = Activation(SILU_ID[dtype], SILU_ID[dtype], SILU_ZERO, SURROGATE)
+        act = Activation(SILU_ID[dtype], SILU_ID[dtype], SILU_ZERO, SURROGATE, SILU_SLOPE)
         plans = self.plans(stack, facts, lambda lo, hi, w_in, w_out: MambaPlan(lo, hi, act, width_in=w_in,
                                                                                  width_out=w_out))
         config = {"hidden": hidden, "input_dim": stack.input_dim, "inners": [len(p.chans) for p in plans],

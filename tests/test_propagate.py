@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lsrl.backends.base import SILU_SLOPE
 
 import lsrl
 from lsrl.diagnostics import LsrlError
-from lsrl.guarantee.propagate import _Group
+from lsrl.guarantee.propagate import _Errors, _Group
 
 ROOT = Path(__file__).resolve().parent.parent
 small = st.integers(-4, 4).filter(bool)
@@ -38,6 +39,74 @@ def test_a_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, seed):
     b = np.array(biases, dtype=float)
     moved = np.maximum(lam * (t + dt)[:, None] + b, 0) - np.maximum(lam * t[:, None] + b, 0)
     assert np.abs(moved @ c[0]).max() <= bound * (1 + 1e-12) + 1e-12
+
+
+def _silu(x):
+    return x * 0.5 * (1 + np.tanh(x / 2))  # x sigmoid(x), without overflow
+
+
+@settings(max_examples=200, deadline=None)
+@given(lam=small, biases=st.lists(st.integers(-6, 6), min_size=1, max_size=4),
+       coefs=st.lists(st.integers(-3, 3), min_size=4, max_size=4), e_t=st.sampled_from([0.01, 0.3, 2.0, 20.0]),
+       k=st.sampled_from([4.0, 64.0]), seed=st.integers(0, 2**16))
+def test_a_surrogate_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, k, seed):
+    """The same for silu surrogates silu(k w) / k of the ReLUs (mamba's channels, a GRU switch): a move in the
+    band passes at the surrogate's slope, in [-0.0998, 1.0998]; inside the band the surrogate is off by at
+    most 0.2785 / k; and however large e_t, the read errs by at most the swing of the exact read over the
+    inputs it may see (a step relu(k t + 1) - relu(k t) by at most its height) plus those surrogate errors."""
+    n = len(biases)
+    band, surr = np.full(n, 40.0 / k), np.full(n, 0.2785 / k)  # silu(x) = x or 0 to 1e-15 for |x| >= 40
+    g = _Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), band, surr, np.zeros(n), None,
+               0.0, -3.0, 3.0, tuple((0, j) for j in range(n)), 0.0, SILU_SLOPE)
+    c = np.array(coefs[:n], dtype=float)[None, :]
+    bound = g.read(c, list(range(n)))[0]
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-3, 3, 4000)
+    dt = rng.uniform(-e_t, e_t, 4000)
+    b = np.array(biases, dtype=float)
+    moved = _silu(k * (lam * (t + dt)[:, None] + b)) / k - np.maximum(lam * t[:, None] + b, 0)
+    assert np.abs(moved @ c[0]).max() <= bound * (1 + 1e-9) + 1e-12
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(small, small), min_size=2, max_size=3), biases=st.lists(st.integers(-3, 3), min_size=3,
+       max_size=3), coefs=st.lists(small, min_size=3, max_size=3), errs=st.tuples(st.sampled_from([0.0, 0.1, 1.0]),
+       st.sampled_from([0.05, 0.5])), seed=st.integers(0, 2**16))
+def test_a_joint_read_of_several_groups_bounds_every_perturbation(rows, biases, coefs, errs, seed):
+    """ReLUs of one MLP stage with different argument directions w_k = E_k x + b_k (several groups), read in one
+    sum: their moves are taken through the stage input x together (`_Errors.read`), and the bound still holds
+    for every x in the box and every |dx_j| <= its error."""
+    E = np.array(rows, dtype=float)
+    b = np.array(biases[:len(rows)], dtype=float)
+    source = _Errors(np.array(errs))
+    groups = {}
+    for j, (row, bias) in enumerate(zip(E, b, strict=True)):
+        lam = Fraction(int(row[0]))
+        groups[j + 1] = _Group(float(source.read((row / row[0])[None, :])[0]), [lam], [Fraction(int(bias))],
+                               np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), None, 0.0,
+                               -2 * abs(row).sum() / abs(row[0]), 2 * abs(row).sum() / abs(row[0]),  # t = E x / lam
+                               ((j, 0),), 0.0, (0.0, 1.0), row[None, :], source)
+    hid = _Errors(np.zeros(len(rows)), [(j + 1, 0) for j in range(len(rows))], groups)
+    c = np.array(coefs[:len(rows)], dtype=float)
+    bound = hid.read(c[None, :])[0]
+    apart = sum(abs(cj) * g.member_bound[0] for cj, g in zip(c, groups.values(), strict=True))
+    assert bound <= apart * (1 + 1e-12)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (4000, 2))
+    dx = rng.uniform(-1, 1, (4000, 2)) * np.array(errs)
+    moved = np.maximum((x + dx) @ E.T + b, 0) - np.maximum(x @ E.T + b, 0)
+    assert np.abs(moved @ c).max() <= bound * (1 + 1e-12) + 1e-12
+
+
+def test_a_conditional_moves_with_its_flag_once():
+    """relu(a - off) - relu(-a - off) (a ReLU if-else) moves by the error of `off` once: at most one of the two
+    is on, and both move the same way with it."""
+    source = _Errors(np.array([0.0, 1.0]))  # a exact, off within 1
+    groups = {j + 1: _Group(1.0, [Fraction(1)], [Fraction(0)], np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1),
+                            None, 0.0, -10.0, 10.0, ((j, 0),), 0.0, (0.0, 1.0), np.array([[s, -1.0]]), source)
+              for j, s in enumerate((1.0, -1.0))}
+    hid = _Errors(np.zeros(2), [(1, 0), (2, 0)], groups)
+    assert hid.read(np.array([[1.0, -1.0]]))[0] == 1.0  # read apart: 2
 
 
 def test_an_off_member_passes_its_drift():
@@ -70,10 +139,43 @@ def test_a_latch_of_a_flag_product_is_charged_once(backend):
     assert bounds[0] == bounds[1] < 1e-4
 
 
+RELAY = """
+input x[1] in [-1, 1]
+let t = counter()
+def pick(c, a) = relu(a - 2 * (1 - c)) - relu(-a - 2 * (1 - c))
+state q1 = 0
+q1 <- q1 + pick(smaller(t, 1 / 2, 4), x)
+state q2 = 0
+q2 <- q2 + pick(smaller(t, 3 / 2, 4), q1)
+output q2
+"""
+
+
+def test_a_latch_gathers_its_drive_errors_over_the_steps_it_is_driven(monkeypatch):
+    """q2 latches q1 during the first 2 steps only. On gru, q1 drifts every step (its off switches hold their last
+    value), so its error at step 4096 is 40x its error at step 2; q2 takes its drive's errors from an analysis of
+    those 2 steps (an early horizon) instead of charging q1's error at step 4096 twice."""
+    from lsrl.guarantee import propagate
+
+    early = lsrl.compile(RELAY, "gru", dtype="float32", max_len=4096).promise().output.abs_bound
+    monkeypatch.setattr(propagate, "MAX_HORIZONS", 1)
+    late = lsrl.compile(RELAY, "gru", dtype="float32", max_len=4096).promise().output.abs_bound
+    assert early < late / 2
+
+
 def test_the_flag_of_a_quiet_product_is_recorded():
     compiled = lsrl.compile(LATCH, "lrnn", max_len=64)
     quiet = compiled.facts.ranges.quiet
     assert quiet and all(k == 1 and m > 0 for k, m in quiet.values())
+
+
+def test_the_flag_of_a_quiet_conditional_is_recorded_quiet_too():
+    """vec2vec's answer register reads pick(hit, f) = relu(f - off) - relu(-f - off), off = big (1 - hit): its
+    ReLUs are quiet after the prompt because `hit` is 0 then, so `hit`'s own ReLU (its argument <= -2 after step
+    17) is recorded as well: a float ReLU is 0 only if the flag it reads is 0 in floats too."""
+    compiled = lsrl.compile(str(ROOT / "programs/vec2vec.lsrl"), "lrnn")
+    quiet = {compiled.graph[n].label: v for (n, _), v in compiled.facts.ranges.quiet.items()}
+    assert quiet["hit"] == (17, 2)
 
 
 def test_an_unresolvable_step_is_refused_with_what_would_work():

@@ -145,8 +145,8 @@ class CarriedFacts(Facts):
     def lattice(self, node: int, comp: int = 0):
         return self._ask("lattice", node, comp)
 
-    def quiet(self, node: int, comp: int) -> None:
-        return None  # a rewritten graph's nodes are not the analysed ones step for step: no temporal claims
+    def quiet(self, node: int, comp: int) -> tuple[int, float] | None:
+        return self._ask("quiet", node, comp)  # (a kept node equals the analysed one at every step up to max_len)
 
     def relu_margin(self, node: int) -> float:
         return self._ask("relu_margin", node)

@@ -53,6 +53,7 @@ class StageErrors:
     # mlp, per hidden unit: a ReLU surrogate switching at argument -shift (0 or half the margin), exact in
     # floats for |argument + shift| >= band, and its error inside the band; None: exact ReLUs
     relu_band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    relu_slope: tuple[float, float] = (-1.0, 1.0)  # mlp: the range of a surrogate's slope (exact ReLUs: [0, 1])
     gain: np.ndarray | float = 1.0  # gate: per product, the factor-error multiplier
     # gate, per product: whether the first factor is a switch (else the second), and the switch factor's error
     # below which the product is exact in it (a saturated sigmoid switch); None: no switches
@@ -271,6 +272,9 @@ class _Group:
     t_hi: float = math.inf
     owners: tuple[tuple[int, int], ...] = ()  # per member: its (ReLU node, component)
     drift: np.ndarray | float = 0.0  # per member: what it is in floats when off (StageErrors.off_drift)
+    slope: tuple[float, float] = (0.0, 1.0)  # the range of an unshifted member's slope (StageErrors.relu_slope)
+    E: np.ndarray | None = None  # per member: its argument's row over the stage input (w_k = E_k x + b_k)
+    source: _Errors | None = None  # the stage input's errors
 
     def arg_error(self, m: int) -> float:
         """A bound of member m's argument error."""
@@ -316,41 +320,74 @@ class _Group:
                 out.append((on, hull, near))
         return out
 
+    @cached
+    def theta(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per member: the range of the slope at which it passes a move of its argument in its hull band: [0, 1]
+        for an exact ReLU (its output moves between 0 and its argument's move), the surrogate's slope range for
+        a surrogate switching at 0, and [-1, 1] for a shifted switch (its error is charged in `surr`)."""
+        n = len(self.lam)
+        if not self.band.any():
+            return np.zeros(n), np.ones(n)
+        shifted = self.shift > 0
+        return np.where(shifted, -1.0, self.slope[0]), np.where(shifted, 1.0, self.slope[1])
+
     def own_errors(self, mem: list[int], on, hull, near) -> np.ndarray:
         """For members `mem` in one pattern: each one's error apart from its share of lam dt (its argument's
-        rounding where on or in the hull, a surrogate's error where near, its drift where off)."""
+        rounding where on or in the hull, at the hull's slope; a surrogate's error where near; its drift where
+        off)."""
         drift = np.broadcast_to(self.drift, (len(self.lam),))[mem]
-        return np.where(on | hull, self.r[mem], drift) + np.where(near, self.surr[mem], 0.0)
+        steep = np.maximum(-self.theta[0], self.theta[1])[mem]
+        r = np.where(on, self.r[mem], np.where(hull, steep * self.r[mem], drift))
+        return r + np.where(near, self.surr[mem], 0.0)
 
     def read(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
         """Per row of coef (over members `mem`): a bound of |coef @ (member errors)|. An on member passes
-        lam_k dt; an exact ReLU in its hull band passes theta_k lam_k dt for some theta_k in [0, 1] (its output
-        moves between 0 and its argument's move), so the worst dt share is at a vertex of the theta box; a
-        surrogate's slope may pass 1, so its hull members count in full."""
+        lam_k dt; one in its hull band passes theta_k lam_k dt for some theta_k in its slope range (`theta`), so
+        the worst dt share is at a vertex of the theta box."""
         cl = coef * self.lam_f[mem][None, :]
+        lo_cl, hi_cl = cl * self.theta[0][mem], cl * self.theta[1][mem]
         worst = np.zeros(coef.shape[0])
         for on, hull, near in self.patterns:
             on_m, hull_m = on[mem], hull[mem]
             base = cl[:, on_m].sum(axis=1)
-            if self.band.any():
-                dt = np.abs(base) + np.abs(cl[:, hull_m]).sum(axis=1)
-            else:
-                hi = base + np.where(hull_m, np.maximum(cl, 0.0), 0.0).sum(axis=1)
-                lo = base + np.where(hull_m, np.minimum(cl, 0.0), 0.0).sum(axis=1)
-                dt = np.maximum(np.abs(hi), np.abs(lo))
+            hi = base + np.where(hull_m, np.maximum(lo_cl, hi_cl), 0.0).sum(axis=1)
+            lo = base + np.where(hull_m, np.minimum(lo_cl, hi_cl), 0.0).sum(axis=1)
+            dt = np.maximum(np.abs(hi), np.abs(lo))
             e = dt * self.e_t + np.abs(coef) @ self.own_errors(mem, on_m, hull_m, near[mem])
             worst = np.maximum(worst, e)
+        if worst.any() and not self.shift[mem].any():
+            worst = np.minimum(worst, self.swing(coef, mem) + np.abs(coef) @ (self.r + self.surr + self.drift)[mem])
         return worst
+
+    def swing(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
+        """Per row of coef (over members `mem`): max - min of the exact R(t) = sum_j coef_j relu(lam_j t + b_j)
+        over every t the computed input may take, [t_lo - e_t, t_hi + e_t] (inf where R is unbounded there). The
+        computed read is within its members' own errors of R at the computed t, so it errs by at most this plus
+        those, however large e_t: a step relu(k t + 1) - relu(k t) is off by at most its height."""
+        lam, b = self.lam_f[mem], np.array([float(self.bias[m]) for m in mem])
+        lo, hi = self.t_lo - self.e_t, self.t_hi + self.e_t
+        pts = np.unique(np.concatenate([np.clip(-b / lam, lo, hi), [lo, hi]]))
+        pts = pts[np.isfinite(pts)]
+        if not pts.size or np.isnan([lo, hi]).any():
+            return np.full(coef.shape[0], np.inf)
+        terms = np.maximum(lam[:, None] * pts[None, :] + b[:, None], 0.0)
+        vals = coef @ terms
+        out = vals.max(axis=1) - vals.min(axis=1) + 1e-12 * (np.abs(coef) @ terms.max(axis=1))  # (float64 slack)
+        for end, side in ((lo, lam < 0), (hi, lam > 0)):  # a ray to an infinite end: R must be flat along it
+            if not np.isfinite(end):
+                out = np.where(coef @ np.where(side, lam, 0.0) != 0, np.inf, out)
+        return out
 
     @cached
     def member_bound(self) -> np.ndarray:
         """Each member's error bound on its own (when read without the others)."""
         mem = list(range(len(self.lam)))
-        lam = np.abs(self.lam_f)
+        lam = np.abs(self.lam_f) * self.e_t
+        steep = np.maximum(-self.theta[0], self.theta[1])
         out = np.zeros(len(mem))
         for on, hull, near in self.patterns:
             own = self.own_errors(mem, on, hull, near)
-            out = np.maximum(out, own + np.where(on | hull, lam * self.e_t, 0.0))
+            out = np.maximum(out, own + np.where(on, lam, np.where(hull, steep * lam, 0.0)))
         return out
 
 
@@ -373,9 +410,22 @@ class _Errors:
         for col, t in enumerate(self.tags):
             if t is not None and M[:, col].any():
                 by_group.setdefault(t[0], []).append((col, t[1]))
+        apart = {}
         for gid, cols in by_group.items():
-            idx = [c for c, _ in cols]
-            out = out + self.groups[gid].read(M[:, idx], [m for _, m in cols])
+            apart[gid] = self.groups[gid].read(M[:, [c for c, _ in cols]], [m for _, m in cols])
+            out = out + apart[gid]
+        by_source: dict[int, list[int]] = {}  # groups of one MLP stage, which a row may read jointly
+        for gid in by_group:
+            by_source.setdefault(id(self.groups[gid].source), []).append(gid)
+        for gids in by_source.values():
+            if len(gids) < 2:
+                continue
+            sep = sum(apart[g] for g in gids)
+            for r in np.flatnonzero(sep > 0):
+                parts = [(self.groups[g], [m for _, m in by_group[g]], M[r, [c for c, _ in by_group[g]]]) for g in gids]
+                parts = [p for p in parts if p[2].any()]
+                if len(parts) > 1:
+                    out[r] -= sep[r] - min(sep[r], _joint_read(parts))
         return out
 
     def copy_rows(self, M: np.ndarray, bias: np.ndarray | None) -> list[int | None]:
@@ -431,17 +481,46 @@ def _mlp_groups(st, facts, se: StageErrors, e_in: _Errors, gid0: int):
         t_lo, t_hi = sorted(((lo - float(e[k0])) / float(lam[k0]), (hi - float(e[k0])) / float(lam[k0])))
         groups[gid0 + n] = _Group(e_t, [lam[k] for k in ks], [Fraction(e[k]) for k in ks], se.inner[ks],
                                   band[ks], surr[ks], shift[ks], tvals, t_rad, t_lo, t_hi,
-                                  tuple(owner[k] for k in ks), np.broadcast_to(se.off_drift, (len(e),))[ks])
+                                  tuple(owner[k] for k in ks), np.broadcast_to(se.off_drift, (len(e),))[ks],
+                                  se.relu_slope, Ef[ks], e_in)
         for m, k in enumerate(ks):
             member[k] = (gid0 + n, m)
     return groups, member
+
+
+MAX_HORIZONS = 8  # passes per analysis: the full one and up to 7 early horizons (see propagate)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    out: OutputErrors
+    drives: dict[int, np.ndarray]  # per state stage: the error bound of its drive B h over the pass's steps
 
 
 def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact: bool, max_len: int, u: float,
               stage_errors) -> OutputErrors:
     """Errors of every read-out, given range facts (lsrl.guarantee.facts.Facts) and the backend's
     `stage_errors(i, stage, ctx) -> StageErrors`. `x_exact`: every input value is exactly representable (else
-    the input itself is rounded to the dtype)."""
+    the input itself is rounded to the dtype).
+
+    Bounds hold over every step up to max_len. An accumulator whose drive falls quiet after step K only gathers
+    its drive's errors over steps 1..K, so it takes them from a pass over the first K steps (an early horizon):
+    a latch filled by a prompt does not pay for the errors its inputs reach late in a long sequence."""
+    passes: dict[int, _Pass] = {}
+
+    def at(horizon: int) -> _Pass:
+        if horizon not in passes:
+            early = at if len(passes) + 1 < MAX_HORIZONS else None
+            passes[horizon] = _pass(stack, facts, x_bound, x_integer, x_exact, horizon, u, stage_errors, early)
+        return passes[horizon]
+
+    return at(max_len).out
+
+
+def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len: int, u: float, stage_errors,
+          early) -> _Pass:
+    """One propagation over steps 1..max_len; `early(K)`: the pass over steps 1..K (None: no early horizons)."""
+    drives: dict[int, np.ndarray] = {}
     mag = np.minimum(np.asarray(x_bound, dtype=float), BIG)
     ints = np.full(stack.input_dim, x_integer)
     errs = _Errors(np.zeros(stack.input_dim) if x_exact else u * mag)
@@ -460,8 +539,8 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
         groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
-            tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
-            drive = errs.read(st.B.f64)
+            K, tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
+            drive = drives[i] = _early_drive(errs.read(st.B.f64), K, i, max_len, early)
             carried = S @ drive + tail * tail_drive
             rounded = S + np.diag(tail)  # the steps whose update rounds: S's, and a drifting accumulator's later ones
             new = carried + rounded @ se.out
@@ -528,7 +607,64 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     for name, r in [("output", stack.output), *stack.probes]:
         bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
         classes[name] = int(_dep(_abs(r.W), cls).max(initial=0))
-    return OutputErrors(bounds, classes, unresolved)
+    return _Pass(OutputErrors(bounds, classes, unresolved), drives)
+
+
+def _early_drive(drive: np.ndarray, K: np.ndarray, i: int, max_len: int, early) -> np.ndarray:
+    """State stage i's drive errors, where an accumulator row's drive is 0 after step K < max_len (`K`, inf
+    elsewhere): over steps 1..K only, from the early pass at that horizon (whichever bound is smaller)."""
+    if early is None:
+        return drive
+    drive = drive.copy()
+    for k in np.unique(K[(K < max_len) & (drive > 0)]):
+        rows = (K == k) & (drive > 0)
+        drive[rows] = np.minimum(drive[rows], early(int(k)).drives[i][rows])
+    return drive
+
+
+JOINT_CASES = 256  # per row: pattern combinations times slope vertices a joint read may enumerate
+
+
+def _joint_read(parts: list[tuple[_Group, list[int], np.ndarray]]) -> float:
+    """A bound of |sum_k c_k (member k's error)| over members of several groups of one MLP stage (`parts`: per
+    group, members and coefficients), their argument moves taken through the stage input at once:
+    sum_k c_k theta_k E_k dx plus own errors, theta_k 1 on, 0 off, in its slope range in its hull band. Reading
+    the groups apart counts a move they share once per group: a conditional relu(a - off) - relu(-a - off)
+    moves with an error in `off` once, not twice. Every combination of the groups' patterns is taken (a superset
+    of the joint ones) and the bound is convex in theta, so its vertices suffice (inf past JOINT_CASES)."""
+    options = []  # per group: (argument rows times coefficients, per member slope (lo, hi), own error) patterns
+    for g, mem, coef in parts:
+        lo, hi = g.theta[0][mem], g.theta[1][mem]
+        pats: dict[tuple, float] = {}
+        for on, hull, near in g.patterns:
+            on_m, hull_m = on[mem], hull[mem]
+            th = tuple(zip(np.where(on_m, 1.0, np.where(hull_m, lo, 0.0)).tolist(),
+                           np.where(on_m, 1.0, np.where(hull_m, hi, 0.0)).tolist(), strict=True))
+            own = float(np.abs(coef) @ g.own_errors(mem, on_m, hull_m, near[mem]))
+            pats[th] = max(own, pats.get(th, 0.0))
+        options.append([(coef[:, None] * g.E[mem], th, own) for th, own in pats.items()])
+    cases = [([], [], 0.0)]  # per combination of patterns: (argument rows, slope ranges, own errors)
+    for opts in options:
+        cases = [(rows + [cE], th + list(t), own + o) for rows, th, own in cases for cE, t, o in opts]
+        if len(cases) > JOINT_CASES:
+            return math.inf
+    if sum(2 ** sum(a != b for a, b in th) for _, th, _ in cases) > JOINT_CASES:
+        return math.inf
+    source = parts[0][0].source
+    worst = 0.0
+    for rows, th, own in cases:
+        cE = np.vstack(rows)
+        for vertex in _vertices(th):
+            worst = max(worst, float(source.read((np.asarray(vertex) @ cE)[None, :])[0]) + own)
+    return worst
+
+
+def _vertices(ranges):
+    """Every corner of a box given per coordinate as (lo, hi)."""
+    corners = [[]]
+    for a, b in ranges:
+        corners = [c + [x] for c in corners for x in ((a,) if a == b else (a, b))]
+    return corners
 
 
 def _quiet_rows(parts, bias, rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -583,23 +719,26 @@ def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
     return np.minimum(out, np.where(se.zero_products & 2, qv, np.inf))
 
 
-def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray, drift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray,
+                        drift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shorten S's rows of accumulators whose drive is 0 in reals after some step K: s_i <- s_i + B_i h with every
     h_j read 0 from step K_j + 1 on (`quiet`). Where those h_j are exactly 0 in floats, s_i + 0 rounds nothing: only
     the first K = max K_j steps add error (S_ii = K instead of max_len). Where they drift, each later step adds the
-    drift read and the update's own rounding: returned per row as (steps after K, drift read), zeros elsewhere."""
+    drift read and the update's own rounding. Returned per row: (K, steps after K, drift read); inf, 0, 0 for the
+    other rows."""
     A, B, bias = st.A.f64, st.B.f64, st.bias.f64
-    tail, tail_drive = np.zeros(A.shape[0]), np.zeros(A.shape[0])
+    Ks, tail, tail_drive = np.full(A.shape[0], np.inf), np.zeros(A.shape[0]), np.zeros(A.shape[0])
     for r in range(A.shape[0]):
         if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
             continue
         cols = np.flatnonzero(B[r])
         K = quiet[cols].max(initial=0.0)
         if np.isfinite(K):
-            full, S[r, r] = S[r, r], min(S[r, r], max(K, 1) * (1 + 1e-9))  # (at least once: an inexact init)
+            Ks[r] = max(K, 1)
+            full, S[r, r] = S[r, r], min(S[r, r], Ks[r] * (1 + 1e-9))  # (at least once: an inexact init)
             tail_drive[r] = np.abs(B[r, cols]) @ drift[cols]
             tail[r] = full - S[r, r] if tail_drive[r] > 0 else 0.0
-    return tail, tail_drive
+    return Ks, tail, tail_drive
 
 
 def _dep(M: np.ndarray, cls: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ class _Analysis:
         self.refined: dict[tuple, int] = {}  # a refined linear wire by its direction (see _direction)
         self.memos: dict[tuple, dict] = {}  # support members -> memoised forms (see _Enumeration._plan_memo)
         self.quiet: dict[tuple[int, int], tuple[int, Q]] = {}  # see Ranges.quiet
+        self._quiet_seen: set[tuple[int, int]] = set()  # (argument wire, K) whose ReLUs were looked at
 
     # -- driver
     def run(self) -> Ranges:
@@ -400,6 +401,11 @@ class _Analysis:
                 key = (W[a].node, W[a].comp)
                 k0, m0 = self.quiet.get(key, (0, -v.hi))
                 self.quiet[key] = (max(k0, K), min(m0, -v.hi))
+                # the ReLUs this one's argument reads: a float ReLU is 0 only if the flags it reads are 0 in floats
+                # too (a conditional's flag is itself a ReLU, quiet by then), so look at them as well
+                if (arg, K) not in self._quiet_seen:
+                    self._quiet_seen.add((arg, K))
+                    self._quiet_relus(arg, K)
 
     def _clock_support(self, w: int) -> set[int] | None:
         """w's operands with every stateless member tied to the clock opened up, down to the step number and
