@@ -18,7 +18,7 @@ from lsrl.lowering.template import STATE_MLP_GATE, Template
 
 # the range of a ReLU surrogate's slope d/dw [act(k w) / k] over all w (rounded outwards): silu (mamba's
 # channels; a GRU switch w sigmoid(k w) is silu(k w) / k) and exact gelu (hawk's); the error analysis passes an
-# input's error through a surrogate near its kink at these slopes (lsrl.guarantee.propagate._Group)
+# input's error through a surrogate near its kink at these slopes (lsrl.guarantee.relu_groups.Group)
 SILU_SLOPE = (-0.09984, 1.09984)
 GELU_SLOPE = (-0.12891, 1.12891)
 

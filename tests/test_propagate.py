@@ -14,7 +14,7 @@ from lsrl.backends.base import SILU_SLOPE
 
 import lsrl
 from lsrl.diagnostics import LsrlError
-from lsrl.guarantee.propagate import _Errors, _Group
+from lsrl.guarantee.relu_groups import Errors, Group
 
 ROOT = Path(__file__).resolve().parent.parent
 small = st.integers(-4, 4).filter(bool)
@@ -29,7 +29,7 @@ def test_a_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, seed):
     |dt| <= e_t, |c . (relu(lam (t + dt) + b) - relu(lam t + b))| stays within the group's read bound (an on unit
     passes lam dt, one in its hull band a fraction of it, one off nothing)."""
     n = len(biases)
-    g = _Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), np.zeros(n), np.zeros(n),
+    g = Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), np.zeros(n), np.zeros(n),
                np.zeros(n), None, 0.0, -3.0, 3.0, tuple((0, k) for k in range(n)))
     c = np.array(coefs[:n], dtype=float)[None, :]
     bound = g.read(c, list(range(n)))[0]
@@ -56,7 +56,7 @@ def test_a_surrogate_group_read_bounds_every_perturbation(lam, biases, coefs, e_
     inputs it may see (a step relu(k t + 1) - relu(k t) by at most its height) plus those surrogate errors."""
     n = len(biases)
     band, surr = np.full(n, 40.0 / k), np.full(n, 0.2785 / k)  # silu(x) = x or 0 to 1e-15 for |x| >= 40
-    g = _Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), band, surr, np.zeros(n), None,
+    g = Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), band, surr, np.zeros(n), None,
                0.0, -3.0, 3.0, tuple((0, j) for j in range(n)), 0.0, SILU_SLOPE)
     c = np.array(coefs[:n], dtype=float)[None, :]
     bound = g.read(c, list(range(n)))[0]
@@ -74,19 +74,19 @@ def test_a_surrogate_group_read_bounds_every_perturbation(lam, biases, coefs, e_
        st.sampled_from([0.05, 0.5])), seed=st.integers(0, 2**16))
 def test_a_joint_read_of_several_groups_bounds_every_perturbation(rows, biases, coefs, errs, seed):
     """ReLUs of one MLP stage with different argument directions w_k = E_k x + b_k (several groups), read in one
-    sum: their moves are taken through the stage input x together (`_Errors.read`), and the bound still holds
+    sum: their moves are taken through the stage input x together (`Errors.read`), and the bound still holds
     for every x in the box and every |dx_j| <= its error."""
     E = np.array(rows, dtype=float)
     b = np.array(biases[:len(rows)], dtype=float)
-    source = _Errors(np.array(errs))
+    source = Errors(np.array(errs))
     groups = {}
     for j, (row, bias) in enumerate(zip(E, b, strict=True)):
         lam = Fraction(int(row[0]))
-        groups[j + 1] = _Group(float(source.read((row / row[0])[None, :])[0]), [lam], [Fraction(int(bias))],
+        groups[j + 1] = Group(float(source.read((row / row[0])[None, :])[0]), [lam], [Fraction(int(bias))],
                                np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), None, 0.0,
                                -2 * abs(row).sum() / abs(row[0]), 2 * abs(row).sum() / abs(row[0]),  # t = E x / lam
                                ((j, 0),), 0.0, (0.0, 1.0), row[None, :], source)
-    hid = _Errors(np.zeros(len(rows)), [(j + 1, 0) for j in range(len(rows))], groups)
+    hid = Errors(np.zeros(len(rows)), [(j + 1, 0) for j in range(len(rows))], groups)
     c = np.array(coefs[:len(rows)], dtype=float)
     bound = hid.read(c[None, :])[0]
     apart = sum(abs(cj) * g.member_bound[0] for cj, g in zip(c, groups.values(), strict=True))
@@ -101,11 +101,11 @@ def test_a_joint_read_of_several_groups_bounds_every_perturbation(rows, biases, 
 def test_a_conditional_moves_with_its_flag_once():
     """relu(a - off) - relu(-a - off) (a ReLU if-else) moves by the error of `off` once: at most one of the two
     is on, and both move the same way with it."""
-    source = _Errors(np.array([0.0, 1.0]))  # a exact, off within 1
-    groups = {j + 1: _Group(1.0, [Fraction(1)], [Fraction(0)], np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1),
+    source = Errors(np.array([0.0, 1.0]))  # a exact, off within 1
+    groups = {j + 1: Group(1.0, [Fraction(1)], [Fraction(0)], np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1),
                             None, 0.0, -10.0, 10.0, ((j, 0),), 0.0, (0.0, 1.0), np.array([[s, -1.0]]), source)
               for j, s in enumerate((1.0, -1.0))}
-    hid = _Errors(np.zeros(2), [(1, 0), (2, 0)], groups)
+    hid = Errors(np.zeros(2), [(1, 0), (2, 0)], groups)
     assert hid.read(np.array([[1.0, -1.0]]))[0] == 1.0  # read apart: 2
 
 
@@ -113,7 +113,7 @@ def test_an_off_member_passes_its_drift():
     """A GRU switch that is off holds its last value, off by its drift (StageErrors.off_drift) in the sums
     reading it: a group read over members that are off at every t still passes their drifts."""
     drift = np.array([1e-9, 2e-9])
-    g = _Group(0.01, [Fraction(1)] * 2, [Fraction(-10), Fraction(-20)], np.zeros(2), np.zeros(2), np.zeros(2),
+    g = Group(0.01, [Fraction(1)] * 2, [Fraction(-10), Fraction(-20)], np.zeros(2), np.zeros(2), np.zeros(2),
                np.zeros(2), None, 0.0, -3.0, 3.0, ((0, 0), (0, 1)), drift)
     assert np.allclose(g.member_bound, drift)
     assert np.isclose(g.read(np.array([[1.0, -3.0]]), [0, 1])[0], 1e-9 + 6e-9)
