@@ -6,9 +6,10 @@
   (one term per value), times 4 for the interpreter's different association of the (unoptimised) linear
   maps. `lsrl verify` allows the sum of both between the model and the float64 interpreter.
 - A bound that cannot be proven (a value range analysis cannot bound) is inf: no useful promise.
-- A step whose input error may reach half its ramp width at a kink (`propagate.Unresolved`: rounding may decide
-  which side it is on), in a model with an output the bound does not usefully cover, is refused (E0708) with
-  what would resolve it, instead of promising a bound as large as the values it switches.
+- A step whose input error may reach half its ramp width at a kink (`relu_groups.Unresolved`: rounding may decide
+  which side it is on), in a model whose output the bound does not usefully cover, is refused (E0708) with
+  what would resolve it, instead of promising a bound as large as the values it switches. A probe whose bound
+  is not useful keeps it (as `lsrl verify` does, which names such probes but judges the output).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def make_promise(compiled: Compiled, dtype_name: str) -> Promise:
         outputs[name] = OutputPromise(CLASSES[model.exactness[name]], _clean(bound),
                                       _clean(REFERENCE_FACTOR * float(ref.bounds[name].max(initial=0.0))),
                                       _integer_read(compiled.stack, reads[name], facts))
-    if model.unresolved and not all(o.useful(_scale(compiled.stack, reads[k], facts)) for k, o in outputs.items()):
+    if model.unresolved and not outputs["output"].useful(_scale(compiled.stack, reads["output"], facts)):
         raise _unresolved(compiled, model.unresolved[0], dtype_name)
     note = backend.summary
     return Promise(backend.name, dtype_name, max_len, outputs, backend.conditions(dtype), certified, note)

@@ -33,9 +33,10 @@ class Unresolved:
 class Group:
     """ReLU units of one MLP stage whose arguments are w_k = lam_k t + b_k for one scalar t (parallel rows of
     E). At an exact t, unit k is off (w_k <= -width_k: exactly 0 after perturbation), on (w_k >= width_k: its
-    error is lam_k dt + rho_k) or in its hull band (|w_k| < width_k: any error up to |lam_k| e_t + r_k + its
-    surrogate's), width_k = |lam_k| e_t + r_k + band_k. Reading several members in one linear combination
-    then keeps the cancellation of on units (a step relu(k t + 1) - relu(k t) is flat off its kinks)."""
+    error is lam_k dt + rho_k) or in its hull band (|w_k| < width_k: theta_k (lam_k dt + rho_k) with theta_k
+    in its slope range `theta`, plus its surrogate's error), width_k = |lam_k| e_t + r_k + band_k. Reading
+    several members in one linear combination then keeps the cancellation of on units (a step
+    relu(k t + 1) - relu(k t) is flat off its kinks)."""
 
     e_t: float  # bound of |dt|
     lam: list[Fraction]
