@@ -258,12 +258,14 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
     Bounds hold over every step up to max_len. An accumulator whose drive falls quiet after step K only gathers
     its drive's errors over steps 1..K, so it takes them from a pass over the first K steps (an early horizon):
     a latch filled by a prompt does not pay for the errors its inputs reach late in a long sequence."""
-    passes: dict[int, _Pass] = {}
+    passes: dict[int, _Pass | None] = {}  # by horizon (None: under way)
 
-    def at(horizon: int) -> _Pass:
+    def at(horizon: int) -> _Pass | None:
         if horizon not in passes:
-            early = at if len(passes) + 1 < MAX_HORIZONS else None
-            passes[horizon] = _pass(stack, facts, x_bound, x_integer, x_exact, horizon, u, stage_errors, early)
+            if len(passes) >= MAX_HORIZONS:
+                return None
+            passes[horizon] = None
+            passes[horizon] = _pass(stack, facts, x_bound, x_integer, x_exact, horizon, u, stage_errors, at)
         return passes[horizon]
 
     return at(max_len).out
@@ -271,7 +273,7 @@ def propagate(stack: Stack, facts, x_bound: np.ndarray, x_integer: bool, x_exact
 
 def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len: int, u: float, stage_errors,
           early) -> _Pass:
-    """One propagation over steps 1..max_len; `early(K)`: the pass over steps 1..K (None: no early horizons)."""
+    """One propagation over steps 1..max_len; `early(K)`: the pass over steps 1..K (None past MAX_HORIZONS)."""
     drives: dict[int, np.ndarray] = {}
     mag = np.minimum(np.asarray(x_bound, dtype=float), BIG)
     ints = np.full(stack.input_dim, x_integer)
@@ -365,12 +367,11 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
 def _early_drive(drive: np.ndarray, K: np.ndarray, i: int, max_len: int, early) -> np.ndarray:
     """State stage i's drive errors, where an accumulator row's drive is 0 after step K < max_len (`K`, inf
     elsewhere): over steps 1..K only, from the early pass at that horizon (whichever bound is smaller)."""
-    if early is None:
-        return drive
     drive = drive.copy()
     for k in np.unique(K[(K < max_len) & (drive > 0)]):
-        rows = (K == k) & (drive > 0)
-        drive[rows] = np.minimum(drive[rows], early(int(k)).drives[i][rows])
+        if (p := early(int(k))) is not None:
+            rows = (K == k) & (drive > 0)
+            drive[rows] = np.minimum(drive[rows], p.drives[i][rows])
     return drive
 
 
