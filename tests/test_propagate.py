@@ -20,25 +20,31 @@ ROOT = Path(__file__).resolve().parent.parent
 small = st.integers(-4, 4).filter(bool)
 
 
+def _check_group_read(lam, biases, coefs, e_t, seed, unit, band, surr, slope):
+    """For any t in [-3, 3] and |dt| <= e_t, |c . (unit(lam (t + dt) + b) - relu(lam t + b))| stays within the
+    read bound of the group of those units (unit: the ReLU or its surrogate, exact outside `band`)."""
+    n = len(biases)
+    g = Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), np.full(n, band),
+              np.full(n, surr), np.zeros(n), None, 0.0, -3.0, 3.0, tuple((0, j) for j in range(n)), 0.0, slope)
+    c = np.array(coefs[:n], dtype=float)
+    bound = g.read(c[None, :], list(range(n)))[0]
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-3, 3, 4000)
+    dt = rng.uniform(-e_t, e_t, 4000)
+    b = np.array(biases, dtype=float)
+    moved = unit(lam * (t + dt)[:, None] + b) - np.maximum(lam * t[:, None] + b, 0)
+    assert np.abs(moved @ c).max() <= bound * (1 + 1e-9) + 1e-12
+
+
 @settings(max_examples=200, deadline=None)
 @given(lam=small, biases=st.lists(st.integers(-6, 6), min_size=1, max_size=4),
-       coefs=st.lists(st.integers(-3, 3), min_size=4, max_size=4), e_t=st.sampled_from([0.01, 0.1, 0.5]),
+       coefs=st.lists(st.integers(-3, 3), min_size=4, max_size=4), e_t=st.sampled_from([0.01, 0.1, 0.5, 20.0]),
        seed=st.integers(0, 2**16))
 def test_a_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, seed):
-    """Parallel exact ReLUs relu(lam t + b_k) read through coefficients c: for any t in the group's range and any
-    |dt| <= e_t, |c . (relu(lam (t + dt) + b) - relu(lam t + b))| stays within the group's read bound (an on unit
-    passes lam dt, one in its hull band a fraction of it, one off nothing)."""
-    n = len(biases)
-    g = Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), np.zeros(n), np.zeros(n),
-               np.zeros(n), None, 0.0, -3.0, 3.0, tuple((0, k) for k in range(n)))
-    c = np.array(coefs[:n], dtype=float)[None, :]
-    bound = g.read(c, list(range(n)))[0]
-    rng = np.random.default_rng(seed)
-    t = rng.uniform(-3, 3, 2000)
-    dt = rng.uniform(-e_t, e_t, 2000)
-    b = np.array(biases, dtype=float)
-    moved = np.maximum(lam * (t + dt)[:, None] + b, 0) - np.maximum(lam * t[:, None] + b, 0)
-    assert np.abs(moved @ c[0]).max() <= bound * (1 + 1e-12) + 1e-12
+    """Parallel exact ReLUs relu(lam t + b_k) read through coefficients c: an on unit passes lam dt, one in its
+    hull band a fraction of it, one off nothing; and however large e_t, the read errs by at most the swing of
+    the exact read over the inputs it may see (a step relu(k t + 1) - relu(k t) by at most its height)."""
+    _check_group_read(lam, biases, coefs, e_t, seed, lambda w: np.maximum(w, 0), 0.0, 0.0, (0.0, 1.0))
 
 
 def _silu(x):
@@ -51,21 +57,9 @@ def _silu(x):
        k=st.sampled_from([4.0, 64.0]), seed=st.integers(0, 2**16))
 def test_a_surrogate_group_read_bounds_every_perturbation(lam, biases, coefs, e_t, k, seed):
     """The same for silu surrogates silu(k w) / k of the ReLUs (mamba's channels, a GRU switch): a move in the
-    band passes at the surrogate's slope, in [-0.0998, 1.0998]; inside the band the surrogate is off by at
-    most 0.2785 / k; and however large e_t, the read errs by at most the swing of the exact read over the
-    inputs it may see (a step relu(k t + 1) - relu(k t) by at most its height) plus those surrogate errors."""
-    n = len(biases)
-    band, surr = np.full(n, 40.0 / k), np.full(n, 0.2785 / k)  # silu(x) = x or 0 to 1e-15 for |x| >= 40
-    g = Group(e_t, [Fraction(lam)] * n, [Fraction(b) for b in biases], np.zeros(n), band, surr, np.zeros(n), None,
-               0.0, -3.0, 3.0, tuple((0, j) for j in range(n)), 0.0, SILU_SLOPE)
-    c = np.array(coefs[:n], dtype=float)[None, :]
-    bound = g.read(c, list(range(n)))[0]
-    rng = np.random.default_rng(seed)
-    t = rng.uniform(-3, 3, 4000)
-    dt = rng.uniform(-e_t, e_t, 4000)
-    b = np.array(biases, dtype=float)
-    moved = _silu(k * (lam * (t + dt)[:, None] + b)) / k - np.maximum(lam * t[:, None] + b, 0)
-    assert np.abs(moved @ c[0]).max() <= bound * (1 + 1e-9) + 1e-12
+    band passes at the surrogate's slope, in [-0.0998, 1.0998], and inside the band the surrogate is off by at
+    most 0.2785 / k (silu(x) = x, or 0, to 1e-15 for |x| >= 40)."""
+    _check_group_read(lam, biases, coefs, e_t, seed, lambda w: _silu(k * w) / k, 40.0 / k, 0.2785 / k, SILU_SLOPE)
 
 
 @settings(max_examples=200, deadline=None)
