@@ -247,10 +247,6 @@ class Plan:
         """Per state channel: its |value|, whether it is exact integer arithmetic, its per-step error."""
 
 
-def _fractions(c: Coeffs) -> np.ndarray:
-    return c.rat.to_fractions()
-
-
 def stage_plan(p: Plan, st, facts: Facts) -> Plan:
     """Fill `p` with the channels of lowered stage `st`, then remove the stage input (the layer adds its
     output to the stream: each coordinate receives new - old) and merge each row's lag-0 lin channels."""
@@ -269,7 +265,7 @@ def stage_plan(p: Plan, st, facts: Facts) -> Plan:
 
 
 def _state_plan(p: Plan, st) -> None:
-    B, bias, init = forms(st.B), _fractions(st.bias), _fractions(st.init)
+    B, bias, init = forms(st.B), st.bias.rat.to_fractions(), st.init.rat.to_fractions()
     for blk in blocks(st.A):
         Ab = sub(st.A, blk)
         kind = block_kind(Ab)
@@ -306,7 +302,7 @@ def _powers(A: Coeffs) -> list[np.ndarray]:
 
 def _mlp_plan(p: Plan, st, facts: Facts) -> None:
     C, E, D = forms(st.C), forms(st.E), forms(st.D, by_column=True)  # D by hidden unit
-    c, e = _fractions(st.c), _fractions(st.e)
+    c, e = st.c.rat.to_fractions(), st.e.rat.to_fractions()
     sharp = relu_sharpness(st, D, facts, p.act.relu_zero)
     p.ks = [k for k, _ in sharp]
     for r, form in enumerate(C):
@@ -318,7 +314,7 @@ def _mlp_plan(p: Plan, st, facts: Facts) -> None:
 
 def _gate_plan(p: Plan, st) -> None:
     P, U, V, Q = forms(st.P), forms(st.U), forms(st.V), forms(st.Q, by_column=True)  # Q by product
-    u, v = _fractions(st.u), _fractions(st.v)
+    u, v = st.u.rat.to_fractions(), st.v.rat.to_fractions()
     for r, form in enumerate(P):
         p.lin(r, form, Fraction(0), Fraction(1))
     for k, col in enumerate(Q):

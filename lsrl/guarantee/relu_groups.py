@@ -110,13 +110,17 @@ class Group:
         shifted = self.shift > 0
         return np.where(shifted, -1.0, self.slope[0]), np.where(shifted, 1.0, self.slope[1])
 
+    @cached
+    def steep(self) -> np.ndarray:
+        """Per member: the largest |slope| in its range (`theta`)."""
+        return np.maximum(-self.theta[0], self.theta[1])
+
     def own_errors(self, mem: list[int], on, hull, near) -> np.ndarray:
         """For members `mem` in one pattern: each one's error apart from its share of lam dt (its argument's
         rounding where on or in the hull, at the hull's slope; a surrogate's error where near; its drift where
         off)."""
         drift = np.broadcast_to(self.drift, (len(self.lam),))[mem]
-        steep = np.maximum(-self.theta[0], self.theta[1])[mem]
-        r = np.where(on, self.r[mem], np.where(hull, steep * self.r[mem], drift))
+        r = np.where(on, self.r[mem], np.where(hull, self.steep[mem] * self.r[mem], drift))
         return r + np.where(near, self.surr[mem], 0.0)
 
     def read(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
@@ -162,11 +166,10 @@ class Group:
         """Each member's error bound on its own (when read without the others)."""
         mem = list(range(len(self.lam)))
         lam = np.abs(self.lam_f) * self.e_t
-        steep = np.maximum(-self.theta[0], self.theta[1])
         out = np.zeros(len(mem))
         for on, hull, near in self.patterns:
             own = self.own_errors(mem, on, hull, near)
-            out = np.maximum(out, own + np.where(on, lam, np.where(hull, steep * lam, 0.0)))
+            out = np.maximum(out, own + np.where(on, lam, np.where(hull, self.steep * lam, 0.0)))
         return out
 
 

@@ -55,7 +55,8 @@ def split_delay_line(rw: Rewriter, op: ir.LinState, args: tuple[int, ...]) -> in
     parts = ([(op.B, args[0])] if op.B is not None else []) + ([(a_init, None)] if not a_init.is_zero else [])
     W = np.concatenate([m.data for m, _ in parts] + [op.bias.data[:, None]], axis=1)
     C, R = rank_factors(W) if all(m.exact for m, _ in parts) and op.bias.exact else (None, None)
-    if C is None or C.shape[1] in (0, n) or (_integer(W) and not (_integer(C) and _integer(R))):
+    if C is None or C.shape[1] in (0, n) or (Coeffs(W).is_integer and not (Coeffs(C).is_integer
+                                                                          and Coeffs(R).is_integer)):
         C, R = np.eye(n, dtype=object) * Fraction(1), W  # (an integer drive stays integer arithmetic in floats)
     r, mats, ins, at = C.shape[1], [], [], 0
     for m, x in parts:
@@ -78,10 +79,6 @@ def split_delay_line(rw: Rewriter, op: ir.LinState, args: tuple[int, ...]) -> in
     out = [Coeffs.from_rat(RatArray.concat([slots.get((m, s), RatArray.zeros(n, r)) for s in range(SLOTS)], axis=1))
            for m in range(len(lines))]
     return rw.add(ir.Linear(tuple(out), mx.zeros(n)), tuple(lines))
-
-
-def _integer(M: np.ndarray) -> bool:
-    return all(Fraction(v).denominator == 1 for v in M.reshape(-1))
 
 
 def rank_factors(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
