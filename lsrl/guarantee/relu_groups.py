@@ -78,6 +78,12 @@ class Group:
         """The (on, hull, near) masks over members that the exact values of t can produce; `near`: in the hull
         band at a nonzero exact argument, where a surrogate's own error adds (at an exact 0 it does not: the
         surrogate's output lies between 0 and its argument)."""
+        on, hull, near = self.masks
+        return list(zip(on, hull, near, strict=True))
+
+    @cached
+    def masks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`patterns` as three boolean arrays, one row per pattern, for reads vectorised over patterns."""
         lam = self.lam_f
         width = np.abs(lam) * self.e_t + self.r + self.band
         if self.tvals is None:  # an interval: members whose kink may be near t are hull, the rest one side
@@ -85,19 +91,19 @@ class Group:
             reach = width / np.abs(lam)
             hull = (kinks >= self.t_lo - reach) & (kinks <= self.t_hi + reach)
             side = np.where(lam > 0, self.t_lo > kinks, self.t_hi < kinks)
-            return [(side & ~hull, hull, hull)]
-        seen, out = set(), []
-        slack = np.abs(lam) * self.t_rad
-        for t in self.tvals:
-            w = np.array([float(a * t + b) for a, b in zip(self.lam, self.bias, strict=True)])
-            hull = np.abs(w + self.shift) <= width + slack
-            on = (w + self.shift > 0) & ~hull  # (an exact 0 past a shifted switch is on: its error passes)
-            near = hull & (np.abs(w) > 0 if self.t_rad == 0 else True)
-            key = (on.tobytes(), hull.tobytes(), near.tobytes())
-            if key not in seen:
-                seen.add(key)
-                out.append((on, hull, near))
-        return out
+            return (side & ~hull)[None, :], hull[None, :], hull[None, :]
+        w = affine_floats(self.lam, self.bias, self.tvals)  # per exact t (rows), per member
+        hull = np.abs(w + self.shift) <= width + np.abs(lam) * self.t_rad
+        on = (w + self.shift > 0) & ~hull  # (an exact 0 past a shifted switch is on: its error passes)
+        near = hull & (np.abs(w) > 0) if self.t_rad == 0 else hull
+        _, first = np.unique(np.hstack([on, hull, near]), axis=0, return_index=True)
+        keep = np.sort(first)  # each distinct pattern once, in the order the values of t first produce it
+        return on[keep], hull[keep], near[keep]
+
+    @cached
+    def _masks_t(self) -> tuple[np.ndarray, np.ndarray]:
+        """The on and hull masks transposed (a row per member), as floats for matrix products."""
+        return self.masks[0].T.astype(float), self.masks[1].T.astype(float)
 
     @cached
     def theta(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +122,9 @@ class Group:
         return np.maximum(-self.theta[0], self.theta[1])
 
     def own_errors(self, mem: list[int], on, hull, near) -> np.ndarray:
-        """For members `mem` in one pattern: each one's error apart from its share of lam dt (its argument's
-        rounding where on or in the hull, at the hull's slope; a surrogate's error where near; its drift where
-        off)."""
+        """For members `mem` in one pattern (or in each row of pattern masks): each one's error apart from its
+        share of lam dt (its argument's rounding where on or in the hull, at the hull's slope; a surrogate's error
+        where near; its drift where off)."""
         drift = np.broadcast_to(self.drift, (len(self.lam),))[mem]
         r = np.where(on, self.r[mem], np.where(hull, self.steep[mem] * self.r[mem], drift))
         return r + np.where(near, self.surr[mem], 0.0)
@@ -126,18 +132,16 @@ class Group:
     def read(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
         """Per row of coef (over members `mem`): a bound of |coef @ (member errors)|. An on member passes
         lam_k dt; one in its hull band passes theta_k lam_k dt for some theta_k in its slope range (`theta`), so
-        the worst dt share is at a vertex of the theta box."""
+        the worst dt share is at a vertex of the theta box. All patterns at once: one column each."""
+        on, hull, near = self.masks
+        on, hull, near = on[:, mem], hull[:, mem], near[:, mem]
+        on_f, hull_f = self._masks_t[0][mem], self._masks_t[1][mem]
         cl = coef * self.lam_f[mem][None, :]
         lo_cl, hi_cl = cl * self.theta[0][mem], cl * self.theta[1][mem]
-        worst = np.zeros(coef.shape[0])
-        for on, hull, near in self.patterns:
-            on_m, hull_m = on[mem], hull[mem]
-            base = cl[:, on_m].sum(axis=1)
-            hi = base + np.where(hull_m, np.maximum(lo_cl, hi_cl), 0.0).sum(axis=1)
-            lo = base + np.where(hull_m, np.minimum(lo_cl, hi_cl), 0.0).sum(axis=1)
-            dt = np.maximum(np.abs(hi), np.abs(lo))
-            e = dt * self.e_t + np.abs(coef) @ self.own_errors(mem, on_m, hull_m, near[mem])
-            worst = np.maximum(worst, e)
+        base = cl @ on_f
+        hi, lo = base + np.maximum(lo_cl, hi_cl) @ hull_f, base + np.minimum(lo_cl, hi_cl) @ hull_f
+        dt = np.maximum(np.abs(hi), np.abs(lo))
+        worst = (dt * self.e_t + np.abs(coef) @ self.own_errors(mem, on, hull, near).T).max(axis=1, initial=0.0)
         if worst.any() and not self.shift[mem].any():
             worst = np.minimum(worst, self.swing(coef, mem) + np.abs(coef) @ (self.r + self.surr + self.drift)[mem])
         return worst
@@ -164,13 +168,25 @@ class Group:
     @cached
     def member_bound(self) -> np.ndarray:
         """Each member's error bound on its own (when read without the others)."""
-        mem = list(range(len(self.lam)))
+        on, hull, near = self.masks
         lam = np.abs(self.lam_f) * self.e_t
-        out = np.zeros(len(mem))
-        for on, hull, near in self.patterns:
-            own = self.own_errors(mem, on, hull, near)
-            out = np.maximum(out, own + np.where(on, lam, np.where(hull, self.steep * lam, 0.0)))
-        return out
+        own = self.own_errors(list(range(len(self.lam))), on, hull, near)
+        return (own + np.where(on, lam, np.where(hull, self.steep * lam, 0.0))).max(axis=0, initial=0.0)
+
+
+def affine_floats(lam: list[Fraction], bias: list[Fraction], ts: list[Fraction]) -> np.ndarray:
+    """float(lam_k t + bias_k) for each t (rows) and k (columns), each correctly rounded from its exact value,
+    as float(Fraction) gives it: over one common denominator, in int64 where that is exact, else Python ints
+    (whose true division rounds correctly)."""
+    ld, bd, td = (math.lcm(*(v.denominator for v in vs)) for vs in (lam, bias, ts))
+    ln = np.array([v.numerator * (ld // v.denominator) for v in lam], dtype=object)
+    bn = np.array([v.numerator * (bd // v.denominator) for v in bias], dtype=object)
+    tn = np.array([v.numerator * (td // v.denominator) for v in ts], dtype=object)
+    num = np.outer(tn, ln) * bd + (bn * (ld * td))[None, :]  # w = num / (ld td bd)
+    den = ld * td * bd
+    if den < 2**53 and (not num.size or max(abs(int(num.max())), abs(int(num.min()))) < 2**53):
+        return num.astype(np.float64) / float(den)  # both exact floats: one correctly rounded division
+    return np.array([[n / den for n in row] for row in num.tolist()], dtype=np.float64).reshape(num.shape)
 
 
 class Errors:
@@ -182,19 +198,31 @@ class Errors:
         self.tags = tags if tags is not None else [None] * len(err)
         self.groups: dict[int, Group] = groups or {}
 
+    @cached
+    def _tagged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(untagged columns mask, tagged column indices, their group ids)."""
+        cols = [c for c, t in enumerate(self.tags) if t is not None]
+        plain = np.ones(len(self.tags), dtype=bool)
+        plain[cols] = False
+        return plain, np.array(cols, dtype=np.intp), np.array([self.tags[c][0] for c in cols], dtype=np.intp)
+
     def read(self, M: np.ndarray) -> np.ndarray:
-        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors."""
+        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors. Each group is read
+        over the rows that read it only (a wide stage has many groups, each read by a few rows)."""
         if not M.size:
             return np.zeros(M.shape[0])
-        plain = np.array([t is None for t in self.tags], dtype=bool)
+        plain, cols, col_group = self._tagged
         out = np.abs(M[:, plain]) @ self.err[plain]
+        used = M[:, cols] != 0
         by_group: dict[int, list[tuple[int, int]]] = {}
-        for col, t in enumerate(self.tags):
-            if t is not None and M[:, col].any():
-                by_group.setdefault(t[0], []).append((col, t[1]))
+        for k in np.flatnonzero(used.any(axis=0)):
+            by_group.setdefault(int(col_group[k]), []).append((int(cols[k]), self.tags[cols[k]][1]))
         apart = {}
-        for gid, cols in by_group.items():
-            apart[gid] = self.groups[gid].read(M[:, [c for c, _ in cols]], [m for _, m in cols])
+        for gid, gc in by_group.items():
+            sub = M[:, [c for c, _ in gc]]
+            rows = np.flatnonzero(sub.any(axis=1))
+            apart[gid] = np.zeros(M.shape[0])
+            apart[gid][rows] = self.groups[gid].read(sub[rows], [m for _, m in gc])
             out = out + apart[gid]
         by_source: dict[int, list[int]] = {}  # groups of one MLP stage, which a row may read jointly
         for gid in by_group:
@@ -212,12 +240,12 @@ class Errors:
 
     def copy_rows(self, M: np.ndarray, bias: np.ndarray | None) -> list[int | None]:
         """Per row of M: the column it copies (a single coefficient 1, no bias), else None."""
-        out = []
-        for r in range(M.shape[0]):
-            nz = np.flatnonzero(M[r])
-            ok = len(nz) == 1 and M[r, nz[0]] == 1 and (bias is None or bias[r] == 0)
-            out.append(int(nz[0]) if ok else None)
-        return out
+        nz = M != 0
+        col = nz.argmax(axis=1)
+        ok = (nz.sum(axis=1) == 1) & (M[np.arange(M.shape[0]), col] == 1)
+        if bias is not None:
+            ok &= bias == 0
+        return [int(c) if k else None for c, k in zip(col.tolist(), ok.tolist(), strict=True)]
 
 
 def mlp_groups(st, facts, se: StageErrors, e_in: Errors, gid0: int):

@@ -202,6 +202,18 @@ class RatArray:
             return RatArray(a + b, den)._reduced()
         return RatArray(_narrow(a.astype(object) + b.astype(object)), den)._reduced()
 
+    def __mul__(self, other: RatArray) -> RatArray:
+        """The elementwise product (numpy broadcasting)."""
+        if self.max_num < _SAFE and other.max_num < _SAFE and self.max_num * other.max_num < _SAFE:
+            num = self.num.astype(np.int64) * other.num.astype(np.int64)
+        else:
+            num = _narrow(self.num.astype(object) * other.num.astype(object))
+        return RatArray(num, self.den * other.den)._reduced()
+
+    def relu(self) -> RatArray:
+        """max(entry, 0) (the denominator is positive)."""
+        return RatArray(np.maximum(self.num, 0), self.den)._reduced()
+
     def equals(self, other: RatArray) -> bool:
         """The same shape and exactly the same values, whatever the two denominators."""
         if self.shape != other.shape:
