@@ -70,14 +70,25 @@ def _mixed_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a2, b2 = (a if a.ndim == 2 else a[None, :]), (b if b.ndim == 2 else b[:, None])
     if not all(math.isfinite(v) for v in itertools.chain(a2.flat, b2.flat) if type(v) is float):
         return obj_array(a @ b)
-    exact = (RatArray.of(a2) @ RatArray.of(b2)).to_fractions()  # exact, over the nonzeros where sparse
+    exact = RatArray.of(a2) @ RatArray.of(b2)  # exact, over the nonzeros where sparse
     is_float = np.vectorize(lambda v: type(v) is float, otypes=[bool])
+    mask = np.zeros(exact.shape, dtype=bool)
     if a2.shape[1]:  # an empty sum stays an exact 0
         mask = is_float(a2).any(axis=1)[:, None] | is_float(b2).any(axis=0)[None, :]
-        exact[mask] = [float(v) for v in exact[mask]]
+    out = np.empty(exact.shape, dtype=object)
+    out[mask] = exact.to_float()[mask]  # (float64 entries land as Python floats)
+    if not mask.all():
+        out[~mask] = exact[~mask].to_fractions()
+    exact = out
     if b.ndim == 1:
         exact = exact[:, 0]
     return exact[0] if a.ndim == 1 else exact
+
+
+def _rat_key(r: RatArray) -> tuple:
+    """A hashable identity of the values of `r`: lowest terms (unique), int64 numerators as bytes."""
+    r = RatArray.normal(r.num, r.den)
+    return r.den, r.num.tobytes() if r.num.dtype == np.int64 else tuple(r.num.reshape(-1).tolist())
 
 
 class Coeffs:
@@ -129,24 +140,28 @@ class Coeffs:
 
     @cached
     def _key(self) -> tuple:
-        """The value identity; built on first comparison or hash only (hashing Fractions is slow: an integer
-        array's key holds its numerators as ints, which equal and hash as the Fractions they stand for)."""
-        if "rat" in self.__dict__ and self.rat.den == 1:
-            return self.rat.shape, tuple(self.rat.num.reshape(-1).tolist())
-        return self.data.shape, tuple(self.data.reshape(-1))
+        """The value identity, built on first comparison or hash only: an exact array's lowest-terms integer
+        numerators (bytes when int64) and denominator, which hash far faster than its Fractions; an array
+        with float entries (inexact constants) also where they are and their bits, so it never equals an exact
+        one."""
+        if self.exact:
+            return self.shape, _rat_key(self.rat)
+        flat = self.data.reshape(-1)
+        floats = np.fromiter((type(v) is float for v in flat), bool, len(flat))
+        rest = flat.copy()
+        rest[floats] = _ZERO
+        return self.shape, floats.tobytes(), flat[floats].astype(np.float64).tobytes(), _rat_key(RatArray.of(rest))
 
     # construction helpers
     @classmethod
     @lru_cache(maxsize=128)  # immutable, and asked for over and over (each materialized value's form)
     def eye(cls, n: int) -> Coeffs:
-        out = np.full((n, n), _ZERO, dtype=object)
-        np.fill_diagonal(out, _ONE)
-        return cls(out)
+        return cls.from_rat(RatArray.eye(n))
 
     @classmethod
     @lru_cache(maxsize=128)
     def zeros(cls, *shape: int) -> Coeffs:
-        return cls(np.full(shape, _ZERO, dtype=object))
+        return cls.from_rat(RatArray.zeros(*shape))
 
     @classmethod
     def ones_at(cls, shape: tuple[int, int], rows, cols) -> Coeffs:

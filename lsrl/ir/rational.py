@@ -150,6 +150,12 @@ class RatArray:
         return cls(num, den)
 
     @classmethod
+    def normal(cls, num: np.ndarray, den: int = 1) -> RatArray:
+        """num / den from any integer array (int64 or Python ints), in the form every constructor leaves:
+        int64 where safe, lowest terms."""
+        return cls(_narrow(num) if num.dtype == object else num.astype(np.int64), den)._reduced()
+
+    @classmethod
     def zeros(cls, *shape: int) -> RatArray:
         return cls(np.zeros(shape, dtype=np.int64))
 
@@ -171,7 +177,7 @@ class RatArray:
         g = gcd(self.den, int(np.gcd.reduce(flat)) if flat.dtype == np.int64 else gcd(*map(int, flat)))
         return self if g == 1 else RatArray(_narrow(self.num // g), self.den // g)
 
-    def _rescaled(self, den: int) -> np.ndarray:
+    def numerators_over(self, den: int) -> np.ndarray:
         """Numerators over a multiple `den` of this denominator."""
         k = den // self.den
         if k == 1:
@@ -197,7 +203,7 @@ class RatArray:
 
     def __add__(self, other: RatArray) -> RatArray:
         den = lcm(self.den, other.den)
-        a, b = self._rescaled(den), other._rescaled(den)
+        a, b = self.numerators_over(den), other.numerators_over(den)
         if a.dtype == b.dtype == np.int64 and _max_abs(a) + _max_abs(b) < _SAFE:
             return RatArray(a + b, den)._reduced()
         return RatArray(_narrow(a.astype(object) + b.astype(object)), den)._reduced()
@@ -219,7 +225,7 @@ class RatArray:
         if self.shape != other.shape:
             return False
         den = lcm(self.den, other.den)
-        return bool((self._rescaled(den) == other._rescaled(den)).all())
+        return bool((self.numerators_over(den) == other.numerators_over(den)).all())
 
     def __neg__(self) -> RatArray:
         return RatArray(-self.num, self.den)
@@ -238,7 +244,7 @@ class RatArray:
     @staticmethod
     def concat(parts: list[RatArray], axis: int = 0) -> RatArray:
         den = lcm(*(p.den for p in parts))
-        nums = [p._rescaled(den) for p in parts]
+        nums = [p.numerators_over(den) for p in parts]
         if any(n.dtype == object for n in nums):
             nums = [n.astype(object) for n in nums]
         return RatArray(_narrow(np.concatenate(nums, axis=axis)), den)._reduced()

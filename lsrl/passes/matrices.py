@@ -1,17 +1,38 @@
-"""Exact coefficient helpers for rewrites: every result is re-normalised so integers become Fractions."""
+"""Exact coefficient helpers for rewrites. Exact operands are handled as RatArrays (integer numerators over one
+denominator: numpy work, no per-entry Fractions); a float entry (an inexact constant) takes the object-array path,
+where every result is re-normalised so integers become Fractions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from lsrl.ir.coeffs import Coeffs, obj_array
+from lsrl.ir.rational import RatArray
 
 
 def coeffs(data) -> Coeffs:
     """Coeffs from any array-like; unlike Coeffs(object array) it makes stray ints (numpy's 0) Fractions."""
     return Coeffs(obj_array(data))
+
+
+def _exact(*parts: Coeffs) -> bool:
+    return all(p.exact for p in parts)
+
+
+def _rat(num: np.ndarray, den: int) -> Coeffs:
+    return Coeffs.from_rat(RatArray.normal(num, den))
+
+
+def _common(parts: Sequence[Coeffs]) -> tuple[list[np.ndarray], int]:
+    """The parts' numerators over one denominator (object arrays if any part needs Python ints)."""
+    den = math.lcm(*(p.rat.den for p in parts))
+    nums = [p.rat.numerators_over(den) for p in parts]
+    if any(n.dtype == object for n in nums):
+        nums = [n.astype(object) for n in nums]
+    return nums, den
 
 
 def zeros(*shape: int) -> Coeffs:
@@ -27,8 +48,10 @@ def add(a: Coeffs, b: Coeffs) -> Coeffs:
 
 
 def diag(v: Coeffs) -> Coeffs:
+    if v.exact:
+        return _rat(np.diag(v.rat.num), v.rat.den)
     n = v.shape[0]
-    out = zeros(n, n).data.copy()
+    out = np.full((n, n), Coeffs.zeros(1).data[0], dtype=object)
     for i in range(n):
         out[i, i] = v.data[i]
     return coeffs(out)
@@ -36,6 +59,11 @@ def diag(v: Coeffs) -> Coeffs:
 
 def columns(m: Coeffs, indices: Sequence[int], width: int) -> Coeffs:
     """m @ P where P (len(indices) x width) selects `indices`: column j of m lands in column indices[j]."""
+    if m.exact:
+        num = m.rat.num.astype(object) if len(set(indices)) < len(indices) else m.rat.num  # sums: Python ints
+        out = np.zeros((m.shape[0], width), dtype=num.dtype)
+        np.add.at(out, (slice(None), np.asarray(indices, dtype=np.intp)), num)
+        return _rat(out, m.rat.den)
     out = zeros(m.shape[0], width).data.copy()
     for j, i in enumerate(indices):
         out[:, i] = out[:, i] + m.data[:, j]
@@ -43,25 +71,44 @@ def columns(m: Coeffs, indices: Sequence[int], width: int) -> Coeffs:
 
 
 def rows(m: Coeffs, indices: Sequence[int]) -> Coeffs:
+    if m.exact:
+        return _rat(m.rat.num[list(indices)], m.rat.den)
     return coeffs(m.data[list(indices)])
 
 
 def split_columns(m: Coeffs, widths: Sequence[int]) -> list[Coeffs]:
     cuts = np.cumsum([0, *widths])
+    if m.exact:
+        return [_rat(m.rat.num[:, cuts[k]:cuts[k + 1]], m.rat.den) for k in range(len(widths))]
     return [coeffs(m.data[:, cuts[k]:cuts[k + 1]]) for k in range(len(widths))]
 
 
 def hstack(parts: Sequence[Coeffs], n_rows: int) -> Coeffs:
-    return coeffs(np.concatenate([p.data for p in parts], axis=1)) if parts else zeros(n_rows, 0)
+    if not parts:
+        return zeros(n_rows, 0)
+    if _exact(*parts):
+        nums, den = _common(parts)
+        return _rat(np.concatenate(nums, axis=1), den)
+    return coeffs(np.concatenate([p.data for p in parts], axis=1))
 
 
 def concat(parts: Sequence[Coeffs]) -> Coeffs:
     """Stack vectors (1-D) or matrices (2-D, along rows)."""
+    if _exact(*parts):
+        nums, den = _common(parts)
+        return _rat(np.concatenate(nums, axis=0), den)
     return coeffs(np.concatenate([p.data for p in parts], axis=0))
 
 
 def block_diag(blocks: Sequence[Coeffs]) -> Coeffs:
     n = sum(b.shape[0] for b in blocks)
+    if _exact(*blocks):
+        nums, den = _common(blocks)
+        out, off = np.zeros((n, n), dtype=nums[0].dtype if nums else np.int64), 0
+        for b in nums:
+            out[off:off + b.shape[0], off:off + b.shape[0]] = b
+            off += b.shape[0]
+        return _rat(out, den)
     out, off = zeros(n, n).data.copy(), 0
     for b in blocks:
         k = b.shape[0]
@@ -72,6 +119,10 @@ def block_diag(blocks: Sequence[Coeffs]) -> Coeffs:
 
 def pad_rows(m: Coeffs, offset: int, n_rows: int) -> Coeffs:
     """m placed at rows offset.. of an n_rows-row zero matrix (vectors too)."""
+    if m.exact:
+        out = np.zeros((n_rows, *m.shape[1:]), dtype=m.rat.num.dtype)
+        out[offset:offset + m.shape[0]] = m.rat.num
+        return _rat(out, m.rat.den)
     out = zeros(n_rows, *m.shape[1:]).data.copy()
     out[offset:offset + m.shape[0]] = m.data
     return coeffs(out)
