@@ -117,7 +117,7 @@ def _diag(ctx, args, span):
     c = _const(ctx, args[0], span, "diag")
     if c.ndim != 1:
         raise ctx.fail("E0216", "`diag` needs a constant vector", span)
-    return Const(ops._diag(c.arr).data.copy())
+    return Const(Coeffs.diag(c.arr).data.copy())
 
 
 @builtin("onehot", 2)

@@ -365,7 +365,7 @@ class Elaborator:
         return getattr(self, f"_eval_{type(e).__name__}")(e, scope)
 
     def _eval_Number(self, e: ast.Number, scope):
-        return Const(obj_array(e.value))
+        return Const.number(e.value)
 
     def _eval_Name(self, e: ast.Name, scope: Scope):
         b = scope.lookup(e.id)

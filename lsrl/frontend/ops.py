@@ -45,13 +45,6 @@ def linear(ctx: Elaborator, terms: list[tuple[Coeffs, Step]], bias: Coeffs, span
     return ctx.node(ir.Linear(tuple(m for m, _ in terms), bias), [s.node for _, s in terms], span)
 
 
-def _diag(vec: np.ndarray) -> Coeffs:
-    n = vec.shape[0]
-    out = np.full((n, n), Fraction(0), dtype=object)
-    out[np.arange(n), np.arange(n)] = vec
-    return Coeffs(out)
-
-
 def broadcast_step(ctx: Elaborator, s: Step, dim: int, span: Span) -> Step:
     """A dim-1 per-step value repeated to `dim` components."""
     if s.dim == dim:
@@ -77,7 +70,7 @@ def _spread(ctx: Elaborator, step: Step, n: int, scale: np.ndarray, span: Span) 
     if step.dim == 1 and n > 1:
         return Coeffs(scale.reshape(n, 1))
     ctx.spend(n * n, span, f"a {n} x {n} elementwise scaling")
-    return _diag(scale)
+    return Coeffs.diag(scale)
 
 
 def _match_steps(ctx: Elaborator, a: Step, b: Step, span: Span, op: str) -> tuple[Step, Step]:
@@ -92,6 +85,8 @@ def _match_steps(ctx: Elaborator, a: Step, b: Step, span: Span, op: str) -> tupl
 
 
 def _fold(ctx: Elaborator, fn, a: Const, b: Const, span: Span, op: str) -> Const:
+    if a.ndim == 0 and b.ndim == 0:
+        return Const.number(fn(a.arr[()], b.arr[()]))
     try:
         return Const(obj_array(fn(a.arr, b.arr)))
     except ValueError:
@@ -111,7 +106,7 @@ def add(ctx: Elaborator, a: Value, b: Value, span: Span, sign: int = 1) -> Value
     if isinstance(a, Step) and isinstance(b, Step):
         a, b = _match_steps(ctx, a, b, span, op)
         ctx.spend(a.dim * a.dim + b.dim * b.dim, span, f"a sum of two {a.dim}-dim values")
-        return linear(ctx, [(Coeffs.eye(a.dim), a), (Coeffs(s * np.eye(b.dim, dtype=np.int64)), b)],
+        return linear(ctx, [(Coeffs.eye(a.dim), a), (Coeffs.diag(np.full(b.dim, s, dtype=object)), b)],
                       Coeffs.zeros(a.dim), span)
     if isinstance(a, Step):
         vec = _const_vector(ctx, b, a.dim, span, op)
@@ -126,7 +121,7 @@ def neg(ctx: Elaborator, a: Value, span: Span) -> Value:
     if isinstance(a, Const):
         return Const(obj_array(-a.arr))
     ctx.spend(a.dim * a.dim, span, f"negating a {a.dim}-dim value")
-    return linear(ctx, [(Coeffs(-np.eye(a.dim, dtype=np.int64)), a)], Coeffs.zeros(a.dim), span)
+    return linear(ctx, [(Coeffs.diag(np.full(a.dim, Fraction(-1), dtype=object)), a)], Coeffs.zeros(a.dim), span)
 
 
 def mul(ctx: Elaborator, a: Value, b: Value, span: Span) -> Value:
@@ -217,6 +212,9 @@ _CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.l
         ">=": operator.ge}
 
 
+_TRUTH = {False: Const.number(Fraction(0)), True: Const.number(Fraction(1))}  # (never written to)
+
+
 def compare(ctx: Elaborator, op: str, a: Value, b: Value, span: Span) -> Const:
     a, b = data_of(ctx, a, span, "an operand"), data_of(ctx, b, span, "an operand")
     if isinstance(a, Step) or isinstance(b, Step):
@@ -224,7 +222,7 @@ def compare(ctx: Elaborator, op: str, a: Value, b: Value, span: Span) -> Const:
                        "for a per-step comparison use larger(x, y), smaller(x, y) or eq(x, y)")
     if a.ndim or b.ndim:
         raise ctx.fail("E0210", f"`{op}` compares scalars only", span)
-    return Const.of(int(_CMP[op](a.scalar(), b.scalar())))
+    return _TRUTH[_CMP[op](a.arr[()], b.arr[()])]
 
 
 # ---------------------------------------------------------------- structure

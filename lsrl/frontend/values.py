@@ -21,6 +21,16 @@ class Const:
     def of(data) -> Const:
         return Const(obj_array(data))
 
+    @staticmethod
+    def number(x: Scalar) -> Const:
+        """A scalar that is already a Fraction or a float (what exact folding gives), without obj_array's
+        normalising pass: comprehensions fold hundreds of thousands of these."""
+        if type(x) not in (Fraction, float):
+            return Const.of(x)
+        arr = np.empty((), dtype=object)
+        arr[()] = x
+        return Const(arr)
+
     @property
     def ndim(self) -> int:
         return self.arr.ndim

@@ -164,6 +164,18 @@ class Coeffs:
         return cls.from_rat(RatArray.zeros(*shape))
 
     @classmethod
+    def diag(cls, vec) -> Coeffs:
+        """The square matrix with `vec` (entries as obj_array takes them) on its diagonal: an exact one as a
+        RatArray (an n x n elementwise scaling of a one-hot costs no n^2 Fractions)."""
+        vec = obj_array(vec)
+        if float in set(map(type, vec)):
+            out = np.full((len(vec), len(vec)), _ZERO, dtype=object)
+            out[np.arange(len(vec)), np.arange(len(vec))] = vec
+            return cls(out)
+        r = RatArray.of(vec)
+        return cls.from_rat(RatArray.normal(np.diag(r.num), r.den))
+
+    @classmethod
     def ones_at(cls, shape: tuple[int, int], rows, cols) -> Coeffs:
         """Zeros with a 1 at each (rows[i], cols[i]): a placement or selection matrix."""
         out = np.full(shape, _ZERO, dtype=object)

@@ -48,13 +48,7 @@ def add(a: Coeffs, b: Coeffs) -> Coeffs:
 
 
 def diag(v: Coeffs) -> Coeffs:
-    if v.exact:
-        return _rat(np.diag(v.rat.num), v.rat.den)
-    n = v.shape[0]
-    out = np.full((n, n), Coeffs.zeros(1).data[0], dtype=object)
-    for i in range(n):
-        out[i, i] = v.data[i]
-    return coeffs(out)
+    return Coeffs.diag(v.data)
 
 
 def columns(m: Coeffs, indices: Sequence[int], width: int) -> Coeffs:
