@@ -214,6 +214,27 @@ class Coeffs:
         return np.nonzero(self.rat.num if self.exact else self.f64)
 
     @cached
+    def entries(self) -> tuple[tuple[np.ndarray, ...], list[Scalar | int]]:
+        """(np.nonzero of the entries, their values in that order): ints where an exact array is integer,
+        else Fractions (floats where inexact), read from the RatArray without the dense Fractions."""
+        nz = self.nonzero
+        if "data" not in self.__dict__ and self.exact:
+            r = self.rat
+            vals = r.num[nz].tolist()
+            return nz, [int(v) for v in vals] if r.den == 1 else [Fraction(int(v), r.den) for v in vals]
+        return nz, self.data[nz].tolist()
+
+    @cached
+    def sparse_rows(self) -> list[list[tuple[int, Scalar]]]:
+        """Per row of a matrix: its nonzero (column, entry) pairs, in column order (readers that walk rows
+        visit the nonzeros only, not every zero of a wide, mostly-zero row)."""
+        out: list[list[tuple[int, Scalar]]] = [[] for _ in range(self.shape[0])]
+        (rows, cols), vals = self.entries
+        for i, j, v in zip(rows.tolist(), cols.tolist(), vals, strict=True):
+            out[i].append((j, v))
+        return out
+
+    @cached
     def is_zero(self) -> bool:
         if "data" not in self.__dict__:
             return not self.rat.num.any()

@@ -23,6 +23,31 @@ def _ratio(v) -> tuple[int, int]:
     return int(v.numerator), int(v.denominator)
 
 
+def _ratios(vals: np.ndarray) -> tuple[list[int], list[int]]:
+    """(numerators, denominators) of exact rationals and floats; the floats' in one vectorised pass (every
+    finite float is m 2^e with an integer m of 53 bits: its lowest terms have a power-of-two denominator)."""
+    is_float = np.fromiter((type(v) is float for v in vals), bool, len(vals))
+    nums, dens = [0] * len(vals), [1] * len(vals)
+    for k in np.flatnonzero(~is_float).tolist():
+        nums[k], dens[k] = _ratio(vals[k])
+    f = vals[is_float].astype(np.float64)
+    if f.size and not np.isfinite(f).all():
+        float(f[~np.isfinite(f)][0]).as_integer_ratio()  # raises as float.as_integer_ratio does
+    m, e = np.frexp(f)
+    m, e = (m * 2.0**53).astype(np.int64), e.astype(np.int64) - 53  # f = m 2^e exactly
+    tz = _trailing_zeros(m)
+    m, e = m >> tz, e + tz  # lowest terms (m odd unless 0)
+    for k, mk, ek in zip(np.flatnonzero(is_float).tolist(), m.tolist(), e.tolist(), strict=True):
+        nums[k], dens[k] = (mk << ek, 1) if ek >= 0 else (mk, 1 << -ek)
+    return nums, dens
+
+
+def _trailing_zeros(m: np.ndarray) -> np.ndarray:
+    """The number of trailing zero bits of each nonzero int64 (0 for 0)."""
+    low = (m & -m).astype(np.float64)  # the lowest set bit, exactly a power of two
+    return np.where(m == 0, 0, np.frexp(low)[1] - 1).astype(np.int64)
+
+
 def _max_abs(num: np.ndarray) -> int:
     if num.size <= 16:  # most weight-algebra operands are tiny: Python ints beat two numpy calls there
         return max(map(abs, num.ravel().tolist()), default=0)
@@ -78,6 +103,30 @@ def _int_matmul(a: np.ndarray, b: np.ndarray, amax: int, bmax: int, fits: bool) 
     return out
 
 
+def _sparse_product(a: np.ndarray, b: np.ndarray, float_exact: bool) -> np.ndarray | None:
+    """Exact a @ b (2-D integer arrays) over the pairs of nonzeros that meet, a[i, k] b[k, j], or None when
+    those are not far fewer than a dense product's m k n (stage and mixing matrices of wide layers are
+    mostly zeros: their dense products grow as width^3). `float_exact`: every partial sum is an integer
+    below 2^53, so float64 accumulation (bincount) is exact; else Python ints."""
+    ai, ak = np.nonzero(a)
+    bk, bj = np.nonzero(b)  # row-major: sorted by k
+    lo, hi = np.searchsorted(bk, ak, "left"), np.searchsorted(bk, ak, "right")
+    counts = hi - lo
+    total = int(counts.sum())
+    if total * 64 > a.shape[0] * a.shape[1] * b.shape[1]:  # (BLAS does ~64 products in a gathered one's time)
+        return None
+    first = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)  # each pair's b nonzero
+    rows, cols = np.repeat(ai, counts), bj[first]
+    vals = np.repeat(a[ai, ak], counts) * b[bk[first], cols]
+    n = b.shape[1]
+    if float_exact:
+        out = np.bincount(rows * n + cols, weights=vals.astype(np.float64), minlength=a.shape[0] * n)
+        return out.astype(np.int64).reshape(a.shape[0], n)
+    out = np.zeros(a.shape[0] * n, dtype=object)
+    np.add.at(out, rows * n + cols, vals.astype(object))
+    return out.reshape(a.shape[0], n)
+
+
 def _slices(x: np.ndarray, xmax: int, w: int) -> list[np.ndarray]:
     """x = sum_i s_i 2^(w i) with |s_i| < 2^w (each slice carries x's sign), as float64 arrays."""
     sign, mag = np.sign(x), np.abs(x)
@@ -122,8 +171,7 @@ class RatArray:
         if set(map(type, vals)) <= {Fraction, int}:  # the common case, without _ratio's per-entry dispatch
             nums, dens = [v.numerator for v in vals], [v.denominator for v in vals]
         else:
-            pairs = [_ratio(v) for v in vals]
-            nums, dens = [n for n, _ in pairs], [d for _, d in pairs]
+            nums, dens = _ratios(vals)
         return cls._placed(arr.shape, nz, nums, dens)
 
     @classmethod
@@ -195,7 +243,12 @@ class RatArray:
         k = max(a.shape[-1], 1) if a.ndim else 1
         bound = self.max_num * other.max_num * k
         small = self.max_num < _SAFE and other.max_num < _SAFE  # (a zero factor makes any bound 0)
-        if bound < _FLOAT_EXACT and small:  # every partial sum is an integer below 2^53: float64 BLAS is exact
+        prod = None
+        if a.dtype == b.dtype == np.int64 and a.ndim == b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 1 << 18:
+            prod = _sparse_product(a, b, bound < _FLOAT_EXACT and small)
+        if prod is not None:
+            pass
+        elif bound < _FLOAT_EXACT and small:  # every partial sum is an integer below 2^53: float64 BLAS is exact
             prod = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         else:
             prod = _int_matmul(a, b, self.max_num, other.max_num, bound < _SAFE and small)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
 from lsrl.lowering.forms import Form
@@ -22,12 +20,11 @@ class _Matrix:
         old = self.entries.get(index)
         self.entries[index] = v if old is None else old + v  # most entries are written once: no addition
 
-    def add_block(self, row0: int, col0: int | None, block: np.ndarray) -> None:
-        """Add a dense block (its nonzero entries) with its corner at (row0, col0); a vector: col0 None."""
-        nz = np.nonzero(block)
+    def add_block(self, row0: int, col0: int | None, block: Coeffs) -> None:
+        """Add a block's nonzero entries with its corner at (row0, col0); a vector: col0 None."""
+        nz, vals = block.entries
         idx = [(nz[0] + row0).tolist()] + ([] if col0 is None else [(nz[1] + col0).tolist()])
-        keys = zip(*idx, strict=True)
-        for k, v in zip(keys, block[nz].tolist(), strict=True):  # tolist: numpy ints become Python ints
+        for k, v in zip(zip(*idx, strict=True), vals, strict=True):
             self.add(k, v)
 
     def add_identity(self, row0: int, col0: int, n: int) -> None:
@@ -41,8 +38,8 @@ class _Matrix:
 def _put_form(mat: _Matrix, bias: _Matrix, rows: slice, form: Form, src: Layout) -> None:
     """Write a linear form over the values in `src` into rows of (mat, bias)."""
     for dep, c in form.terms:
-        mat.add_block(rows.start, src.find(dep).start, c.data)
-    bias.add_block(rows.start, None, form.bias.data)
+        mat.add_block(rows.start, src.find(dep).start, c)
+    bias.add_block(rows.start, None, form.bias)
 
 
 def _pass_through(mat: _Matrix, rows: slice, node: int, src: Layout) -> None:
@@ -64,9 +61,9 @@ def state_stage(g: ir.Graph, fs: dict[int, Form], sched: Schedule, pos: int) -> 
             _pass_through(B, r, seg.node, src)
             continue
         op = node.op  # rule: a LinState's own rows
-        A.add_block(r.start, r.start, op.A.data)
-        init.add_block(r.start, None, op.init.data)
-        bias.add_block(r.start, None, op.bias.data)
+        A.add_block(r.start, r.start, op.A)
+        init.add_block(r.start, None, op.init)
+        bias.add_block(r.start, None, op.bias)
         if node.args:
             _put_form(B, bias, r, fs[node.args[0]].scaled(op.B), src)
     return StateStage(A.coeffs(), B.coeffs(), bias.coeffs(), init.coeffs(), out)

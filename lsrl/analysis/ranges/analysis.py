@@ -135,11 +135,10 @@ class _Analysis:
         acc: dict[int, Q] = {}
         flt = isinstance(bias, float) and bias != 0
         for m, a in zip(mats, args, strict=True):
-            for j, coef in enumerate(m.data[i]):
-                if coef != 0:
-                    w = self.alias[(a, j)]
-                    acc[w] = acc.get(w, ZERO) + _frac(coef)
-                    flt = flt or isinstance(coef, float) or self.wires[w].flt
+            for j, coef in m.sparse_rows[i]:
+                w = self.alias[(a, j)]
+                acc[w] = acc.get(w, ZERO) + _frac(coef)
+                flt = flt or isinstance(coef, float) or self.wires[w].flt
         bias = self._reuse_sums(acc, _frac(bias))
         items = [(w, c) for w, c in acc.items() if c != 0]
         return self._stateless(_Wire(LIN, node.id, i, pos, tuple(w for w, _ in items), tuple(c for _, c in items),
@@ -214,9 +213,13 @@ class _Analysis:
     def _state(self, pos, node):
         op: ir.LinState = node.op
         d = node.dim
-        A = [[_frac(x) for x in row] for row in op.A.data]
+        A = [[ZERO] * d for _ in range(d)]  # dense, filled from the nonzeros (a wide A is mostly zeros)
+        for i, row in enumerate(op.A.sparse_rows):
+            for j, x in row:
+                A[i][j] = _frac(x)
         init = [_frac(x) for x in op.init.data]
-        flt = any(isinstance(x, float) and x != 0 for c in (op.A, op.init, op.bias) for x in c.data.reshape(-1))
+        flt = any(isinstance(x, float) for row in op.A.sparse_rows for _, x in row) or \
+            any(isinstance(x, float) and x != 0 for c in (op.init, op.bias) for x in c.data)
         drives = []
         for i in range(d):
             if op.B is not None and node.args:
