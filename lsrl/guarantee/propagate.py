@@ -91,22 +91,23 @@ def _abs(c) -> np.ndarray:
 
 def _dyadic_rows(c, u: float) -> tuple[np.ndarray, np.ndarray]:
     """Per row of a coefficient array: whether every entry is a dyadic rational m / 2^k with |m| < 1/u (so the
-    dtype holds it exactly), and the row's largest denominator 2^k."""
-    r = c.rat
-    num = r.num.reshape(r.num.shape[0], -1) if r.num.ndim > 1 else r.num.reshape(-1, 1)
-    g = np.gcd(num, r.den) if num.dtype != object else np.vectorize(math.gcd, otypes=[object])(num, r.den)
-    g = np.where(num == 0, r.den, g)
-    dens = (r.den // g).astype(object) if num.dtype == object else r.den // g
-    nums = np.abs(num // g)
-    if num.dtype != object and num.shape[1]:  # int64: the same test, vectorised
-        ok = ((dens & (dens - 1)) == 0).all(axis=1) & (nums.max(axis=1) < 1 / u)
-        return ok, dens.max(axis=1).astype(float)
-    ok, den = [], []
-    for drow, nrow in zip(dens.tolist(), nums.tolist(), strict=True):
-        d = max(drow, default=1)
-        ok.append(all(x & (x - 1) == 0 for x in drow) and max(nrow, default=0) < 1 / u)
-        den.append(float(d))
-    return np.array(ok, dtype=bool), np.array(den)
+    dtype holds it exactly), and the row's largest denominator 2^k. Computed over the nonzeros only."""
+    r, nz = c.rat, c.nonzero
+    rows = nz[0]  # (a vector: each entry is a row)
+    n_rows = r.num.shape[0]
+    ok, den = np.ones(n_rows, dtype=bool), np.ones(n_rows)
+    vals = r.num[nz]
+    if vals.dtype != object:  # int64: vectorised
+        g = np.gcd(vals, r.den)
+        d, m = r.den // g, np.abs(vals // g)
+        bad = ((d & (d - 1)) != 0) | (m >= 1 / u)
+        np.maximum.at(den, rows, d.astype(float))
+    else:
+        pairs = [(r.den // math.gcd(int(v), r.den), abs(int(v)) // math.gcd(int(v), r.den)) for v in vals.tolist()]
+        bad = np.array([d & (d - 1) != 0 or m >= 1 / u for d, m in pairs], dtype=bool)
+        np.maximum.at(den, rows, np.array([float(d) for d, _ in pairs]))
+    ok[rows[bad]] = False
+    return ok, den
 
 
 def dot_rounding(parts, bias, u: float, units: int = 2) -> np.ndarray:
