@@ -142,9 +142,17 @@ class Group:
         hi, lo = base + np.maximum(lo_cl, hi_cl) @ hull_f, base + np.minimum(lo_cl, hi_cl) @ hull_f
         dt = np.maximum(np.abs(hi), np.abs(lo))
         worst = (dt * self.e_t + np.abs(coef) @ self.own_errors(mem, on, hull, near).T).max(axis=1, initial=0.0)
-        if worst.any() and not self.shift[mem].any():
-            worst = np.minimum(worst, self.swing(coef, mem) + np.abs(coef) @ (self.r + self.surr + self.drift)[mem])
+        capped = (coef != 0) @ (self.shift[mem] > 0) == 0  # rows reading no shifted switch
+        if worst.any() and capped.any():
+            cap = self.swing(coef, mem) + np.abs(coef) @ (self.r + self.surr + self.drift)[mem]
+            worst = np.where(capped, np.minimum(worst, cap), worst)
         return worst
+
+    @cached
+    def single(self) -> np.ndarray:
+        """Per member: its read on its own with coefficient 1 (a read of c times one member is |c| times it)."""
+        n = len(self.lam)
+        return self.read(np.eye(n), list(range(n)))
 
     def swing(self, coef: np.ndarray, mem: list[int]) -> np.ndarray:
         """Per row of coef (over members `mem`): max - min of the exact R(t) = sum_j coef_j relu(lam_j t + b_j)
@@ -206,16 +214,36 @@ class Errors:
         plain[cols] = False
         return plain, np.array(cols, dtype=np.intp), np.array([self.tags[c][0] for c in cols], dtype=np.intp)
 
+    @cached
+    def _singles(self) -> np.ndarray:
+        """Per tagged column: its member's read on its own (Group.single)."""
+        _, cols, _ = self._tagged
+        return np.array([self.groups[self.tags[c][0]].single[self.tags[c][1]] for c in cols.tolist()])
+
     def read(self, M: np.ndarray) -> np.ndarray:
-        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors. Each group is read
-        over the rows that read it only (a wide stage has many groups, each read by a few rows)."""
+        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors. A row reading one
+        group member (a copy, a pass-through) takes that member's read on its own; the others read each group
+        over the rows that read it (a wide stage has many groups, each read by a few rows)."""
         if not M.size:
             return np.zeros(M.shape[0])
-        plain, cols, col_group = self._tagged
+        plain, cols, _ = self._tagged
         out = np.abs(M[:, plain]) @ self.err[plain]
-        used = M[:, cols] != 0
+        T = M[:, cols]
+        count = (T != 0).sum(axis=1)
+        one, many = count == 1, np.flatnonzero(count > 1)
+        if one.any():
+            out[one] += np.abs(T[one]) @ self._singles
+        if many.size:
+            out[many] += self._group_reads(M[many])
+        return out
+
+    def _group_reads(self, M: np.ndarray) -> np.ndarray:
+        """The tagged columns' share of read(M): each group read over its rows; rows reading members of several
+        groups of one MLP stage also jointly (joint_read), keeping the smaller bound."""
+        _, cols, col_group = self._tagged
+        out = np.zeros(M.shape[0])
         by_group: dict[int, list[tuple[int, int]]] = {}
-        for k in np.flatnonzero(used.any(axis=0)):
+        for k in np.flatnonzero((M[:, cols] != 0).any(axis=0)):
             by_group.setdefault(int(col_group[k]), []).append((int(cols[k]), self.tags[cols[k]][1]))
         apart = {}
         for gid, gc in by_group.items():
