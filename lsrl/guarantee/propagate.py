@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsrl.guarantee.relu_groups import Errors, Unresolved, mlp_groups
+from lsrl.guarantee.relu_groups import Errors, Unresolved, copy_rows, mlp_groups
 from lsrl.ir.recurrence import coupled_components
 from lsrl.lowering.bounds import layout_bounds
 from lsrl.lowering.stack import Stack
@@ -86,7 +86,7 @@ class Context:
 
 
 def _abs(c) -> np.ndarray:
-    return np.abs(c.f64)
+    return c.abs64
 
 
 def _dyadic_rows(c, u: float) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +303,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 out_int = out_int & (new == 0)
                 se = stage_errors(i, st, Context(u, h, out_mag + new, ints, out_int))
                 new = carried + rounded @ se.out
-            copies = errs.copy_rows(np.hstack([st.A.f64, st.B.f64]), st.bias.f64)
+            copies = copy_rows([st.A, st.B], st.bias)
             n_own = st.A.shape[1]
             tags = [errs.tags[c - n_own] if c is not None and c >= n_own else None for c in copies]
             new_cls = np.maximum(loc_cls, _dep(_abs(st.B), cls))
@@ -322,7 +322,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 for k, (gid, m) in member.items():
                     if any(near[m] for _, _, near in groups[gid].patterns) and se.relu_band[1][k] > 0:
                         hid_cls[k] = max(hid_cls[k], BOUNDED_I)
-            copy_c = errs.copy_rows(np.hstack([st.C.f64, st.D.f64]), st.c.f64)
+            copy_c = copy_rows([st.C, st.D], st.c)
             n_in = st.C.shape[1]
             tags = [None if c is None else (errs.tags[c] if c < n_in else member[c - n_in]) for c in copy_c]
             new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.C), cls), _dep(_abs(st.D), hid_cls)])
@@ -338,7 +338,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 prod = np.where(e_sw < below, m_sw * e_val + se.inner, prod)
             prod_cls = np.maximum(_dep(_abs(st.U), cls), _dep(_abs(st.V), cls))
             new = errs.read(st.P.f64) + _abs(st.Q) @ prod + se.out
-            copies = errs.copy_rows(np.hstack([st.P.f64, st.Q.f64]), None)
+            copies = copy_rows([st.P, st.Q])
             tags = [errs.tags[c] if c is not None and c < st.P.shape[1] else None for c in copies]
             new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.P), cls), _dep(_abs(st.Q), prod_cls)])
         for r, t in enumerate(tags):

@@ -266,15 +266,6 @@ class Errors:
                     out[r] -= sep[r] - min(sep[r], joint_read(parts))
         return out
 
-    def copy_rows(self, M: np.ndarray, bias: np.ndarray | None) -> list[int | None]:
-        """Per row of M: the column it copies (a single coefficient 1, no bias), else None."""
-        nz = M != 0
-        col = nz.argmax(axis=1)
-        ok = (nz.sum(axis=1) == 1) & (M[np.arange(M.shape[0]), col] == 1)
-        if bias is not None:
-            ok &= bias == 0
-        return [int(c) if k else None for c, k in zip(col.tolist(), ok.tolist(), strict=True)]
-
 
 def mlp_groups(st, facts, se: StageErrors, e_in: Errors, gid0: int):
     """Group the stage's hidden ReLUs by their argument direction; returns (groups, member of each hidden)."""
@@ -324,6 +315,22 @@ def mlp_groups(st, facts, se: StageErrors, e_in: Errors, gid0: int):
         for m, k in enumerate(ks):
             member[k] = (gid0 + n, m)
     return groups, member
+
+
+def copy_rows(parts: list, bias=None) -> list[int | None]:
+    """Per row of the block row [M_1 M_2 ...] (Coeffs `parts`): the column it copies (a single coefficient 1,
+    no bias), else None. From the parts' nonzeros: no dense concatenation of wide stage matrices."""
+    n = parts[0].shape[0]
+    count, col, val, off = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n), 0
+    for M in parts:
+        r, c = M.nonzero
+        count += np.bincount(r, minlength=n)
+        col[r], val[r] = c + off, M.f64[r, c]  # (a row with one nonzero keeps that one)
+        off += M.shape[1]
+    ok = (count == 1) & (val == 1)
+    if bias is not None:
+        ok &= bias.f64 == 0
+    return [int(k) if y else None for k, y in zip(col.tolist(), ok.tolist(), strict=True)]
 
 
 JOINT_CASES = 256  # per row: pattern combinations times slope vertices a joint read may enumerate

@@ -245,6 +245,13 @@ class Coeffs:
         r = self.shape
         return len(r) == 2 and r[0] == r[1] and self == Coeffs.eye(r[0])
 
+    @cached
+    def abs64(self) -> np.ndarray:
+        """|entries| as float64 (the error analysis reads them many times)."""
+        out = np.abs(self.f64)
+        out.flags.writeable = False
+        return out
+
     def max_abs(self) -> float:
         return float(np.abs(self.f64).max()) if self.data.size else 0.0
 
@@ -274,7 +281,7 @@ class Coeffs:
     @property
     def is_integer(self) -> bool:
         """Every entry is an exact integer."""
-        return self._ints is not None
+        return self.exact and self.rat.den == 1
 
     @cached
     def _ints(self) -> np.ndarray | None:
