@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsrl.guarantee.relu_groups import Errors, Unresolved, copy_rows, mlp_groups
+from lsrl.ir.coeffs import Coeffs
 from lsrl.ir.recurrence import coupled_components
 from lsrl.lowering.bounds import layout_bounds
 from lsrl.lowering.stack import Stack
@@ -306,7 +307,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
             copies = copy_rows([st.A, st.B], st.bias)
             n_own = st.A.shape[1]
             tags = [errs.tags[c - n_own] if c is not None and c >= n_own else None for c in copies]
-            new_cls = np.maximum(loc_cls, _dep(_abs(st.B), cls))
+            new_cls = np.maximum(loc_cls, _dep(st.B, cls))
             new_cls = np.maximum(new_cls, _dep(S, new_cls))
         elif st.kind == "mlp":
             grp, member = mlp_groups(st, facts, se, errs, 1 + max(groups, default=0))
@@ -317,7 +318,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 hid_err[k] = groups[gid].member_bound[m]
             hid = Errors(hid_err, [member[k] for k in range(len(hid_err))], groups)
             new = errs.read(st.C.f64) + hid.read(st.D.f64) + se.out
-            hid_cls = _dep(_abs(st.E), cls)
+            hid_cls = _dep(st.E, cls)
             if se.relu_band is not None:  # a surrogate inside its band is bounded, not exact
                 for k, (gid, m) in member.items():
                     if any(near[m] for _, _, near in groups[gid].patterns) and se.relu_band[1][k] > 0:
@@ -325,7 +326,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
             copy_c = copy_rows([st.C, st.D], st.c)
             n_in = st.C.shape[1]
             tags = [None if c is None else (errs.tags[c] if c < n_in else member[c - n_in]) for c in copy_c]
-            new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.C), cls), _dep(_abs(st.D), hid_cls)])
+            new_cls = np.maximum.reduce([loc_cls, _dep(st.C, cls), _dep(st.D, hid_cls)])
         else:
             mu, mv = _abs(st.U) @ h + _abs(st.u), _abs(st.V) @ h + _abs(st.v)
             eu, ev = errs.read(st.U.f64), errs.read(st.V.f64)
@@ -336,11 +337,11 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 on_u, below = se.switch
                 e_sw, e_val, m_sw = np.where(on_u, eu, ev), np.where(on_u, ev, eu), np.where(on_u, mu, mv)
                 prod = np.where(e_sw < below, m_sw * e_val + se.inner, prod)
-            prod_cls = np.maximum(_dep(_abs(st.U), cls), _dep(_abs(st.V), cls))
+            prod_cls = np.maximum(_dep(st.U, cls), _dep(st.V, cls))
             new = errs.read(st.P.f64) + _abs(st.Q) @ prod + se.out
             copies = copy_rows([st.P, st.Q])
             tags = [errs.tags[c] if c is not None and c < st.P.shape[1] else None for c in copies]
-            new_cls = np.maximum.reduce([loc_cls, _dep(_abs(st.P), cls), _dep(_abs(st.Q), prod_cls)])
+            new_cls = np.maximum.reduce([loc_cls, _dep(st.P, cls), _dep(st.Q, prod_cls)])
         for r, t in enumerate(tags):
             if t is not None:  # a copy: the member's own bound (the read above may be larger: no group there)
                 new[r] = groups[t[0]].member_bound[t[1]] + se.out[r]
@@ -361,7 +362,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
     bounds, classes = {}, {}
     for name, r in [("output", stack.output), *stack.probes]:
         bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
-        classes[name] = int(_dep(_abs(r.W), cls).max(initial=0))
+        classes[name] = int(_dep(r.W, cls).max(initial=0))
     return _Pass(OutputErrors(bounds, classes, unresolved), drives)
 
 
@@ -393,7 +394,8 @@ def _quiet_steps(parts, bias) -> np.ndarray:
     is 0 in reals (inf: none): the step after which the row is (a bias of 0 and every value it reads 0 by then)."""
     K = np.zeros(parts[0][0].shape[0])
     for M, q in parts:
-        K = np.maximum(K, np.where(_abs(M) > 0, q[None, :], 0.0).max(axis=1, initial=0.0))
+        rows, cols = M.nonzero
+        np.maximum.at(K, rows, q[cols])
     return K if bias is None else np.where(_abs(bias) > 0, np.inf, K)
 
 
@@ -450,8 +452,10 @@ def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray,
     return Ks, tail, tail_drive
 
 
-def _dep(M: np.ndarray, cls: np.ndarray) -> np.ndarray:
-    """Per row of M: the worst class among the columns it reads."""
-    if not M.size:
-        return np.zeros(M.shape[0], dtype=int)
-    return np.where(M > 0, cls[None, :], 0).max(axis=1, initial=0)
+def _dep(M, cls: np.ndarray) -> np.ndarray:
+    """Per row of M (Coeffs, or a nonnegative array such as power sums): the worst class among the columns it
+    reads (a nonzero entry)."""
+    rows, cols = M.nonzero if isinstance(M, Coeffs) else np.nonzero(M)
+    out = np.zeros(M.shape[0], dtype=int)
+    np.maximum.at(out, rows, cls[cols])
+    return out
