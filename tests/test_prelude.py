@@ -325,6 +325,24 @@ def test_shift_matrix(n):
     assert run_both(prog, [v]).tolist() == [want]
 
 
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_eye_with_an_offset_is_numpys(n):
+    """eye(n, k): ones at (i, i + k), the comprehension shift_matrix and kron_shift were written as before."""
+    for k in range(-n, n + 1):
+        want = [[F(int(x)) for x in row] for row in np.eye(n, k=k, dtype=int)]
+        assert folded(f"eye({n}, {k}) @ {lit([F(j + 1) for j in range(n)])}") == [
+            sum((want[i][j] * (j + 1) for j in range(n)), F(0)) for i in range(n)]
+        comp = f"[[1 if j == i + {k} else 0 for j in range({n})] for i in range({n})]"
+        assert folded(f"eye({n}, {k}) @ {lit([F(j + 1) for j in range(n)])}") == folded(
+            f"{comp} @ {lit([F(j + 1) for j in range(n)])}")
+
+
+def test_eye_offset_out_of_range_is_located():
+    for k in (-3, 3):
+        with pytest.raises(lsrl.LsrlError, match="E0217"):
+            compile_(f"input x[1]\noutput eye(2, {k}) @ [x, x]")
+
+
 @pytest.mark.parametrize("d,n", [(1, 1), (1, 3), (2, 2), (3, 2), (2, 4)])
 def test_kron_shift(d, n):
     v = [F(i + 1) for i in range(d * n)]

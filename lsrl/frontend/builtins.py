@@ -14,6 +14,7 @@ from lsrl.frontend import ops
 from lsrl.frontend.values import Builtin, Const, Step, Value, as_int
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs, obj_array
+from lsrl.ir.rational import RatArray
 
 if TYPE_CHECKING:
     from lsrl.frontend.elaborate import Elaborator
@@ -91,25 +92,33 @@ def _range(ctx, args, span):
     return Const(obj_array(list(r)) if len(r) else np.empty((0,), dtype=object))
 
 
-@builtin("eye", 1)
+def _integers(arr: np.ndarray) -> Const:
+    """A constant of small integers, each distinct value one shared Fraction (no per-entry conversion)."""
+    return Const(RatArray(arr.astype(np.int64)).to_fractions())
+
+
+@builtin("eye", 1, 2)
 def _eye(ctx, args, span):
     n = _int(ctx, args[0], span, "eye", 1)
+    k = _int(ctx, args[1], span, "eye", -n) if len(args) > 1 else 0
+    if k > n:
+        raise ctx.fail("E0217", f"`eye`'s diagonal offset must be between -{n} and {n}", span)
     ctx.spend(n * n, span, "this matrix")
-    return Const(obj_array(np.eye(n, dtype=np.int64)))
+    return _integers(np.eye(n, k=k, dtype=np.int64))
 
 
 @builtin("zeros", 1, 2)
 def _zeros(ctx, args, span):
     shape = [_int(ctx, a, span, "zeros", 1) for a in args]
     ctx.spend(math.prod(shape), span, "this array")
-    return Const(obj_array(np.zeros(shape, dtype=np.int64)))
+    return _integers(np.zeros(shape, dtype=np.int64))
 
 
 @builtin("ones", 1, 2)
 def _ones(ctx, args, span):
     shape = [_int(ctx, a, span, "ones", 1) for a in args]
     ctx.spend(math.prod(shape), span, "this array")
-    return Const(obj_array(np.ones(shape, dtype=np.int64)))
+    return _integers(np.ones(shape, dtype=np.int64))
 
 
 @builtin("diag", 1)
