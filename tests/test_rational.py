@@ -150,3 +150,23 @@ def test_int_dtype_never_lets_numpy_pick_a_lossy_type():
     for big in ([2**63, -1], [-(2**63) - 1, 1], [2**62]):  # np.array would make the first float64 (lossy)
         assert int_dtype(big) is object
         assert np.array(big, dtype=int_dtype(big)).tolist() == big
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bits=st.sampled_from([3, 26, 40, 61]), density=st.sampled_from([0.005, 0.02]))
+def test_products_of_mostly_zero_matrices_are_exact(seed, bits, density):
+    """Large mostly-zero integer products go over the pairs of nonzeros that meet (float, int64 or Python-int
+    accumulation by the size of their partial sums); the result is the exact product on every path."""
+    rng = np.random.default_rng(seed)
+    a, b = (np.where(rng.random(s) < density, rng.integers(-(2**bits), 2**bits, s), 0) for s in [(70, 80), (80, 90)])
+    want = a.astype(object) @ b.astype(object)
+    got = RatArray(a) @ RatArray(b)
+    assert got.den == 1 and (got.num.astype(object) == want).all()
+    assert Coeffs.from_rat(RatArray(a, 3)) @ Coeffs.from_rat(RatArray(b, 5)) == Coeffs(obj_array(
+        [[Fraction(int(v), 15) for v in row] for row in want]))
+
+
+def test_floats_convert_to_their_exact_rationals():
+    vals = [0.1, -2.5, 2.0**-1074, 2.0**1000, -3.0, 1e-300, 7.0, Fraction(1, 3), 5]
+    r = RatArray.of(np.array(vals, dtype=object))
+    assert [Fraction(int(n), r.den) for n in r.num.tolist()] == [Fraction(v) for v in vals]

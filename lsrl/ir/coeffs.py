@@ -221,7 +221,7 @@ class Coeffs:
         if "data" not in self.__dict__ and self.exact:
             r = self.rat
             vals = r.num[nz].tolist()
-            return nz, [int(v) for v in vals] if r.den == 1 else [Fraction(int(v), r.den) for v in vals]
+            return nz, vals if r.den == 1 else [Fraction(v, r.den) for v in vals]
         return nz, self.data[nz].tolist()
 
     @cached
@@ -253,7 +253,7 @@ class Coeffs:
         return out
 
     def max_abs(self) -> float:
-        return float(np.abs(self.f64).max()) if self.data.size else 0.0
+        return float(self.abs64.max()) if self.abs64.size else 0.0
 
     # algebra (exact where both sides are exact)
     def __matmul__(self, other: Coeffs) -> Coeffs:

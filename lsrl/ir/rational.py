@@ -103,11 +103,10 @@ def _int_matmul(a: np.ndarray, b: np.ndarray, amax: int, bmax: int, fits: bool) 
     return out
 
 
-def _sparse_product(a: np.ndarray, b: np.ndarray, float_exact: bool) -> np.ndarray | None:
-    """Exact a @ b (2-D integer arrays) over the pairs of nonzeros that meet, a[i, k] b[k, j], or None when
-    those are not far fewer than a dense product's m k n (stage and mixing matrices of wide layers are
-    mostly zeros: their dense products grow as width^3). `float_exact`: every partial sum is an integer
-    below 2^53, so float64 accumulation (bincount) is exact; else Python ints."""
+def _sparse_product(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray | None:
+    """Exact a @ b (2-D int64 arrays, every partial sum of magnitude below `bound`) over the pairs of nonzeros
+    that meet, a[i, k] b[k, j], or None when those are not far fewer than a dense product's m k n (stage and
+    mixing matrices of wide layers are mostly zeros: their dense products grow as width^3)."""
     ai, ak = np.nonzero(a)
     bk, bj = np.nonzero(b)  # row-major: sorted by k
     lo, hi = np.searchsorted(bk, ak, "left"), np.searchsorted(bk, ak, "right")
@@ -117,13 +116,16 @@ def _sparse_product(a: np.ndarray, b: np.ndarray, float_exact: bool) -> np.ndarr
         return None
     first = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)  # each pair's b nonzero
     rows, cols = np.repeat(ai, counts), bj[first]
-    vals = np.repeat(a[ai, ak], counts) * b[bk[first], cols]
     n = b.shape[1]
-    if float_exact:
-        out = np.bincount(rows * n + cols, weights=vals.astype(np.float64), minlength=a.shape[0] * n)
-        return out.astype(np.int64).reshape(a.shape[0], n)
-    out = np.zeros(a.shape[0] * n, dtype=object)
-    np.add.at(out, rows * n + cols, vals.astype(object))
+    flat = rows * n + cols
+    if bound < _FLOAT_EXACT:  # products and sums are integers below 2^53: float64 accumulation is exact
+        vals = np.repeat(a[ai, ak], counts) * b[bk[first], cols]
+        out = np.bincount(flat, weights=vals.astype(np.float64), minlength=a.shape[0] * n).astype(np.int64)
+    else:
+        out_t = np.int64 if bound < _SAFE else object
+        vals = np.repeat(a[ai, ak].astype(out_t), counts) * b[bk[first], cols].astype(out_t)
+        out = np.zeros(a.shape[0] * n, dtype=out_t)
+        np.add.at(out, flat, vals)
     return out.reshape(a.shape[0], n)
 
 
@@ -243,14 +245,11 @@ class RatArray:
         k = max(a.shape[-1], 1) if a.ndim else 1
         bound = self.max_num * other.max_num * k
         small = self.max_num < _SAFE and other.max_num < _SAFE  # (a zero factor makes any bound 0)
-        prod = None
-        if a.dtype == b.dtype == np.int64 and a.ndim == b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 1 << 18:
-            prod = _sparse_product(a, b, bound < _FLOAT_EXACT and small)
-        if prod is not None:
-            pass
-        elif bound < _FLOAT_EXACT and small:  # every partial sum is an integer below 2^53: float64 BLAS is exact
+        large = a.ndim == b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 1 << 18
+        prod = _sparse_product(a, b, bound) if large and a.dtype == b.dtype == np.int64 else None
+        if prod is None and bound < _FLOAT_EXACT and small:  # partial sums below 2^53: float64 BLAS is exact
             prod = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-        else:
+        elif prod is None:
             prod = _int_matmul(a, b, self.max_num, other.max_num, bound < _SAFE and small)
         return RatArray(_narrow(prod), self.den * other.den)._reduced()
 
