@@ -148,11 +148,10 @@ def state_layer(graph: Graph, st: StateStage, dec_in: RatArray, h: np.ndarray, f
         _require(bounds[seg.start:seg.start + seg.dim], graph, seg.node, backend)
     units = _value_units(layer, range(st.out.width), bounds)
     a_init = (st.A.rat @ st.init.rat).to_fractions()
-    A = st.A.rat.to_fractions()
     const = layer.add(Unit(scale_for(1.0), {}, Fraction(1))) if any(a_init) else None
     for r, u in enumerate(units):
         unit = layer.units[u]
-        unit.recur = {units[c]: Fraction(A[r, c]) for c in np.flatnonzero(A[r] != 0)}
+        unit.recur = {units[c]: Fraction(v) for c, v in st.A.sparse_rows[r]}
         if const is not None and a_init[r]:  # s_0 = init enters as A init (1 - const_{t-1}) at t = 1
             unit.recur[const] = -Fraction(a_init[r])
             unit.recur_bias = Fraction(a_init[r])
@@ -167,10 +166,11 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
                        n_vals)
     direct = ((st.C.rat.num != 0).any(axis=1) | (st.c.rat.num != 0)).tolist()
     vb, hb = _bounds_of(st.C.rat, st.c.rat, h), _bounds_of(st.E.rat, st.e.rat, h)
-    D = st.D.rat.to_fractions()
+    readers = _column_entries(st.D)  # per hidden unit: (row, D entry) of the rows reading it
     owner = {}  # hidden unit -> its ReLU node (D's column k has a 1 in the node's row)
-    for r, k in zip(*np.nonzero(D), strict=True):
-        owner[int(k)] = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
+    for k, col in enumerate(readers):
+        for r, _ in col:
+            owner[k] = next(s.node for s in st.out.segments if s.start <= r < s.start + s.dim)
     for seg in st.out.segments:
         if any(direct[seg.start:seg.start + seg.dim]):
             _require(vb[seg.start:seg.start + seg.dim], graph, seg.node, backend)
@@ -187,9 +187,18 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
         info.sharpness.append(float(sharp))
         info.shifts.append(float(shift))
         row = n_vals + k
-        for r in np.flatnonzero(D[:, k] != 0):
-            _switch(layer, row, hb[k], {row: sharp}, sharp * shift, int(r), Fraction(D[r, k]))
+        for r, d in readers[k]:
+            _switch(layer, row, hb[k], {row: sharp}, sharp * shift, r, d)
     return layer, info
+
+
+def _column_entries(M) -> list[list[tuple[int, Fraction]]]:
+    """Per column of a stage matrix (Coeffs): its nonzero (row, entry) pairs, from the nonzeros only."""
+    out: list[list[tuple[int, Fraction]]] = [[] for _ in range(M.shape[1])]
+    (rows, cols), vals = M.entries
+    for r, c, v in zip(rows.tolist(), cols.tolist(), vals, strict=True):
+        out[c].append((r, Fraction(v)))
+    return out
 
 
 def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
@@ -201,7 +210,7 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
                        RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]), n_vals)
     pb = _bounds_of(st.P.rat, RatArray.zeros(n_vals), h)
     ub, vb = _bounds_of(st.U.rat, st.u.rat, h), _bounds_of(st.V.rat, st.v.rat, h)
-    Q = st.Q.rat.to_fractions()
+    readers = _column_entries(st.Q)
     gated = set(st.gates)
     for seg in st.out.segments:
         if seg.node not in gated:
@@ -213,7 +222,7 @@ def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, fac
         comp = j - first.setdefault(node, j)
         a, b = graph[node].args
         _require(np.array([ub[j], vb[j]]), graph, node, backend)
-        rows = [(int(r), Fraction(Q[r, j])) for r in np.flatnonzero(Q[:, j] != 0)]
+        rows = readers[j]
         u_row, v_row, u_bound, v_bound = n_vals + j, n_vals + n + j, ub[j], vb[j]
         levels, other = _levels(facts, a, comp), _levels(facts, b, comp)
         if other is not None and (levels is None or len(other) < len(levels)):  # switch on b: u and v swap
