@@ -1,8 +1,9 @@
 """Compile time of tok2tok against its key length T on every registered backend (issue #16: range analysis
 without a cliff). Per (backend, T): seconds for `lsrl.compile` (parse, optimise, analyse, lower, emit) plus the
-promise, and whether every switch is proven 0/1; then the fitted exponent of time ~ T^k per backend.
+promise; then the fitted exponent of time ~ T^k per backend. `--phases`: the same time split by the driver's
+steps (lsrl/compiling.py), each timed where the driver calls it.
 
-    python -m bench.bench_tok2tok_scaling [--T 8 16 32 64 128] [--backend rnn ...]
+    python -m bench.bench_tok2tok_scaling [--T 8 16 32 64 128] [--backend rnn ...] [--phases]
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from contextlib import contextmanager
 
-from lsrl.backends import BACKENDS
+from lsrl.backends import BACKENDS, get_backend
 
 import lsrl
+import lsrl.compiling as driver
+
+PROGRAM = "programs/tok2tok.lsrl"
+STEPS = ["optimize", "legalize_mapped", "range_facts", "lower"]  # what compile_program calls, by name
 
 
 def _fit(ts: list[int], secs: list[float]) -> float:
@@ -23,19 +29,70 @@ def _fit(ts: list[int], secs: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
+@contextmanager
+def _timed(backend: str, spent: dict[str, float]):
+    """Accumulate into `spent` the seconds of each driver step and of the backend's emit."""
+    def wrap(fn, key):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
+        return timed
+
+    saved = {name: getattr(driver, name) for name in STEPS}
+    be = get_backend(backend)
+    emit = be.emit
+    try:
+        for name in STEPS:
+            setattr(driver, name, wrap(saved[name], name))
+        be.emit = wrap(emit, "emit")
+        yield
+    finally:
+        for name in STEPS:
+            setattr(driver, name, saved[name])
+        del be.emit  # the instance attribute goes; the class's method shows again
+
+
+def phases(backend: str, t: int) -> dict[str, float]:
+    """Seconds per step of compiling and promising tok2tok at key length t."""
+    spent: dict[str, float] = {}
+    t0 = time.perf_counter()
+    program = lsrl.load_program(PROGRAM, {"T": t})
+    spent["elaborate"] = time.perf_counter() - t0
+    with _timed(backend, spent):
+        compiled = lsrl.compile(program, backend)
+    t0 = time.perf_counter()
+    compiled.promise()
+    spent["promise"] = time.perf_counter() - t0
+    return spent
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--T", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     ap.add_argument("--backend", nargs="+", default=None)
+    ap.add_argument("--phases", action="store_true", help="split each time by the driver's steps")
     args = ap.parse_args(argv)
     names = args.backend or list(BACKENDS)
+    if args.phases:
+        keys = ["elaborate", *STEPS, "emit", "promise"]
+        print("| backend | T | " + " | ".join(keys) + " | total |")
+        print("|---|---|" + "---|" * (len(keys) + 1))
+        for name in names:
+            for t in args.T:
+                spent = phases(name, t)
+                cells = " | ".join(f"{spent.get(k, 0.0):.2f}" for k in keys)
+                print(f"| {name} | {t} | {cells} | {sum(spent.values()):.2f} |", flush=True)
+        return
     print("| backend | " + " | ".join(f"T={t}" for t in args.T) + " | exponent |")
     print("|---|" + "---|" * (len(args.T) + 1))
     for name in names:
         secs = []
         for t in args.T:
             t0 = time.perf_counter()
-            compiled = lsrl.compile("programs/tok2tok.lsrl", name, params={"T": t})
+            compiled = lsrl.compile(PROGRAM, name, params={"T": t})
             compiled.promise()
             secs.append(time.perf_counter() - t0)
         cells = " | ".join(f"{s:.1f} s" for s in secs)
