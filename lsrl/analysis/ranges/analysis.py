@@ -232,7 +232,7 @@ class _Analysis:
         dflt = [self.wires[w].flt for w in drives]
         out: list[tuple[Val, object, object]] = [None] * d  # (val, key, aux) per component
         notes = []
-        for blk in _blocks(A):
+        for blk in _blocks(op.A.sparse_rows):
             Ab = [[A[i][j] for j in blk] for i in blk]
             dv = [dvals[i] for i in blk]
             s0 = [init[i] for i in blk]

@@ -10,10 +10,10 @@ from lsrl.analysis.ranges.arith import INF, ZERO, Q, _connected, _gcd, _up
 from lsrl.analysis.ranges.limits import EXACT_BITS, ORBIT_LIMIT, SIM_LIMIT
 
 
-def _blocks(A) -> list[list[int]]:
-    """Components coupled through A (connected components of its sparsity pattern), each sorted."""
-    n = len(A)
-    return _connected([[i, *(j for j in range(n) if A[i][j] != 0)] for i in range(n)])
+def _blocks(rows) -> list[list[int]]:
+    """Components coupled through A (connected components of its sparsity pattern), each sorted; `rows`: per
+    row of A, its nonzero (column, entry) pairs."""
+    return _connected([[i, *(j for j, _ in row)] for i, row in enumerate(rows)])
 
 
 def _orbit_exact(A, b, s0, L):
