@@ -48,6 +48,8 @@ SIGMOID_ULPS = 4  # platform condition on torch.sigmoid's accuracy (approximate 
 
 def pow2_at_most(x: float) -> Fraction:
     """The largest power of two <= x (x > 0 finite)."""
+    if type(x) is float:  # x = m 2^e with 1/2 <= m < 1
+        return _pow2(math.frexp(x)[1] - 1)
     e = math.floor(math.log2(x))
     p = Fraction(2) ** e
     if p > x:
@@ -55,6 +57,11 @@ def pow2_at_most(x: float) -> Fraction:
     elif 2 * p <= x:
         p *= 2
     return p
+
+
+@functools.cache
+def _pow2(e: int) -> Fraction:
+    return Fraction(2) ** e
 
 
 def scale_for(bound: float) -> Fraction:

@@ -170,3 +170,12 @@ def test_floats_convert_to_their_exact_rationals():
     vals = [0.1, -2.5, 2.0**-1074, 2.0**1000, -3.0, 1e-300, 7.0, Fraction(1, 3), 5]
     r = RatArray.of(np.array(vals, dtype=object))
     assert [Fraction(int(n), r.den) for n in r.num.tolist()] == [Fraction(v) for v in vals]
+
+
+@settings(max_examples=50, deadline=None)
+@given(nums=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=20), k=st.integers(54, 1100))
+def test_float_conversion_over_a_power_of_two_rounds_once(nums, k):
+    """Over a power-of-two denominator (the tanh scales) the entries convert by one rounding, as Python's
+    int / int does, subnormal results included."""
+    r = RatArray(np.array(nums, dtype=np.int64), 2**k)
+    assert r.to_float().tolist() == [n / 2**k for n in nums]

@@ -305,6 +305,11 @@ class RatArray:
         """float64 entries, each the correctly rounded value of its rational."""
         if self.num.dtype == np.int64 and self.max_num <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
             return self.num.astype(np.float64) / self.den  # both exact: IEEE division rounds correctly
+        if self.num.dtype == np.int64 and self.den & (self.den - 1) == 0:  # a power of two (the tanh scales)
+            out = np.ldexp(self.num.astype(np.float64), -(self.den.bit_length() - 1))  # one rounding: the first
+            small = np.abs(out) < 2.0**-1022  # (a subnormal result would round twice)
+            if not (small & (self.num != 0)).any():
+                return out
         flat = [int(n) / self.den for n in self.num.reshape(-1)]  # int / int is correctly rounded in Python
         return np.array(flat, dtype=np.float64).reshape(self.shape)
 
