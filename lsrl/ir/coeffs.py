@@ -257,21 +257,19 @@ class Coeffs:
 
     # algebra (exact where both sides are exact)
     def __matmul__(self, other: Coeffs) -> Coeffs:
-        a, b = self.data, other.data
-        m, k, n = (a.shape[0] if a.ndim == 2 else 1), a.shape[-1], (b.shape[1] if b.ndim == 2 else 1)
-        if a.ndim == 2 and m == k and self.is_identity:  # common in rewrites (x = I @ y): nothing to multiply
+        sa, sb = self.shape, other.shape  # (not .data: an exact operand would build its Fractions)
+        m, k, n = (sa[0] if len(sa) == 2 else 1), sa[-1], (sb[1] if len(sb) == 2 else 1)
+        if len(sa) == 2 and m == k and self.is_identity:  # common in rewrites (x = I @ y): nothing to multiply
             return other
-        if b.ndim == 2 and k == n and other.is_identity:
+        if len(sb) == 2 and k == n and other.is_identity:
             return self
         if m * k * n <= 8:  # a few scalar products: plain Python beats numpy's object matmul and conversions
-            return Coeffs(obj_array(_small_matmul(a, b)))
+            return Coeffs(obj_array(_small_matmul(self.data, other.data)))
         if self.exact and other.exact:
             # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
             # float entries mark inexact constants and keep float arithmetic
             return Coeffs.from_rat(self.rat @ other.rat)
-        if self._ints is not None and other._ints is not None:  # Python-int products: ~30x cheaper than Fractions
-            return Coeffs.from_rat(RatArray(np.asarray(self._ints @ other._ints, dtype=object)))
-        return Coeffs(_mixed_matmul(a, b))
+        return Coeffs(_mixed_matmul(self.data, other.data))
 
     @cached
     def rat(self) -> RatArray:
@@ -282,13 +280,6 @@ class Coeffs:
     def is_integer(self) -> bool:
         """Every entry is an exact integer."""
         return self.exact and self.rat.den == 1
-
-    @cached
-    def _ints(self) -> np.ndarray | None:
-        """The entries as an object array of Python ints when every entry is an exact integer, else None."""
-        if not self.exact or self.rat.den != 1:
-            return None
-        return self.rat.num.astype(object)
 
     def __add__(self, other: Coeffs) -> Coeffs:
         if self.shape == other.shape:  # most sums in fusion and lowering add a zero bias: no Fraction additions

@@ -66,13 +66,13 @@ def orbit(op: ir.LinState) -> list[np.ndarray] | None:
         return None
     if not (op.A.exact and op.bias.exact and op.init.exact):
         return [np.array([Fraction(float(x)) for x in s], dtype=object) for s in seen[:n]]
-    exact, v = [], op.init.data
-    for _ in range(n + 1):
-        v = (op.A @ Coeffs(v)).data + op.bias.data
+    exact, v = [], op.init.rat
+    for _ in range(n + 1):  # in integer numerators (a 2T-cycle of tok2tok's one-hots: n^2 entries)
+        v = op.A.rat @ v + op.bias.rat
         exact.append(v)
-    if any(a != b for a, b in zip(exact[n], exact[0], strict=True)):  # periodic in floats only
+    if not exact[n].equals(exact[0]):  # periodic in floats only
         return None
-    return exact[:n]
+    return [p.to_fractions() for p in exact[:n]]
 
 
 def lift_periodic_state(rw: Rewriter, op: ir.Op, args: tuple[int, ...]) -> Result:

@@ -14,7 +14,11 @@ from lsrl.ir.rational import RatArray
 
 
 def coeffs(data) -> Coeffs:
-    """Coeffs from any array-like; unlike Coeffs(object array) it makes stray ints (numpy's 0) Fractions."""
+    """Coeffs from any array-like; unlike Coeffs(object array) it makes stray ints (numpy's 0) Fractions. An
+    integer array is taken as it is (a RatArray), with no per-entry conversion."""
+    arr = data if isinstance(data, np.ndarray) else np.asarray(data)
+    if arr.dtype.kind in "iub" and arr.ndim in (1, 2):
+        return Coeffs.from_rat(RatArray.normal(arr.astype(np.int64)))
     return Coeffs(obj_array(data))
 
 
