@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from types import MappingProxyType
 
 from lsrl.analysis.ranges import limits
@@ -414,17 +416,28 @@ class _Analysis:
         """w's operands with every stateless member tied to the clock opened up, down to the step number and
         orbit components (None past MAX_SUPPORT)."""
         W = self.wires
+
+        def clocked(m: int) -> bool:
+            return W[m].kind in STATELESS and _clocked(W[m].src)
+
         S = self._ops(w)
+        size = _Size(W, S)
+        latest = [(-W[m].pos, -m) for m in S if clocked(m)]  # a heap: the latest member first, as _open_latest
+        heapq.heapify(latest)
         for _ in range(MAX_EXPANSIONS):
-            clocked = [m for m in S if W[m].kind in STATELESS and _clocked(W[m].src)]
-            if not clocked:
-                break
-            self._open_latest(S, clocked)
-            if _size(S, W) > MAX_SUPPORT:
+            if not latest:
+                return S
+            m = -heapq.heappop(latest)[1]  # (opening adds earlier members only, so none comes back)
+            S.discard(m)
+            size.remove(m)
+            for o in self._ops(m) - S:
+                S.add(o)
+                size.add(o)
+                if clocked(o):
+                    heapq.heappush(latest, (-W[o].pos, -o))
+            if size.value > MAX_SUPPORT:
                 return None
-        else:
-            return None
-        return S
+        return None
 
     def _enumerate(self, w: int):
         S = self._support(w)
@@ -442,6 +455,32 @@ def _size(S: set[int], W) -> int:
     """A support's size: the components of one orbit count once (they are enumerated jointly, as its points)."""
     orbits = {k for m in S for k in W[m].src if k[0] == "orbit"}
     return len(orbits) + sum(1 for m in S if not any(k[0] == "orbit" for k in W[m].src))
+
+
+class _Size:
+    """_size of a support kept up to date as members come and go (a support opened one member at a time)."""
+
+    def __init__(self, W, S: set[int]):
+        self.W, self.orbits, self.plain = W, Counter(), 0
+        for m in S:
+            self.add(m)
+
+    def _orbits(self, m: int) -> list:
+        return [k for k in self.W[m].src if k[0] == "orbit"]
+
+    def add(self, m: int) -> None:
+        ks = self._orbits(m)
+        self.orbits.update(ks)
+        self.plain += not ks
+
+    def remove(self, m: int) -> None:
+        ks = self._orbits(m)
+        self.orbits.subtract(ks)
+        self.plain -= not ks
+
+    @property
+    def value(self) -> int:
+        return sum(1 for c in self.orbits.values() if c > 0) + self.plain
 
 
 def _direction(w: _Wire) -> tuple:
