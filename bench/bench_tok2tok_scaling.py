@@ -1,9 +1,10 @@
 """Compile time of tok2tok against its key length T on every registered backend (issue #16: range analysis
 without a cliff). Per (backend, T): seconds for `lsrl.compile` (parse, optimise, analyse, lower, emit) plus the
 promise; then the fitted exponent of time ~ T^k per backend. `--phases`: the same time split by the driver's
-steps (lsrl/compiling.py), each timed where the driver calls it.
+steps (lsrl/compiling.py), each timed where the driver calls it. `--repeat N`: the best of N runs (each step's
+best, with --phases).
 
-    python -m bench.bench_tok2tok_scaling [--T 8 16 32 64 128] [--backend rnn ...] [--phases]
+    python -m bench.bench_tok2tok_scaling [--T 8 16 32 64 128] [--backend rnn ...] [--phases] [--repeat N]
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main(argv=None) -> None:
     ap.add_argument("--T", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     ap.add_argument("--backend", nargs="+", default=None)
     ap.add_argument("--phases", action="store_true", help="split each time by the driver's steps")
+    ap.add_argument("--repeat", type=int, default=1, help="report the best of this many runs")
     args = ap.parse_args(argv)
     names = args.backend or list(BACKENDS)
     if args.phases:
@@ -82,7 +84,8 @@ def main(argv=None) -> None:
         print("|---|---|" + "---|" * (len(keys) + 1))
         for name in names:
             for t in args.T:
-                spent = phases(name, t)
+                runs = [phases(name, t) for _ in range(args.repeat)]
+                spent = {k: min(r[k] for r in runs) for k in runs[0]}
                 cells = " | ".join(f"{spent.get(k, 0.0):.2f}" for k in keys)
                 print(f"| {name} | {t} | {cells} | {sum(spent.values()):.2f} |", flush=True)
         return
@@ -91,10 +94,12 @@ def main(argv=None) -> None:
     for name in names:
         secs = []
         for t in args.T:
-            t0 = time.perf_counter()
-            compiled = lsrl.compile(PROGRAM, name, params={"T": t})
-            compiled.promise()
-            secs.append(time.perf_counter() - t0)
+            best = math.inf
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                lsrl.compile(PROGRAM, name, params={"T": t}).promise()
+                best = min(best, time.perf_counter() - t0)
+            secs.append(best)
         cells = " | ".join(f"{s:.1f} s" for s in secs)
         print(f"| {name} | {cells} | {_fit(args.T, secs):.2f} |", flush=True)
 
