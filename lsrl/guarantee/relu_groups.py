@@ -270,20 +270,18 @@ class Errors:
 def mlp_groups(st, facts, se: StageErrors, e_in: Errors, gid0: int):
     """Group the stage's hidden ReLUs by their argument direction; returns (groups, member of each hidden)."""
     graph = facts.ranges.graph
-    E, e = st.E.rat.to_fractions(), st.e.rat.to_fractions()
-    Ef = st.E.f64
+    e, Ef = st.e.rat.to_fractions(), st.E.f64
     band, surr, shift = se.relu_band if se.relu_band is not None else (np.zeros(len(e)),) * 3
     owner = {}
-    for r, k in zip(*np.nonzero(st.D.f64), strict=True):
+    for r, k in zip(*st.D.nonzero, strict=True):
         seg = next(s for s in st.out.segments if s.start <= r < s.start + s.dim)
         owner[int(k)] = (seg.node, int(r) - seg.start)
     keys: dict[tuple, list[int]] = {}
     lam = []
-    for k in range(len(e)):
-        nz = np.flatnonzero(E[k] != 0)
-        lead = E[k, nz[0]] if len(nz) else Fraction(1)
-        lam.append(Fraction(lead))
-        keys.setdefault(tuple((int(j), Fraction(E[k, j]) / lead) for j in nz), []).append(k)
+    for k, row in enumerate(st.E.sparse_rows):  # (its nonzeros: a wide stage's rows are mostly zeros)
+        lead = Fraction(row[0][1]) if row else Fraction(1)
+        lam.append(lead)
+        keys.setdefault(tuple((j, Fraction(v) / lead) for j, v in row), []).append(k)
     groups, member = {}, {}
     for n, ks in enumerate(keys.values()):
         k0 = ks[0]

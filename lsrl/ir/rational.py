@@ -294,11 +294,17 @@ class RatArray:
         return RatArray(_narrow(self.num[np.asarray(rows)[:, None], cols]), self.den)._reduced()
 
     @staticmethod
-    def concat(parts: list[RatArray], axis: int = 0) -> RatArray:
+    def common(parts: list[RatArray]) -> tuple[list[np.ndarray], int]:
+        """The parts' numerators over one denominator (all object arrays if any part needs Python ints)."""
         den = lcm(*(p.den for p in parts))
         nums = [p.numerators_over(den) for p in parts]
         if any(n.dtype == object for n in nums):
             nums = [n.astype(object) for n in nums]
+        return nums, den
+
+    @staticmethod
+    def concat(parts: list[RatArray], axis: int = 0) -> RatArray:
+        nums, den = RatArray.common(parts)
         return RatArray(_narrow(np.concatenate(nums, axis=axis)), den)._reduced()
 
     def to_float(self) -> np.ndarray:

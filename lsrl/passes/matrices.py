@@ -4,7 +4,6 @@ where every result is re-normalised so integers become Fractions."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,15 +27,6 @@ def _exact(*parts: Coeffs) -> bool:
 
 def _rat(num: np.ndarray, den: int) -> Coeffs:
     return Coeffs.from_rat(RatArray.normal(num, den))
-
-
-def _common(parts: Sequence[Coeffs]) -> tuple[list[np.ndarray], int]:
-    """The parts' numerators over one denominator (object arrays if any part needs Python ints)."""
-    den = math.lcm(*(p.rat.den for p in parts))
-    nums = [p.rat.numerators_over(den) for p in parts]
-    if any(n.dtype == object for n in nums):
-        nums = [n.astype(object) for n in nums]
-    return nums, den
 
 
 def zeros(*shape: int) -> Coeffs:
@@ -85,23 +75,21 @@ def hstack(parts: Sequence[Coeffs], n_rows: int) -> Coeffs:
     if not parts:
         return zeros(n_rows, 0)
     if _exact(*parts):
-        nums, den = _common(parts)
-        return _rat(np.concatenate(nums, axis=1), den)
+        return Coeffs.from_rat(RatArray.concat([p.rat for p in parts], axis=1))
     return coeffs(np.concatenate([p.data for p in parts], axis=1))
 
 
 def concat(parts: Sequence[Coeffs]) -> Coeffs:
     """Stack vectors (1-D) or matrices (2-D, along rows)."""
     if _exact(*parts):
-        nums, den = _common(parts)
-        return _rat(np.concatenate(nums, axis=0), den)
+        return Coeffs.from_rat(RatArray.concat([p.rat for p in parts]))
     return coeffs(np.concatenate([p.data for p in parts], axis=0))
 
 
 def block_diag(blocks: Sequence[Coeffs]) -> Coeffs:
     n = sum(b.shape[0] for b in blocks)
     if _exact(*blocks):
-        nums, den = _common(blocks)
+        nums, den = RatArray.common([b.rat for b in blocks])
         out, off = np.zeros((n, n), dtype=nums[0].dtype if nums else np.int64), 0
         for b in nums:
             out[off:off + b.shape[0], off:off + b.shape[0]] = b

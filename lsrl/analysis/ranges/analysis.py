@@ -453,12 +453,11 @@ class _Analysis:
 
 def _size(S: set[int], W) -> int:
     """A support's size: the components of one orbit count once (they are enumerated jointly, as its points)."""
-    orbits = {k for m in S for k in W[m].src if k[0] == "orbit"}
-    return len(orbits) + sum(1 for m in S if not any(k[0] == "orbit" for k in W[m].src))
+    return _Size(W, S).value
 
 
 class _Size:
-    """_size of a support kept up to date as members come and go (a support opened one member at a time)."""
+    """A support's size (`_size`), kept up to date as members come and go (a support opened one at a time)."""
 
     def __init__(self, W, S: set[int]):
         self.W, self.orbits, self.plain = W, Counter(), 0
