@@ -332,3 +332,21 @@ def test_version_closed_pipe_and_trace_output_path(tmp_path):
     r = subprocess.run([*lsrl_cmd, "run", str(prog), "--input", "1 0 1"], capture_output=True, text=True,
                        env={**os.environ, "LSRL_MAX_TOKENS": "2"})
     assert r.returncode == 1 and "error[E0909]" in r.stderr
+
+
+def test_fused_weights_beyond_float64_are_refused_where_they_fuse(capsys, tmp_path):
+    """Each weight fits a float64, their product does not: optimisation refuses at the node that fuses them,
+    exact (10^300 x 10^300) or inexact (a float rounding to inf), with no traceback; --no-opt keeps both."""
+    for scale in ("10 ** 300", "cos(1 / 2) * 1e300"):
+        prog = tmp_path / "p.lsrl"
+        prog.write_text(f"input x[1] in [0, 1]\nlet y = {scale} * x\noutput {scale} * y\n")
+        rc, err = _cli(["compile", str(prog), "-o", str(tmp_path / "out"), "--force"], capsys)
+        assert rc == 1 and "error[E0709]" in err and "p.lsrl:3:8" in err and "Traceback" not in err
+
+
+def test_non_finite_params_from_python_are_refused():
+    import lsrl
+    from lsrl.diagnostics import LsrlError
+
+    with pytest.raises(LsrlError, match="E0410.*not a finite number"):
+        lsrl.compile(str(Path(__file__).parent.parent / "programs/parity.lsrl"), params={"max_len": float("inf")})

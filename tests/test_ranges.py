@@ -539,6 +539,30 @@ output ones + [2 * (-1) ** k for k in ks] @ relu(repeat(ones, 16) - ks)
     check_sound(g, r, xs)
 
 
+def test_a_cone_over_the_step_number_is_evaluated_at_every_step(monkeypatch):
+    """A zigzag of 40 ramps of the step number t (t mod 2 up to t = 40, then a ramp): its support is t alone,
+    evaluated at every t in 1..max_len at once, which gives exactly the values the program takes (piecewise
+    evaluation would cut t's range at every kink), at least as tight as without the shortcut."""
+    from lsrl.analysis.ranges.support import _Enumeration
+
+    src = """
+state t = 0
+t <- t + 1
+let ks = range(1, 41)
+output t + [2 * (-1) ** k for k in ks] @ relu(repeat(t, 40) - ks)
+"""
+    g, dom = compile_text(src)
+    used = []
+    by_value = _Enumeration._by_value
+    monkeypatch.setattr(_Enumeration, "_by_value", lambda self: used.append(by_value(self)) or used[-1])
+    r = analyze(g, dom, 300)
+    monkeypatch.undo()
+    assert any(v is not None for v in used)
+    zigzag = [t + sum(2 * (-1) ** k * max(t - k, 0) for k in range(1, 41)) for t in range(1, 301)]
+    assert r.values(g.output) == tuple(sorted(set(zigzag)))
+    _at_least_as_tight(r, _analyze_without_shortcuts(monkeypatch, g, dom, 300), g)
+
+
 def test_sums_that_fusion_shared_out_are_reused():
     # fuse_linear substitutes query_here = sum_i pick(ohT[i], query[i]) into every reader, e.g. the four ReLU
     # arguments of same(x, query_here); reading the refined sum back (x is independent of it) proves
@@ -626,6 +650,7 @@ def _analyze_without_shortcuts(monkeypatch, *args):
     with monkeypatch.context() as m:
         m.setattr(_Analysis, "_rescaled_sum", lambda self, w: None)
         m.setattr(_Enumeration, "_split_sum", lambda self: None)
+        m.setattr(_Enumeration, "_by_value", lambda self: None)
         m.setattr(_Enumeration, "_lumps", lambda self, ms: [[(x, ONE)] for x in ms])
         return analyze(*args)
 

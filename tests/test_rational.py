@@ -179,3 +179,56 @@ def test_float_conversion_over_a_power_of_two_rounds_once(nums, k):
     int / int does, subnormal results included."""
     r = RatArray(np.array(nums, dtype=np.int64), 2**k)
     assert r.to_float().tolist() == [n / 2**k for n in nums]
+    wide = RatArray(np.array([n * 2**70 + 1 for n in nums], dtype=object), 2**(k + 70))  # Python-int numerators
+    assert wide.to_float().tolist() == [(n * 2**70 + 1) / 2**(k + 70) for n in nums]
+
+
+def test_float_conversion_past_float64s_range_is_infinite():
+    r = RatArray(np.array([10**400, -(10**400), 1], dtype=object), 3)
+    assert r.to_float().tolist() == [float("inf"), float("-inf"), 1 / 3]
+
+
+def _typed(c: Coeffs) -> list:
+    """Entries with their kind: a float entry (inexact constant) is not the same as an equal exact one."""
+    return [(type(v) is float, Fraction(v)) for v in c.data.reshape(-1)]
+
+
+def _oracle(a: np.ndarray, b: np.ndarray) -> list:
+    """a @ b per the Coeffs rule: an entry with a float in its row of a or column of b is its exact sum rounded
+    once to float64, any other entry the exact sum."""
+    out = []
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            terms = [(a[i, t], b[t, j]) for t in range(a.shape[1])]
+            total = sum((Fraction(x) * Fraction(y) for x, y in terms), Fraction(0))
+            inexact = a.shape[1] > 0 and (any(type(v) is float for v in a[i]) or any(type(v) is float for v in b[:, j]))
+            out.append((inexact, Fraction(float(total)) if inexact else total))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.tuples(st.integers(1, 4), st.integers(0, 4), st.integers(1, 4)).flatmap(
+    lambda s: st.tuples(matrices(s[0], s[1]), matrices(s[1], s[2]))))
+def test_inexact_coeffs_algebra_rounds_once_and_keeps_floats_marked(ab):
+    """Coeffs with float entries hold their exact values and a mask of the floats: products (past the few-products
+    path, which is plain Python arithmetic) round each inexact entry once from its exact sum; sums likewise;
+    rearrangements move values and marks together; from data and from (values, mask) are one value."""
+    from lsrl.passes import matrices as mx
+
+    a, b = ab
+    A, B = Coeffs(a), Coeffs(b)
+    if a.shape[0] * a.shape[1] * b.shape[1] > 8:
+        assert _typed(A @ B) == _oracle(a, b)
+    doubled = Coeffs(a) + Coeffs(a)
+    assert _typed(doubled) == [(type(v) is float, Fraction(float(2 * Fraction(v))) if type(v) is float
+                                else 2 * v) for v in a.reshape(-1)]
+    again = Coeffs.from_rat(A.rat, A.floats)
+    assert again == A and hash(again) == hash(A) and _typed(again) == _typed(A)
+    assert _typed(-A) == [(t, -v) for t, v in _typed(A)]
+    assert _typed(A.T) == _typed(Coeffs(a.T.copy()))
+    assert _typed(mx.hstack([A, A], a.shape[0])) == _typed(Coeffs(np.concatenate([a, a], axis=1)))
+    assert _typed(mx.rows(A, [a.shape[0] - 1, 0])) == _typed(Coeffs(a[[a.shape[0] - 1, 0]]))
+    assert _typed(mx.pad_rows(A, 1, a.shape[0] + 2)) == _typed(Coeffs(np.concatenate(
+        [obj_array([[0] * a.shape[1]]), a, obj_array([[0] * a.shape[1]])]).reshape(a.shape[0] + 2, a.shape[1])))
+    if a.shape[1]:
+        assert _typed(Coeffs.diag(a[0])) == _typed(Coeffs(np.diag(a[0])))

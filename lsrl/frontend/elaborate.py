@@ -87,6 +87,9 @@ class Elaborator:
         if dim > limits.MAX_DIM:
             raise self.fail("E0228", f"this value would have dimension {dim:,} (the limit is {limits.MAX_DIM:,})",
                             where, "set LSRL_MAX_DIM to allow more, or keep values smaller")
+        if not all(c.finite for c in ir.coeffs_of(op)):
+            raise self.fail("E0229", "this value needs a coefficient beyond float64's range (magnitude 1.8e308 "
+                            "or more)", where, "no float model or interpreter can hold it: rescale the constants")
         nid = self.b.add(op, args, where)
         return Step(nid, self.b.dim(nid))
 
@@ -381,9 +384,16 @@ class Elaborator:
 
     def _eval_BinOp(self, e: ast.BinOp, scope: Scope):
         a, b = self.eval(e.left, scope), self.eval(e.right, scope)
-        if e.op in self._BIN:
-            return self._BIN[e.op](self, a, b, e.span)
-        return ops.compare(self, e.op, a, b, e.span)
+        try:
+            out = self._BIN[e.op](self, a, b, e.span) if e.op in self._BIN else ops.compare(self, e.op, a, b, e.span)
+        except OverflowError:  # float arithmetic with an exact operand too large for a float, say
+            out = None
+        if out is None or (isinstance(out, Const) and not out.finite):
+            raise self.fail("E0229", "this compile-time arithmetic leaves float64's range (magnitude 1.8e308 or "
+                            "more, or not a number)", e.span,
+                            "exact (rational) arithmetic has no such limit: keep floats (results of `sin`, `cos`, "
+                            "`exp`, ...) out of very large values")
+        return out
 
     def _eval_Neg(self, e: ast.Neg, scope: Scope):
         return ops.neg(self, self.eval(e.operand, scope), e.span)
@@ -551,6 +561,10 @@ def compile_source(text: str, file: str = "<input>", params: dict[str, object] |
     """Parse and elaborate a program; `params` overrides `param` declarations (numbers or strings)."""
     overrides = {k: v if isinstance(v, Const) else parse_param_value(k, str(v)) if isinstance(v, str)
                  else Const(obj_array(v)) for k, v in (params or {}).items()}
+    for k, v in overrides.items():
+        if not v.finite:
+            raise error("E0410", f"-D {k}: the value is not a finite number", None,
+                        "params are exact rationals or finite floats")
     elab = Elaborator(file, overrides)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))

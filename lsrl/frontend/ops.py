@@ -88,7 +88,8 @@ def _fold(ctx: Elaborator, fn, a: Const, b: Const, span: Span, op: str) -> Const
     if a.ndim == 0 and b.ndim == 0:
         return Const.number(fn(a.arr[()], b.arr[()]))
     try:
-        return Const(obj_array(fn(a.arr, b.arr)))
+        with np.errstate(all="ignore"):  # (a float overflow is the caller's diagnostic, not a warning)
+            return Const(obj_array(fn(a.arr, b.arr)))
     except ValueError:
         raise ctx.fail("E0204", f"cannot {_SYMBOL.get(op, op)} a {a.describe()} and a {b.describe()}",
                        span, "shapes must match or one side must be a scalar") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -34,6 +35,14 @@ class Const:
     @property
     def ndim(self) -> int:
         return self.arr.ndim
+
+    @property
+    def finite(self) -> bool:
+        """No float entry is inf or nan (exact entries are rationals, always finite)."""
+        if self.arr.ndim == 0:
+            x = self.arr[()]
+            return type(x) is not float or math.isfinite(x)
+        return all(math.isfinite(x) for x in self.arr.reshape(-1).tolist() if type(x) is float)
 
     def scalar(self) -> Scalar:
         return self.arr.reshape(()).item() if self.arr.ndim == 0 else self.arr.reshape(-1)[0]

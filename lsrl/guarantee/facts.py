@@ -9,6 +9,7 @@ saturates and is float-exact), exact products from `values` (a factor with a few
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -35,7 +36,7 @@ class Facts:
     def hi(self, node: int) -> list[float]:
         return [float(v) for v in self.ranges[node].hi]
 
-    def magnitudes(self, node: int) -> list[float]:
+    def magnitudes(self, node: int) -> Sequence[float]:
         """Per component, a bound on |value| over every step up to max_len (inf where there is none)."""
         return self.ranges[node].magnitudes
 
@@ -121,7 +122,7 @@ class CarriedFacts(Facts):
         d = self.derived.get(node)
         return [bool(v) for v in d[2]] if d is not None else self._ask("integers", node)
 
-    def magnitudes(self, node: int) -> list[float]:
+    def magnitudes(self, node: int) -> Sequence[float]:
         d = self.derived.get(node)
         if d is None:
             return self._ask("magnitudes", node)

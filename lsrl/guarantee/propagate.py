@@ -296,7 +296,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
             K, tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
-            drive = drives[i] = _early_drive(errs.read(st.B.f64), K, i, max_len, early)
+            drive = drives[i] = _early_drive(errs.read(st.B), K, i, max_len, early)
             carried = S @ drive + tail * tail_drive
             rounded = S + np.diag(tail)  # the steps whose update rounds: S's, and a drifting accumulator's later ones
             new = carried + rounded @ se.out
@@ -317,7 +317,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
             for k, (gid, m) in member.items():
                 hid_err[k] = groups[gid].member_bound[m]
             hid = Errors(hid_err, [member[k] for k in range(len(hid_err))], groups)
-            new = errs.read(st.C.f64) + hid.read(st.D.f64) + se.out
+            new = errs.read(st.C) + hid.read(st.D) + se.out
             hid_cls = _dep(st.E, cls)
             if se.relu_band is not None:  # a surrogate inside its band is bounded, not exact
                 for k, (gid, m) in member.items():
@@ -329,7 +329,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
             new_cls = np.maximum.reduce([loc_cls, _dep(st.C, cls), _dep(st.D, hid_cls)])
         else:
             mu, mv = _abs(st.U) @ h + _abs(st.u), _abs(st.V) @ h + _abs(st.v)
-            eu, ev = errs.read(st.U.f64), errs.read(st.V.f64)
+            eu, ev = errs.read(st.U), errs.read(st.V)
             if se.factors is not None:
                 eu, ev = eu + se.factors[0], ev + se.factors[1]
             prod = se.gain * (eu * mv + mu * ev) + eu * ev + se.inner
@@ -338,7 +338,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
                 e_sw, e_val, m_sw = np.where(on_u, eu, ev), np.where(on_u, ev, eu), np.where(on_u, mu, mv)
                 prod = np.where(e_sw < below, m_sw * e_val + se.inner, prod)
             prod_cls = np.maximum(_dep(st.U, cls), _dep(st.V, cls))
-            new = errs.read(st.P.f64) + _abs(st.Q) @ prod + se.out
+            new = errs.read(st.P) + _abs(st.Q) @ prod + se.out
             copies = copy_rows([st.P, st.Q])
             tags = [errs.tags[c] if c is not None and c < st.P.shape[1] else None for c in copies]
             new_cls = np.maximum.reduce([loc_cls, _dep(st.P, cls), _dep(st.Q, prod_cls)])
@@ -361,7 +361,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
         errs = Errors(new, tags, {g: groups[g] for g in live})
     bounds, classes = {}, {}
     for name, r in [("output", stack.output), *stack.probes]:
-        bounds[name] = errs.read(r.W.f64) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
+        bounds[name] = errs.read(r.W) + dot_rounding([(r.W, mag + errs.err, ints & (errs.err == 0))], r.b, u)
         classes[name] = int(_dep(r.W, cls).max(initial=0))
     return _Pass(OutputErrors(bounds, classes, unresolved), drives)
 

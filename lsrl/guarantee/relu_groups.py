@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lsrl.cached import cached
+from lsrl.ir.coeffs import Coeffs
+from lsrl.ir.rational import RatArray
 
 if TYPE_CHECKING:
     from lsrl.guarantee.propagate import StageErrors
@@ -184,17 +186,13 @@ class Group:
 
 def affine_floats(lam: list[Fraction], bias: list[Fraction], ts: list[Fraction]) -> np.ndarray:
     """float(lam_k t + bias_k) for each t (rows) and k (columns), each correctly rounded from its exact value,
-    as float(Fraction) gives it: over one common denominator, in int64 where that is exact, else Python ints
-    (whose true division rounds correctly)."""
+    as float(Fraction) gives it (RatArray.to_float over one common denominator)."""
     ld, bd, td = (math.lcm(*(v.denominator for v in vs)) for vs in (lam, bias, ts))
     ln = np.array([v.numerator * (ld // v.denominator) for v in lam], dtype=object)
     bn = np.array([v.numerator * (bd // v.denominator) for v in bias], dtype=object)
     tn = np.array([v.numerator * (td // v.denominator) for v in ts], dtype=object)
     num = np.outer(tn, ln) * bd + (bn * (ld * td))[None, :]  # w = num / (ld td bd)
-    den = ld * td * bd
-    if den < 2**53 and (not num.size or max(abs(int(num.max())), abs(int(num.min()))) < 2**53):
-        return num.astype(np.float64) / float(den)  # both exact floats: one correctly rounded division
-    return np.array([[n / den for n in row] for row in num.tolist()], dtype=np.float64).reshape(num.shape)
+    return RatArray.normal(num, ld * td * bd).to_float()
 
 
 class Errors:
@@ -220,21 +218,33 @@ class Errors:
         _, cols, _ = self._tagged
         return np.array([self.groups[self.tags[c][0]].single[self.tags[c][1]] for c in cols.tolist()])
 
-    def read(self, M: np.ndarray) -> np.ndarray:
-        """Per row of M (signed, float64): a bound of |M (x + dx) - M x| given these errors. A row reading one
-        group member (a copy, a pass-through) takes that member's read on its own; the others read each group
-        over the rows that read it (a wide stage has many groups, each read by a few rows)."""
-        if not M.size:
-            return np.zeros(M.shape[0])
+    @cached
+    def _column_reads(self) -> np.ndarray:
+        """Per column: what a unit weight on it alone reads (its error, or a tagged member's single read)."""
         plain, cols, _ = self._tagged
-        out = np.abs(M[:, plain]) @ self.err[plain]
-        T = M[:, cols]
-        count = (T != 0).sum(axis=1)
-        one, many = count == 1, np.flatnonzero(count > 1)
-        if one.any():
-            out[one] += np.abs(T[one]) @ self._singles
+        out = np.where(plain, np.asarray(self.err, dtype=np.float64), 0.0)
+        out[cols] = self._singles
+        return out
+
+    def read(self, M: np.ndarray | Coeffs) -> np.ndarray:
+        """Per row of M (signed, float64; or Coeffs, read by the nonzeros it knows): a bound of |M (x + dx) - M x|
+        given these errors. A row reading one group member (a copy, a pass-through) takes that member's read on
+        its own; the others read each group over the rows that read it (a wide stage has many groups, each read
+        by a few rows). Sums run over the nonzeros: a wide stage's rows are mostly zeros."""
+        dense = M.f64 if isinstance(M, Coeffs) else M
+        if not dense.size:
+            return np.zeros(dense.shape[0])
+        rows, cols = M.nonzero if isinstance(M, Coeffs) else np.nonzero(dense)
+        plain = self._tagged[0]
+        tagged = ~plain[cols]
+        count = np.bincount(rows[tagged], minlength=dense.shape[0])
+        alone = ~tagged | (count[rows] == 1)  # a plain column, or the one member its row reads
+        r, c = rows[alone], cols[alone]
+        out = np.bincount(r, weights=np.abs(dense[r, c]) * self._column_reads[c], minlength=dense.shape[0]).astype(
+            np.float64)  # (an empty bincount is int64)
+        many = np.flatnonzero(count > 1)
         if many.size:
-            out[many] += self._group_reads(M[many])
+            out[many] += self._group_reads(dense[many])
         return out
 
     def _group_reads(self, M: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -11,7 +10,7 @@ from numbers import Rational
 import numpy as np
 
 from lsrl.cached import cached
-from lsrl.ir.rational import RatArray
+from lsrl.ir.rational import RatArray, float_of
 
 Scalar = Fraction | float
 
@@ -28,7 +27,7 @@ def to_scalar(x) -> Scalar:
 
 
 _NORMAL = {Fraction, float}  # entry types that to_scalar leaves as they are
-_ZERO, _ONE = Fraction(0), Fraction(1)
+_ONE = Fraction(1)
 
 
 def obj_array(data) -> np.ndarray:
@@ -61,28 +60,22 @@ def _small_matmul(a: np.ndarray, b: np.ndarray) -> list | np.ndarray:
     return out[0] if a.ndim == 1 else out
 
 
-def _mixed_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for entries mixing Fractions and floats (inexact constants such as rounded cosines). Typed as
-    Python types it (an entry is a float when a float takes part in its sum), but each entry is its exact sum
-    of products, floats read as the dyadic rationals they are, rounded once: correctly rounded, independent of
-    summation order, and by RatArray's integer product (a float diagonal scaling of a 256 x 256 block costs
-    256^2 products over its nonzeros, not 256^3 Fraction operations)."""
-    a2, b2 = (a if a.ndim == 2 else a[None, :]), (b if b.ndim == 2 else b[:, None])
-    if not all(math.isfinite(v) for v in itertools.chain(a2.flat, b2.flat) if type(v) is float):
-        return obj_array(a @ b)
-    exact = RatArray.of(a2) @ RatArray.of(b2)  # exact, over the nonzeros where sparse
-    is_float = np.vectorize(lambda v: type(v) is float, otypes=[bool])
-    mask = np.zeros(exact.shape, dtype=bool)
-    if a2.shape[1]:  # an empty sum stays an exact 0
-        mask = is_float(a2).any(axis=1)[:, None] | is_float(b2).any(axis=0)[None, :]
-    out = np.empty(exact.shape, dtype=object)
-    out[mask] = exact.to_float()[mask]  # (float64 entries land as Python floats)
-    if not mask.all():
-        out[~mask] = exact[~mask].to_fractions()
-    exact = out
-    if b.ndim == 1:
-        exact = exact[:, 0]
-    return exact[0] if a.ndim == 1 else exact
+def _rounded(exact: RatArray, floats: np.ndarray) -> Coeffs:
+    """The exact results `exact` where `floats` is clear; where set (a float took part: an inexact constant),
+    each value rounded once to float64 (correctly rounded, whatever the summation order)."""
+    if not floats.any():
+        return Coeffs.from_rat(exact)
+    f = np.where(floats, exact.to_float(), 0.0)
+    if not np.isfinite(f).all():
+        raise OverflowError("an inexact (float) coefficient beyond float64's range")
+    return Coeffs.from_rat(exact.where(floats, RatArray.of_floats(f)), floats)
+
+
+def _lines_of(floats: np.ndarray | None, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Per row (axis 1) or column (axis 0) of a matrix: whether it holds a float entry."""
+    if floats is None:
+        return np.zeros(shape[1 - axis], dtype=bool)
+    return floats.any(axis=axis)
 
 
 def _rat_key(r: RatArray) -> tuple:
@@ -93,8 +86,9 @@ def _rat_key(r: RatArray) -> tuple:
 
 class Coeffs:
     """A read-only 1-D or 2-D array of exact (Fraction; int in lowered stage matrices) or float entries,
-    hashable by value. `data` is the object array of entries; one built `from_entries` keeps its exact
-    RatArray and makes `data` only when something asks for it."""
+    hashable by value. Two forms of the same values: `data`, the object array of entries, and (`rat`, `floats`),
+    every entry's exact value (a float's is the dyadic rational it is) and where the floats (inexact constants)
+    are. One built from the latter (`from_rat`, `from_entries`, all algebra) makes `data` only when asked."""
 
     def __init__(self, data):
         arr = data if isinstance(data, np.ndarray) and data.dtype == object else obj_array(data)
@@ -123,20 +117,38 @@ class Coeffs:
         return c
 
     @classmethod
-    def from_rat(cls, rat: RatArray) -> Coeffs:
-        """The exact array `rat`, kept as it is: `data` (Fractions) is built only if something asks for it."""
+    def from_rat(cls, rat: RatArray, floats: np.ndarray | None = None) -> Coeffs:
+        """The array of values `rat`, kept as it is, with floats (inexact constants) where the mask `floats` is
+        set (their values in `rat` must be float64 values): `data` is built only if something asks for it."""
         if rat.num.ndim not in (1, 2):
             raise ValueError(f"coefficients must be 1-D or 2-D, got shape {rat.shape}")
         c = cls.__new__(cls)
         c.rat = rat
-        c.exact = True
+        if floats is not None and floats.any():
+            floats = np.array(floats, dtype=bool)
+            floats.flags.writeable = False
+            c.floats, c.exact = floats, False
+        else:
+            c.floats, c.exact = None, True
         return c
 
     @cached
-    def data(self) -> np.ndarray:  # only reached by a Coeffs made from_entries (__init__ sets it)
+    def data(self) -> np.ndarray:  # only reached by a Coeffs made from_rat (__init__ sets it)
         arr = self.rat.to_fractions()
+        if self.floats is not None:  # (float64 entries land as Python floats)
+            arr[self.floats] = self.rat.to_float()[self.floats]
         arr.flags.writeable = False
         return arr
+
+    @cached
+    def floats(self) -> np.ndarray | None:
+        """Where the entries are floats, or None if none is (reached by a Coeffs built from `data`)."""
+        flat = self.data.reshape(-1)
+        mask = np.fromiter((type(v) is float for v in flat), bool, len(flat)).reshape(self.data.shape)
+        if not mask.any():
+            return None
+        mask.flags.writeable = False
+        return mask
 
     @cached
     def _key(self) -> tuple:
@@ -146,11 +158,7 @@ class Coeffs:
         one."""
         if self.exact:
             return self.shape, _rat_key(self.rat)
-        flat = self.data.reshape(-1)
-        floats = np.fromiter((type(v) is float for v in flat), bool, len(flat))
-        rest = flat.copy()
-        rest[floats] = _ZERO
-        return self.shape, floats.tobytes(), flat[floats].astype(np.float64).tobytes(), _rat_key(RatArray.of(rest))
+        return self.shape, self.floats.tobytes(), _rat_key(self.rat)
 
     # construction helpers
     @classmethod
@@ -165,22 +173,18 @@ class Coeffs:
 
     @classmethod
     def diag(cls, vec) -> Coeffs:
-        """The square matrix with `vec` (entries as obj_array takes them) on its diagonal: an exact one as a
-        RatArray (an n x n elementwise scaling of a one-hot costs no n^2 Fractions)."""
-        vec = obj_array(vec)
-        if float in set(map(type, vec)):
-            out = np.full((len(vec), len(vec)), _ZERO, dtype=object)
-            out[np.arange(len(vec)), np.arange(len(vec))] = vec
-            return cls(out)
-        r = RatArray.of(vec)
-        return cls.from_rat(RatArray.normal(np.diag(r.num), r.den))
+        """The square matrix with `vec` (a Coeffs, or entries as obj_array takes them) on its diagonal, from its
+        exact values (an n x n elementwise scaling of a one-hot costs no n^2 Fractions)."""
+        v = vec if isinstance(vec, Coeffs) else Coeffs(obj_array(vec))
+        floats = None if v.floats is None else np.diag(v.floats)
+        return cls.from_rat(RatArray.normal(np.diag(v.rat.num), v.rat.den), floats)
 
     @classmethod
     def ones_at(cls, shape: tuple[int, int], rows, cols) -> Coeffs:
         """Zeros with a 1 at each (rows[i], cols[i]): a placement or selection matrix."""
-        out = np.full(shape, _ZERO, dtype=object)
-        out[rows, cols] = _ONE
-        return cls(out)
+        out = np.zeros(shape, dtype=np.int64)
+        out[list(rows), list(cols)] = 1
+        return cls.from_rat(RatArray(out))
 
     @classmethod
     def ones(cls, *shape: int) -> Coeffs:
@@ -193,36 +197,41 @@ class Coeffs:
 
     @cached
     def exact(self) -> bool:
-        return float not in set(map(type, self.data.reshape(-1)))  # entries: Fraction, int or float
+        return self.floats is None
 
     @cached
     def f64(self) -> np.ndarray:
-        if "data" not in self.__dict__:  # from_entries: the same correctly rounded values, from the RatArray
+        if "data" not in self.__dict__:  # from_rat: the same correctly rounded values, from the RatArray
             out = self.rat.to_float()
             out.flags.writeable = False
             return out
         # n / d is correctly rounded, as float(Fraction) is, without its generic numbers.Rational dispatch
         flat = self.data.reshape(-1)
-        out = np.fromiter((v.numerator / v.denominator if type(v) is Fraction else v for v in flat), np.float64,
-                          len(flat)).reshape(self.data.shape)
+        out = np.fromiter((float_of(v.numerator, v.denominator) if type(v) is Fraction else v for v in flat),
+                          np.float64, len(flat)).reshape(self.data.shape)
         out.flags.writeable = False
         return out
 
     @cached
     def nonzero(self) -> tuple[np.ndarray, ...]:
         """np.nonzero of the entries; one made from_entries knows them without a pass over its zeros."""
-        return np.nonzero(self.rat.num if self.exact else self.f64)
+        return np.nonzero(self.rat.num if self.exact or "data" not in self.__dict__ else self.f64)
 
     @cached
     def entries(self) -> tuple[tuple[np.ndarray, ...], list[Scalar | int]]:
         """(np.nonzero of the entries, their values in that order): ints where an exact array is integer,
         else Fractions (floats where inexact), read from the RatArray without the dense Fractions."""
         nz = self.nonzero
-        if "data" not in self.__dict__ and self.exact:
-            r = self.rat
-            vals = r.num[nz].tolist()
-            return nz, vals if r.den == 1 else [Fraction(v, r.den) for v in vals]
-        return nz, self.data[nz].tolist()
+        if "data" in self.__dict__:
+            return nz, self.data[nz].tolist()
+        r = self.rat
+        vals = r.num[nz].tolist()
+        vals = vals if r.den == 1 else [Fraction(v, r.den) for v in vals]
+        if self.floats is not None:
+            f = self.f64[nz]
+            for k in np.flatnonzero(self.floats[nz]).tolist():
+                vals[k] = float(f[k])
+        return nz, vals
 
     @cached
     def sparse_rows(self) -> list[list[tuple[int, Scalar]]]:
@@ -243,7 +252,7 @@ class Coeffs:
     @cached
     def is_identity(self) -> bool:
         r = self.shape
-        return len(r) == 2 and r[0] == r[1] and self == Coeffs.eye(r[0])
+        return len(r) == 2 and r[0] == r[1] and self.exact and self == Coeffs.eye(r[0])
 
     @cached
     def abs64(self) -> np.ndarray:
@@ -251,6 +260,15 @@ class Coeffs:
         out = np.abs(self.f64)
         out.flags.writeable = False
         return out
+
+    @cached
+    def finite(self) -> bool:
+        """Every entry is a finite float64 (|entry| < 1.8e308): what any float model or interpreter needs.
+        Exact values over int64 numerators always are (|entry| < 2^62); only Python-int ones need a look."""
+        if "data" in self.__dict__ and "rat" not in self.__dict__:
+            return bool(np.isfinite(self.f64).all())
+        r = self.rat
+        return r.num.dtype == np.int64 or math.isfinite(float_of(r.max_num, r.den))
 
     def max_abs(self) -> float:
         return float(self.abs64.max()) if self.abs64.size else 0.0
@@ -265,15 +283,19 @@ class Coeffs:
             return self
         if m * k * n <= 8:  # a few scalar products: plain Python beats numpy's object matmul and conversions
             return Coeffs(obj_array(_small_matmul(self.data, other.data)))
+        # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each)
+        exact = self.rat @ other.rat
         if self.exact and other.exact:
-            # one integer matmul instead of m*k*n Python-level Fraction products (microseconds each);
-            # float entries mark inexact constants and keep float arithmetic
-            return Coeffs.from_rat(self.rat @ other.rat)
-        return Coeffs(_mixed_matmul(self.data, other.data))
+            return Coeffs.from_rat(exact)
+        # an entry is a float (inexact) when a float takes part in its sum: its exact sum, rounded once
+        rows = _lines_of(self.floats, (m, k), 1) if len(sa) == 2 else np.array([self.floats is not None])
+        cols = _lines_of(other.floats, (k, n), 0) if len(sb) == 2 else np.array([other.floats is not None])
+        floats = (rows[:, None] | cols[None, :]) & bool(k)  # (an empty sum stays an exact 0)
+        return _rounded(exact, floats.reshape(exact.shape))
 
     @cached
     def rat(self) -> RatArray:
-        """The exact entries as a RatArray (integer numerators over one denominator), for fast algebra."""
+        """Every entry's exact value (integer numerators over one denominator), for fast algebra."""
         return RatArray.of(self.data)
 
     @property
@@ -287,16 +309,24 @@ class Coeffs:
                 return self
             if self.is_zero:
                 return other
-            if self.exact and other.exact:  # integer numerators: no Fraction additions
-                return Coeffs.from_rat(self.rat + other.rat)
-        return Coeffs(obj_array(self.data + other.data))
+            exact = self.rat + other.rat  # integer numerators: no Fraction additions
+            if self.exact and other.exact:
+                return Coeffs.from_rat(exact)
+            no = np.zeros(self.shape, dtype=bool)
+            return _rounded(exact, (no if self.floats is None else self.floats)
+                            | (no if other.floats is None else other.floats))
+        return Coeffs(obj_array(self.data + other.data))  # (numpy broadcasting: a few scalar sums)
 
     def __neg__(self) -> Coeffs:
-        return Coeffs(-self.data)
+        if "data" in self.__dict__ and "rat" not in self.__dict__:
+            return Coeffs(-self.data)
+        return Coeffs.from_rat(-self.rat, self.floats)
 
     @property
     def T(self) -> Coeffs:  # noqa: N802 - conventional name
-        return Coeffs(self.data.T)
+        if "data" in self.__dict__ and "rat" not in self.__dict__:
+            return Coeffs(self.data.T)
+        return Coeffs.from_rat(self.rat.T, None if self.floats is None else self.floats.T)
 
     # identity by value
     def __eq__(self, other) -> bool:

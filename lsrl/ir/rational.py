@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import mmap
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,22 +25,34 @@ def _ratio(v) -> tuple[int, int]:
 
 
 def _ratios(vals: np.ndarray) -> tuple[list[int], list[int]]:
-    """(numerators, denominators) of exact rationals and floats; the floats' in one vectorised pass (every
-    finite float is m 2^e with an integer m of 53 bits: its lowest terms have a power-of-two denominator)."""
+    """(numerators, denominators) of exact rationals and floats; the floats' in one vectorised pass."""
     is_float = np.fromiter((type(v) is float for v in vals), bool, len(vals))
     nums, dens = [0] * len(vals), [1] * len(vals)
     for k in np.flatnonzero(~is_float).tolist():
         nums[k], dens[k] = _ratio(vals[k])
-    f = vals[is_float].astype(np.float64)
-    if f.size and not np.isfinite(f).all():
-        float(f[~np.isfinite(f)][0]).as_integer_ratio()  # raises as float.as_integer_ratio does
-    m, e = np.frexp(f)
-    m, e = (m * 2.0**53).astype(np.int64), e.astype(np.int64) - 53  # f = m 2^e exactly
-    tz = _trailing_zeros(m)
-    m, e = m >> tz, e + tz  # lowest terms (m odd unless 0)
+    m, e = _dyadic(vals[is_float].astype(np.float64))
     for k, mk, ek in zip(np.flatnonzero(is_float).tolist(), m.tolist(), e.tolist(), strict=True):
         nums[k], dens[k] = (mk << ek, 1) if ek >= 0 else (mk, 1 << -ek)
     return nums, dens
+
+
+def _dyadic(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m, e) with f = m 2^e exactly in lowest terms (m odd, or 0 with e = 0), as int64 arrays: every finite
+    float is an integer of 53 bits times a power of two. A non-finite entry raises as float.as_integer_ratio."""
+    if f.size and not np.isfinite(f).all():
+        float(f[~np.isfinite(f)][0]).as_integer_ratio()
+    m, e = np.frexp(f)
+    m, e = (m * 2.0**53).astype(np.int64), e.astype(np.int64) - 53
+    tz = _trailing_zeros(m)
+    return m >> tz, np.where(m == 0, 0, e + tz)
+
+
+def float_of(n: int, d: int) -> float:
+    """n / d correctly rounded (Python's int division is), +-inf past float64's range (as numpy's would be)."""
+    try:
+        return n / d
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
 
 
 def _trailing_zeros(m: np.ndarray) -> np.ndarray:
@@ -209,6 +222,23 @@ class RatArray:
     def zeros(cls, *shape: int) -> RatArray:
         return cls(np.zeros(shape, dtype=np.int64))
 
+    @classmethod
+    def of_floats(cls, f: np.ndarray) -> RatArray:
+        """The exact values of finite float64s, over their largest power-of-two denominator."""
+        m, e = _dyadic(np.asarray(f, dtype=np.float64))
+        low = min(int(e.min(initial=0)), 0)
+        shift = e - low  # value = m 2^shift / 2^-low, shift >= 0
+        if int(shift.max(initial=0)) < 62 - 53:
+            return cls.normal(m << shift, 1 << -low)
+        num = np.array([mk << sk for mk, sk in zip(m.reshape(-1).tolist(), shift.reshape(-1).tolist(), strict=True)],
+                       dtype=object).reshape(m.shape)
+        return cls.normal(num, 1 << -low)
+
+    def where(self, mask: np.ndarray, other: RatArray) -> RatArray:
+        """`other`'s entries where `mask` is set, this array's elsewhere (numpy broadcasting)."""
+        (a, b), den = RatArray.common([self, other])
+        return RatArray.normal(np.where(mask, b, a), den)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return self.num.shape
@@ -311,12 +341,14 @@ class RatArray:
         """float64 entries, each the correctly rounded value of its rational."""
         if self.num.dtype == np.int64 and self.max_num <= _FLOAT_EXACT and self.den <= _FLOAT_EXACT:
             return self.num.astype(np.float64) / self.den  # both exact: IEEE division rounds correctly
-        if self.num.dtype == np.int64 and self.den & (self.den - 1) == 0:  # a power of two (the tanh scales)
-            out = np.ldexp(self.num.astype(np.float64), -(self.den.bit_length() - 1))  # one rounding: the first
-            small = np.abs(out) < 2.0**-1022  # (a subnormal result would round twice)
+        if self.den & (self.den - 1) == 0 and (self.num.dtype == np.int64 or self.max_num < 2**1023):
+            # a power of two (tanh scales, products of floats): int -> float64 is correctly rounded (numpy's
+            # and Python's), and scaling by a power of two is exact unless the result is subnormal
+            out = np.ldexp(self.num.astype(np.float64), -(self.den.bit_length() - 1))
+            small = np.abs(out) < 2.0**-1022
             if not (small & (self.num != 0)).any():
                 return out
-        flat = [int(n) / self.den for n in self.num.reshape(-1)]  # int / int is correctly rounded in Python
+        flat = [float_of(int(n), self.den) for n in self.num.reshape(-1)]
         return np.array(flat, dtype=np.float64).reshape(self.shape)
 
     def to_fractions(self) -> np.ndarray:

@@ -32,13 +32,8 @@ def _columns(rw: Rewriter, nid: int, p: int | None) -> tuple[int, RatArray] | No
         return None  # a constant: fold_constants' business
     else:
         atom, m = p, mx.zeros(rw.dim(nid), rw.dim(p))
-    b = _exact(bias)
-    return atom, _exact(m) + RatArray(b.num[:, None], b.den)
-
-
-def _exact(c: Coeffs) -> RatArray:
-    """The entries as exact rationals (a float constant, such as a rounded cosine, as the rational it is)."""
-    return c.rat if c.exact else RatArray.of(c.data)
+    b = bias.rat  # (exact values: a float constant, such as a rounded cosine, as the rational it is)
+    return atom, m.rat + RatArray(b.num[:, None], b.den)
 
 
 def _atoms(rw: Rewriter, nid: int) -> set[int]:

@@ -1,6 +1,5 @@
-"""Exact coefficient helpers for rewrites. Exact operands are handled as RatArrays (integer numerators over one
-denominator: numpy work, no per-entry Fractions); a float entry (an inexact constant) takes the object-array path,
-where every result is re-normalised so integers become Fractions."""
+"""Coefficient helpers for rewrites, on exact values (RatArrays: integer numerators over one denominator, numpy
+work, no per-entry Fractions) and the masks of float entries (inexact constants), which move with their values."""
 
 from __future__ import annotations
 
@@ -21,12 +20,14 @@ def coeffs(data) -> Coeffs:
     return Coeffs(obj_array(data))
 
 
-def _exact(*parts: Coeffs) -> bool:
-    return all(p.exact for p in parts)
-
-
-def _rat(num: np.ndarray, den: int) -> Coeffs:
-    return Coeffs.from_rat(RatArray.normal(num, den))
+def _arranged(parts: Sequence[Coeffs], arrange) -> Coeffs:
+    """`arrange` (a function of a list of same-kind arrays) applied to the parts' numerators over a common
+    denominator and to their float masks alike: entries move, none is computed."""
+    nums, den = RatArray.common([p.rat for p in parts])
+    floats = None
+    if not all(p.exact for p in parts):
+        floats = arrange([np.zeros(p.shape, dtype=bool) if p.floats is None else p.floats for p in parts])
+    return Coeffs.from_rat(RatArray.normal(arrange(nums), den), floats)
 
 
 def zeros(*shape: int) -> Coeffs:
@@ -42,73 +43,58 @@ def add(a: Coeffs, b: Coeffs) -> Coeffs:
 
 
 def diag(v: Coeffs) -> Coeffs:
-    return Coeffs.diag(v.data)
+    return Coeffs.diag(v)
 
 
 def columns(m: Coeffs, indices: Sequence[int], width: int) -> Coeffs:
     """m @ P where P (len(indices) x width) selects `indices`: column j of m lands in column indices[j]."""
-    if m.exact:
-        num = m.rat.num.astype(object) if len(set(indices)) < len(indices) else m.rat.num  # sums: Python ints
-        out = np.zeros((m.shape[0], width), dtype=num.dtype)
-        np.add.at(out, (slice(None), np.asarray(indices, dtype=np.intp)), num)
-        return _rat(out, m.rat.den)
-    out = zeros(m.shape[0], width).data.copy()
-    for j, i in enumerate(indices):
-        out[:, i] = out[:, i] + m.data[:, j]
-    return coeffs(out)
+    if len(set(indices)) < len(indices) or not m.exact:  # sums (which round where a float takes part)
+        return m @ Coeffs.ones_at((len(indices), width), range(len(indices)), indices)
+    return _arranged([m], lambda a: _placed_columns(a[0], indices, width))
+
+
+def _placed_columns(a: np.ndarray, indices: Sequence[int], width: int) -> np.ndarray:
+    out = np.zeros((a.shape[0], width), dtype=a.dtype)
+    out[:, list(indices)] = a
+    return out
 
 
 def rows(m: Coeffs, indices: Sequence[int]) -> Coeffs:
-    if m.exact:
-        return _rat(m.rat.num[list(indices)], m.rat.den)
-    return coeffs(m.data[list(indices)])
+    return _arranged([m], lambda a: a[0][list(indices)])
 
 
 def split_columns(m: Coeffs, widths: Sequence[int]) -> list[Coeffs]:
     cuts = np.cumsum([0, *widths])
-    if m.exact:
-        return [_rat(m.rat.num[:, cuts[k]:cuts[k + 1]], m.rat.den) for k in range(len(widths))]
-    return [coeffs(m.data[:, cuts[k]:cuts[k + 1]]) for k in range(len(widths))]
+    return [_arranged([m], lambda a, k=k: a[0][:, cuts[k]:cuts[k + 1]]) for k in range(len(widths))]
 
 
 def hstack(parts: Sequence[Coeffs], n_rows: int) -> Coeffs:
     if not parts:
         return zeros(n_rows, 0)
-    if _exact(*parts):
-        return Coeffs.from_rat(RatArray.concat([p.rat for p in parts], axis=1))
-    return coeffs(np.concatenate([p.data for p in parts], axis=1))
+    return _arranged(parts, lambda a: np.concatenate(a, axis=1))
 
 
 def concat(parts: Sequence[Coeffs]) -> Coeffs:
     """Stack vectors (1-D) or matrices (2-D, along rows)."""
-    if _exact(*parts):
-        return Coeffs.from_rat(RatArray.concat([p.rat for p in parts]))
-    return coeffs(np.concatenate([p.data for p in parts], axis=0))
+    return _arranged(parts, lambda a: np.concatenate(a, axis=0))
 
 
 def block_diag(blocks: Sequence[Coeffs]) -> Coeffs:
     n = sum(b.shape[0] for b in blocks)
-    if _exact(*blocks):
-        nums, den = RatArray.common([b.rat for b in blocks])
-        out, off = np.zeros((n, n), dtype=nums[0].dtype if nums else np.int64), 0
-        for b in nums:
+
+    def place(arrays: list[np.ndarray]) -> np.ndarray:
+        out, off = np.zeros((n, n), dtype=arrays[0].dtype if arrays else np.int64), 0
+        for b in arrays:
             out[off:off + b.shape[0], off:off + b.shape[0]] = b
             off += b.shape[0]
-        return _rat(out, den)
-    out, off = zeros(n, n).data.copy(), 0
-    for b in blocks:
-        k = b.shape[0]
-        out[off:off + k, off:off + k] = b.data
-        off += k
-    return coeffs(out)
+        return out
+    return _arranged(blocks, place)
 
 
 def pad_rows(m: Coeffs, offset: int, n_rows: int) -> Coeffs:
     """m placed at rows offset.. of an n_rows-row zero matrix (vectors too)."""
-    if m.exact:
-        out = np.zeros((n_rows, *m.shape[1:]), dtype=m.rat.num.dtype)
-        out[offset:offset + m.shape[0]] = m.rat.num
-        return _rat(out, m.rat.den)
-    out = zeros(n_rows, *m.shape[1:]).data.copy()
-    out[offset:offset + m.shape[0]] = m.data
-    return coeffs(out)
+    def place(a: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((n_rows, *m.shape[1:]), dtype=a[0].dtype)
+        out[offset:offset + m.shape[0]] = a[0]
+        return out
+    return _arranged([m], place)

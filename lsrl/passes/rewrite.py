@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from lsrl.diagnostics import Span
+from lsrl.diagnostics import Span, error
 from lsrl.ir import graph as ir
 from lsrl.ir.coeffs import Coeffs
 
@@ -153,7 +153,13 @@ class Rewriter:
             uses[r] += 1
         for n in g.nodes:
             self._span = n.span
-            nid = self._rewrite(n)
+            try:
+                nid = self._rewrite(n)
+            except OverflowError:  # an inexact product rounding to inf (Coeffs)
+                nid = None
+            if nid is None or not all(c.finite for c in ir.coeffs_of(self.b[nid].op)):
+                raise error("E0709", "optimisation fused coefficients into one beyond float64's range (magnitude "
+                            "1.8e308 or more)", n.span, "rescale the constants, or compile with --no-opt")
             self.remap[n.id] = nid
             self._uses[nid] = self._uses.get(nid, 0) + uses[n.id]
         counts = dict(self.counts)

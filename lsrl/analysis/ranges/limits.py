@@ -11,6 +11,7 @@ SMALL_SET = 16  # lattices with at most this many points are kept as explicit se
 SUMSET_LIMIT = 1 << 16  # transfer functions build explicit sums/products up to this many pairs
 EAGER_SUMSET = 64  # ... a sum to be refined by enumeration first: the full sumset only if that fails
 ENUM_MAX = 64  # a support member with at most this many values is enumerated (else symbolic)
+VECTOR_WORK = 1 << 22  # values x cone wires a single-member support may be evaluated at, all values at once
 ORBIT_ENUM_MAX = 512  # an orbit with at most this many points is enumerated jointly
 ROW_LIMIT = 2048  # rows (points of the enumerated support members) of one enumeration
 PIECE_LIMIT = 2048  # rows after piecewise-affine splitting, per enumeration

@@ -43,10 +43,10 @@ class NodeRange:
     def values(self) -> tuple:
         return tuple(_fractions(v.values(VALUES_LIMIT)) for v in self.vals)
 
-    @property
-    def magnitudes(self) -> list[float]:
+    @cached  # asked for by every stage that carries the value, in the error analysis and the backends
+    def magnitudes(self) -> tuple[float, ...]:
         """Per component, the bound on |value| (inf where there is none)."""
-        return [max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True)]
+        return tuple(max(abs(float(a)), abs(float(b))) for a, b in zip(self.lo, self.hi, strict=True))
 
     @cached  # backends ask per unit, once for every layer a value is carried through
     def bound(self) -> float:
