@@ -2,7 +2,8 @@
 without a cliff). Per (backend, T): seconds for `lsrl.compile` (parse, optimise, analyse, lower, emit) plus the
 promise; then the fitted exponent of time ~ T^k per backend. `--phases`: the same time split by the driver's
 steps (lsrl/compiling.py), each timed where the driver calls it. `--repeat N`: the best of N runs (each step's
-best, with --phases).
+best, with --phases). Without --phases, a second table gives each model's parameter count and the compile time
+per parameter.
 
     python -m bench.bench_tok2tok_scaling [--T 8 16 32 64 128] [--backend rnn ...] [--phases] [--repeat N]
 """
@@ -91,17 +92,26 @@ def main(argv=None) -> None:
         return
     print("| backend | " + " | ".join(f"T={t}" for t in args.T) + " | exponent |")
     print("|---|" + "---|" * (len(args.T) + 1))
+    sizes = {}
     for name in names:
         secs = []
         for t in args.T:
             best = math.inf
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                lsrl.compile(PROGRAM, name, params={"T": t}).promise()
+                compiled = lsrl.compile(PROGRAM, name, params={"T": t})
+                compiled.promise()
                 best = min(best, time.perf_counter() - t0)
             secs.append(best)
+            sizes[name, t] = (compiled.parameter_count(), best)
         cells = " | ".join(f"{s:.1f} s" for s in secs)
         print(f"| {name} | {cells} | {_fit(args.T, secs):.2f} |", flush=True)
+    # the model a compile writes: dense weights whose count grows as T^2 bound any compile time from below
+    print("\n| backend | " + " | ".join(f"T={t}: parameters, us each" for t in args.T) + " |")
+    print("|---|" + "---|" * len(args.T))
+    for name in names:
+        cells = " | ".join(f"{sizes[name, t][0]:,}, {1e6 * sizes[name, t][1] / sizes[name, t][0]:.2f}" for t in args.T)
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":

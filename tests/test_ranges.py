@@ -708,3 +708,52 @@ def test_enumeration_shortcuts_lose_nothing_on_random_programs(monkeypatch, text
     prog = compile_source("input x[1] in {0, 1, 2, 3}\n" + text, "rand.lsrl")
     r = analyze(prog.graph, prog.input.domain, max_len)
     _at_least_as_tight(r, _analyze_without_shortcuts(monkeypatch, prog.graph, prog.input.domain, max_len), prog.graph)
+
+
+def _congruence_by_rounds(A, dv, s0):
+    """The plain fixed-point iteration the worklist replaces: every component recomputed each round."""
+    from lsrl.analysis.ranges.arith import ZERO, _gcd
+
+    n = len(A)
+    dl = [v.lattice() for v in dv]
+    cur = [(s0[i], ZERO) for i in range(n)]
+
+    def norm(lt):
+        return lt if lt is None or lt[1] == 0 else (lt[0] % lt[1], lt[1])
+
+    for _ in range(n + 64):
+        nxt = []
+        for i in range(n):
+            if dl[i] is None or any(cur[j] is None for j in range(n) if A[i][j]):
+                nxt.append(None)
+                continue
+            off, st = dl[i]
+            for j in range(n):
+                if A[i][j]:
+                    off, st = off + A[i][j] * cur[j][0], _gcd(st, abs(A[i][j]) * cur[j][1])
+            nxt.append((off, st))
+        joined = [None if c is None or m is None else norm((c[0], _gcd(_gcd(c[1], m[1]), m[0] - c[0])))
+                  for c, m in zip(cur, nxt, strict=True)]
+        if joined == [norm(c) for c in cur]:
+            return [None if c is None or c[1] == 0 else c for c in joined]
+        cur = joined
+    return [None] * n
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.sampled_from([0, 0, 0, 1, -1, 2, 3]), min_size=n, max_size=n), min_size=n, max_size=n),
+    st.lists(st.one_of(st.none(), st.tuples(st.integers(-6, 6), st.integers(0, 6))), min_size=n, max_size=n),
+    st.lists(st.integers(-5, 5), min_size=n, max_size=n))))
+def test_congruence_worklist_reaches_the_rounds_fixed_point(case):
+    """A shift register's lattice needs as many rounds as it has slots; the worklist recomputes only the
+    components whose inputs changed, and must land on the same fixed point."""
+    from lsrl.analysis.ranges.arith import Q
+    from lsrl.analysis.ranges.states import _congruence
+    from lsrl.analysis.ranges.values import Val
+
+    A, drives, s0 = case
+    A = [[Q(a) for a in row] for row in A]
+    dv = [Val.top() if d is None else Val.lat(Q(d[0]), Q(d[1]), Q(-100), Q(100)) for d in drives]
+    s0 = [Q(x) for x in s0]
+    assert _congruence(A, dv, s0) == _congruence_by_rounds(A, dv, s0)

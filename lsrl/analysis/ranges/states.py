@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -190,7 +191,11 @@ def _group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _congruence(A, dv, s0):
-    """Per component (off, step) with s_t in off + step Z for all t, or None (a lattice fixed point)."""
+    """Per component (off, step) with s_t in off + step Z for all t, or None (a lattice fixed point).
+
+    Chaotic iteration of s <- s join (A s + dv) from s_0: a component is recomputed only when one it reads
+    changed (a worklist), which reaches the same least fixed point as recomputing every component per round
+    but visits a T-slot shift register's slots O(T) times, not T rounds of T."""
     n = len(A)
     dl = [v.lattice() for v in dv]
     cur = [(s0[i], ZERO) for i in range(n)]
@@ -199,30 +204,40 @@ def _congruence(A, dv, s0):
         return lt if lt is None or lt[1] == 0 else (lt[0] % lt[1], lt[1])
 
     nonzero = [[(j, a) for j, a in enumerate(row) if a != 0] for row in A]
-    for _ in range(n + 64):  # a chain (a shift register) needs n rounds to carry its input's lattice along
-        nxt = []
-        for i in range(n):
-            if dl[i] is None:
-                nxt.append(None)
-                continue
-            off, st = dl[i]
+    readers: list[list[int]] = [[] for _ in range(n)]
+    for i, row in enumerate(nonzero):
+        for j, _ in row:
+            readers[j].append(i)
+    work, queued = deque(range(n)), [True] * n
+    budget = (n + 64) * n  # the per-round iteration's cap, in component updates
+    while work:
+        budget -= 1
+        if budget < 0:
+            return [None] * n
+        i = work.popleft()
+        queued[i] = False
+        c = cur[i]
+        if c is None:
+            continue
+        m = dl[i]
+        if m is not None:
+            off, st = m
             for j, a in nonzero[i]:
                 if cur[j] is None:
-                    off = None
+                    m = None
                     break
                 off += a * cur[j][0]
                 st = _gcd(st, abs(a) * cur[j][1])
-            nxt.append(None if off is None else (off, st))
-        joined = []
-        for c, m in zip(cur, nxt, strict=True):
-            if c is None or m is None:
-                joined.append(None)
             else:
-                joined.append(norm((c[0], _gcd(_gcd(c[1], m[1]), m[0] - c[0]))))
-        if joined == [norm(c) for c in cur]:
-            return [None if c is None or c[1] == 0 else c for c in joined]
-        cur = joined
-    return [None] * n
+                m = (off, st)
+        new = None if m is None else norm((c[0], _gcd(_gcd(c[1], m[1]), m[0] - c[0])))
+        if new != norm(c):
+            cur[i] = new
+            for r in readers[i]:
+                if not queued[r]:
+                    queued[r] = True
+                    work.append(r)
+    return [None if c is None or c[1] == 0 else norm(c) for c in cur]
 
 
 def _imatvec(Af, absA, lo, hi, dlo, dhi):
