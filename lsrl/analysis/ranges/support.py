@@ -81,12 +81,12 @@ _ZF = (ZERO, {}, ZERO, ZERO)  # the zero affine form
 def _all_values(v: Val, limit: int) -> RatArray | None:
     """Every value of v as a RatArray (a lattice's from its offset and step, without a Fraction per value), or
     None past `limit` values or where v is not an exact set."""
-    if not v.exact or v.count() > limit:
-        return None
+    if not v.exact or v.count() > limit or any(type(x) is not Q for x in (v.vals or (v.lo, v.step))):
+        return None  # (float values: a float-derived member)
     if v.vals is not None:
-        den = math.lcm(*(x.denominator for x in v.vals))
+        den = math.lcm(*(int(x.denominator) for x in v.vals))
         return RatArray.normal(np.array([int(x * den) for x in v.vals], dtype=object), den)
-    den = math.lcm(v.lo.denominator, v.step.denominator)
+    den = math.lcm(int(v.lo.denominator), int(v.step.denominator))
     lo, step, n = int(v.lo * den), int(v.step * den), v.count()
     if max(abs(lo), abs(lo + step * n)) < 2**62:
         return RatArray.normal(lo + step * np.arange(n, dtype=np.int64), den)
@@ -95,7 +95,7 @@ def _all_values(v: Val, limit: int) -> RatArray | None:
 
 def _scalar(q: Q) -> RatArray:
     """An exact rational as a 0-d RatArray (broadcasts against a member's values)."""
-    return RatArray.normal(np.array(q.numerator, dtype=object), q.denominator)
+    return RatArray.normal(np.array(int(q.numerator), dtype=object), int(q.denominator))
 
 
 def _fan(pts: list) -> list:
