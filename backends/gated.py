@@ -200,12 +200,8 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
 
 
 def _column_entries(M) -> list[list[tuple[int, Fraction]]]:
-    """Per column of a stage matrix (Coeffs): its nonzero (row, entry) pairs, from the nonzeros only."""
-    out: list[list[tuple[int, Fraction]]] = [[] for _ in range(M.shape[1])]
-    (rows, cols), vals = M.entries
-    for r, c, v in zip(rows.tolist(), cols.tolist(), vals, strict=True):
-        out[c].append((r, Fraction(v)))
-    return out
+    """Per column of a stage matrix (Coeffs): its nonzero (row, entry) pairs (its transpose's sparse rows)."""
+    return [[(r, Fraction(v)) for r, v in col] for col in M.T.sparse_rows]
 
 
 def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
