@@ -232,3 +232,14 @@ def test_inexact_coeffs_algebra_rounds_once_and_keeps_floats_marked(ab):
         [obj_array([[0] * a.shape[1]]), a, obj_array([[0] * a.shape[1]])]).reshape(a.shape[0] + 2, a.shape[1])))
     if a.shape[1]:
         assert _typed(Coeffs.diag(a[0])) == _typed(Coeffs(np.diag(a[0])))
+        # columns: column j lands in column idx[j], repeats add up (a float among them: one rounding)
+        idx = [(3 * j) % (a.shape[1] + 1) for j in range(a.shape[1])] + [0]
+        wide = np.concatenate([a, a[:, :1]], axis=1)
+        want = []
+        for i in range(a.shape[0]):
+            for k in range(a.shape[1] + 1):
+                parts = [wide[i, j] for j in range(len(idx)) if idx[j] == k]
+                total = sum((Fraction(v) for v in parts), Fraction(0))
+                inexact = any(type(v) is float for v in parts)
+                want.append((inexact, Fraction(float(total)) if inexact else total))
+        assert _typed(mx.columns(Coeffs(wide), idx, a.shape[1] + 1)) == want

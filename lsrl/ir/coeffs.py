@@ -60,17 +60,6 @@ def _small_matmul(a: np.ndarray, b: np.ndarray) -> list | np.ndarray:
     return out[0] if a.ndim == 1 else out
 
 
-def _rounded(exact: RatArray, floats: np.ndarray) -> Coeffs:
-    """The exact results `exact` where `floats` is clear; where set (a float took part: an inexact constant),
-    each value rounded once to float64 (correctly rounded, whatever the summation order)."""
-    if not floats.any():
-        return Coeffs.from_rat(exact)
-    f = np.where(floats, exact.to_float(), 0.0)
-    if not np.isfinite(f).all():
-        raise OverflowError("an inexact (float) coefficient beyond float64's range")
-    return Coeffs.from_rat(exact.where(floats, RatArray.of_floats(f)), floats)
-
-
 def _lines_of(floats: np.ndarray | None, shape: tuple[int, ...], axis: int) -> np.ndarray:
     """Per row (axis 1) or column (axis 0) of a matrix: whether it holds a float entry."""
     if floats is None:
@@ -131,6 +120,17 @@ class Coeffs:
         else:
             c.floats, c.exact = None, True
         return c
+
+    @classmethod
+    def rounded(cls, exact: RatArray, floats: np.ndarray) -> Coeffs:
+        """Results of exact arithmetic: `exact` where `floats` is clear; where set (a float took part: an inexact
+        constant), each value rounded once to a float (correctly rounded, whatever the summation order)."""
+        if not floats.any():
+            return cls.from_rat(exact)
+        f = np.where(floats, exact.to_float(), 0.0)
+        if not np.isfinite(f).all():
+            raise OverflowError("an inexact (float) coefficient beyond float64's range")
+        return cls.from_rat(exact.where(floats, RatArray.of_floats(f)), floats)
 
     @cached
     def data(self) -> np.ndarray:  # only reached by a Coeffs made from_rat (__init__ sets it)
@@ -291,7 +291,7 @@ class Coeffs:
         rows = _lines_of(self.floats, (m, k), 1) if len(sa) == 2 else np.array([self.floats is not None])
         cols = _lines_of(other.floats, (k, n), 0) if len(sb) == 2 else np.array([other.floats is not None])
         floats = (rows[:, None] | cols[None, :]) & bool(k)  # (an empty sum stays an exact 0)
-        return _rounded(exact, floats.reshape(exact.shape))
+        return Coeffs.rounded(exact, floats.reshape(exact.shape))
 
     @cached
     def rat(self) -> RatArray:
@@ -313,7 +313,7 @@ class Coeffs:
             if self.exact and other.exact:
                 return Coeffs.from_rat(exact)
             no = np.zeros(self.shape, dtype=bool)
-            return _rounded(exact, (no if self.floats is None else self.floats)
+            return Coeffs.rounded(exact, (no if self.floats is None else self.floats)
                             | (no if other.floats is None else other.floats))
         return Coeffs(obj_array(self.data + other.data))  # (numpy broadcasting: a few scalar sums)
 

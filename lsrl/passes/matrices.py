@@ -47,16 +47,12 @@ def diag(v: Coeffs) -> Coeffs:
 
 
 def columns(m: Coeffs, indices: Sequence[int], width: int) -> Coeffs:
-    """m @ P where P (len(indices) x width) selects `indices`: column j of m lands in column indices[j]."""
-    if len(set(indices)) < len(indices) or not m.exact:  # sums (which round where a float takes part)
-        return m @ Coeffs.ones_at((len(indices), width), range(len(indices)), indices)
-    return _arranged([m], lambda a: _placed_columns(a[0], indices, width))
-
-
-def _placed_columns(a: np.ndarray, indices: Sequence[int], width: int) -> np.ndarray:
-    out = np.zeros((a.shape[0], width), dtype=a.dtype)
-    out[:, list(indices)] = a
-    return out
+    """m @ P where P (len(indices) x width) selects `indices`: column j of m lands in column indices[j] (repeats
+    add up; an entry a float lands in is a float, its exact sum rounded once)."""
+    P = Coeffs.ones_at((len(indices), width), range(len(indices)), indices)
+    if m.exact:
+        return m @ P
+    return Coeffs.rounded(m.rat @ P.rat, (m.floats.astype(np.int64) @ P.rat.num) > 0)
 
 
 def rows(m: Coeffs, indices: Sequence[int]) -> Coeffs:
