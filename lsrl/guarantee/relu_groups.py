@@ -213,17 +213,12 @@ class Errors:
         return plain, np.array(cols, dtype=np.intp), np.array([self.tags[c][0] for c in cols], dtype=np.intp)
 
     @cached
-    def _singles(self) -> np.ndarray:
-        """Per tagged column: its member's read on its own (Group.single)."""
-        _, cols, _ = self._tagged
-        return np.array([self.groups[self.tags[c][0]].single[self.tags[c][1]] for c in cols.tolist()])
-
-    @cached
     def _column_reads(self) -> np.ndarray:
-        """Per column: what a unit weight on it alone reads (its error, or a tagged member's single read)."""
+        """Per column: what a unit weight on it alone reads (its error, or a tagged member's read on its own,
+        Group.single)."""
         plain, cols, _ = self._tagged
         out = np.where(plain, np.asarray(self.err, dtype=np.float64), 0.0)
-        out[cols] = self._singles
+        out[cols] = [self.groups[self.tags[c][0]].single[self.tags[c][1]] for c in cols.tolist()]
         return out
 
     def read(self, M: np.ndarray | Coeffs) -> np.ndarray:

@@ -60,13 +60,6 @@ def _small_matmul(a: np.ndarray, b: np.ndarray) -> list | np.ndarray:
     return out[0] if a.ndim == 1 else out
 
 
-def _lines_of(floats: np.ndarray | None, shape: tuple[int, ...], axis: int) -> np.ndarray:
-    """Per row (axis 1) or column (axis 0) of a matrix: whether it holds a float entry."""
-    if floats is None:
-        return np.zeros(shape[1 - axis], dtype=bool)
-    return floats.any(axis=axis)
-
-
 def _rat_key(r: RatArray) -> tuple:
     """A hashable identity of the values of `r`: lowest terms (unique), int64 numerators as bytes."""
     r = RatArray.normal(r.num, r.den)
@@ -150,12 +143,17 @@ class Coeffs:
         mask.flags.writeable = False
         return mask
 
+    @property
+    def float_mask(self) -> np.ndarray:
+        """`floats` as an array even when there are none (all False): for algebra that combines masks."""
+        return np.zeros(self.shape, dtype=bool) if self.floats is None else self.floats
+
     @cached
     def _key(self) -> tuple:
         """The value identity, built on first comparison or hash only: an exact array's lowest-terms integer
         numerators (bytes when int64) and denominator, which hash far faster than its Fractions; an array
-        with float entries (inexact constants) also where they are and their bits, so it never equals an exact
-        one."""
+        with float entries (inexact constants) also where they are (their values are in the numerators), so it
+        never equals an exact one."""
         if self.exact:
             return self.shape, _rat_key(self.rat)
         return self.shape, self.floats.tobytes(), _rat_key(self.rat)
@@ -288,8 +286,7 @@ class Coeffs:
         if self.exact and other.exact:
             return Coeffs.from_rat(exact)
         # an entry is a float (inexact) when a float takes part in its sum: its exact sum, rounded once
-        rows = _lines_of(self.floats, (m, k), 1) if len(sa) == 2 else np.array([self.floats is not None])
-        cols = _lines_of(other.floats, (k, n), 0) if len(sb) == 2 else np.array([other.floats is not None])
+        rows, cols = self.float_mask.reshape(m, k).any(axis=1), other.float_mask.reshape(k, n).any(axis=0)
         floats = (rows[:, None] | cols[None, :]) & bool(k)  # (an empty sum stays an exact 0)
         return Coeffs.rounded(exact, floats.reshape(exact.shape))
 
@@ -312,9 +309,7 @@ class Coeffs:
             exact = self.rat + other.rat  # integer numerators: no Fraction additions
             if self.exact and other.exact:
                 return Coeffs.from_rat(exact)
-            no = np.zeros(self.shape, dtype=bool)
-            return Coeffs.rounded(exact, (no if self.floats is None else self.floats)
-                            | (no if other.floats is None else other.floats))
+            return Coeffs.rounded(exact, self.float_mask | other.float_mask)
         return Coeffs(obj_array(self.data + other.data))  # (numpy broadcasting: a few scalar sums)
 
     def __neg__(self) -> Coeffs:

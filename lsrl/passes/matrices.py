@@ -26,7 +26,7 @@ def _arranged(parts: Sequence[Coeffs], arrange) -> Coeffs:
     nums, den = RatArray.common([p.rat for p in parts])
     floats = None
     if not all(p.exact for p in parts):
-        floats = arrange([np.zeros(p.shape, dtype=bool) if p.floats is None else p.floats for p in parts])
+        floats = arrange([p.float_mask for p in parts])
     return Coeffs.from_rat(RatArray.normal(arrange(nums), den), floats)
 
 
