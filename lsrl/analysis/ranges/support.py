@@ -7,8 +7,6 @@ import math
 from functools import reduce
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from lsrl.analysis.ranges.arith import (
     ONE,
     ZERO,
@@ -22,6 +20,7 @@ from lsrl.analysis.ranges.arith import (
     _imul,
     _mul,
 )
+from lsrl.analysis.ranges.by_value import cone_values
 from lsrl.analysis.ranges.limits import (
     BALL_REL,
     ENUM_MAX,
@@ -32,13 +31,11 @@ from lsrl.analysis.ranges.limits import (
     PLAN_LIMIT,
     ROW_LIMIT,
     SPLIT_FANOUT,
-    VECTOR_WORK,
     WORK_LIMIT,
 )
 from lsrl.analysis.ranges.values import Val, _sq_range, v_join, v_lin
-from lsrl.analysis.ranges.wires import LIN, RELU, STATE, STATELESS, _Wire
+from lsrl.analysis.ranges.wires import LIN, RELU, STATE, _Wire
 from lsrl.cached import cached
-from lsrl.ir.rational import RatArray
 
 if TYPE_CHECKING:
     from lsrl.analysis.ranges.analysis import _Analysis
@@ -76,26 +73,6 @@ def _crt(a, b):
 
 
 _ZF = (ZERO, {}, ZERO, ZERO)  # the zero affine form
-
-
-def _all_values(v: Val, limit: int) -> RatArray | None:
-    """Every value of v as a RatArray (a lattice's from its offset and step, without a Fraction per value), or
-    None past `limit` values or where v is not an exact set."""
-    if not v.exact or v.count() > limit or any(type(x) is not Q for x in (v.vals or (v.lo, v.step))):
-        return None  # (float values: a float-derived member)
-    if v.vals is not None:
-        den = math.lcm(*(int(x.denominator) for x in v.vals))
-        return RatArray.normal(np.array([int(x * den) for x in v.vals], dtype=object), den)
-    den = math.lcm(int(v.lo.denominator), int(v.step.denominator))
-    lo, step, n = int(v.lo * den), int(v.step * den), v.count()
-    if max(abs(lo), abs(lo + step * n)) < 2**62:
-        return RatArray.normal(lo + step * np.arange(n, dtype=np.int64), den)
-    return RatArray.normal(np.array([lo + step * k for k in range(n)], dtype=object), den)
-
-
-def _scalar(q: Q) -> RatArray:
-    """An exact rational as a 0-d RatArray (broadcasts against a member's values)."""
-    return RatArray.normal(np.array(int(q.numerator), dtype=object), int(q.denominator))
 
 
 def _fan(pts: list) -> list:
@@ -333,34 +310,9 @@ class _Enumeration:
         return v_join(parts)
 
     def _by_value(self) -> Val | None:
-        """Over a single support member with a known value set (the step counter's 1..max_len, say): the target
-        at every value at once, in exact integer arithmetic (RatArray), so its exact value set. Piecewise
-        evaluation would cut the member's range at every kink of the cone: a binary decoder of the step
-        number has thousands of pieces per bit. None where a cone wire has float coefficients."""
-        W = self.an.wires
-        if len(self.members) != 1 or any(W[x].flt or W[x].kind not in STATELESS for x in self.order):
-            return None
-        m = self.members[0]
-        xs = _all_values(W[m].val, VECTOR_WORK // max(1, len(self.order)))
-        if xs is None:
-            return None
-        vec = {m: xs}
-
-        def at(a: int) -> RatArray:
-            return vec[a] if a in vec else _scalar(W[a].val.vals[0])
-        for x in self.order:
-            w = W[x]
-            if w.kind == LIN:
-                v = _scalar(w.bias)
-                for c, a in zip(w.coefs, w.args, strict=True):
-                    v = v + _scalar(c) * at(a)
-            elif w.kind == RELU:
-                v = at(w.args[0]).relu()
-            else:
-                v = at(w.args[0]) * at(w.args[1])
-            vec[x] = v
-        out = vec[self.target]
-        return Val.of_set(Q(int(n), out.den) for n in np.unique(np.broadcast_to(out.num, xs.shape)).tolist())
+        """Over a single support member with a known value set: the exact value set, every value at once
+        (`by_value.cone_values`); None where that does not apply."""
+        return cone_values(self.an.wires, self.members, self.order, self.target)
 
     def _parts(self, rows: list[_Row]) -> list[Val] | None:
         """The target's value over each row's pieces, or None when the rows would take more than PLAN_LIMIT."""
