@@ -17,13 +17,21 @@ backends build four kinds of unit, each a small set of physical units read throu
 LSTM realises a switch as one unit (o = sigma(s), g = eps v, i = 1, f = 0); GRU as two, a and c, with
 h_a = sigma(s) eps v + sigma(-s) h_a' (z = sigma(-s)) and h_c = sigma(-s) h_a' (r = sigma(-s) on a copy of
 h_a'): h_a - h_c = sigma(s) eps v. Each backend only maps these units to its gate rows.
+
+A GRU switch that is off holds h_a through torch's (h_a' - n) z + n, which rounds: an accumulator summing such
+switches would gather that rounding at every step. So on GRU an accumulator row s_t = s_{t-1} + B (V_t + D sw_t)
+reading the switches of the layer before (V: the pass-through part, D sw: the switch part) is carried as
+P_t = s_t - B D sw_t = P_{t-1} + B V_t + B D sw_{t-1}, plus value units holding the current B D sw_t (read once,
+never summed). sw_{t-1} comes from a delayed twin of each switch in the layer before: d_t = r_t * h_b(t-1), where a
+value unit b holds eps v and the reset gate r_t = sigma(s_{t-1}) reads b too: exactly 0 when the switch was off,
+exactly eps v_{t-1} when it was on, and the same surrogate as the switch inside its band (`_latch_plan`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
@@ -33,7 +41,7 @@ from lsrl.backends.base import SILU_SLOPE, Emitted, layers_config, placements
 
 from lsrl.diagnostics import Note, error
 from lsrl.guarantee.facts import Facts
-from lsrl.guarantee.propagate import BOUNDED_I, FLOAT_EXACT_I, Context, StageErrors, rounding
+from lsrl.guarantee.propagate import BOUNDED_I, FLOAT_EXACT_I, Context, StageErrors, dot_rounding, rounding
 from lsrl.ir.graph import Graph
 from lsrl.ir.rational import RatArray
 from lsrl.lowering.bounds import layout_bounds, stack_bounds
@@ -81,6 +89,10 @@ class Unit:
     switch_bias: Fraction = Fraction(0)
     recur: dict[int, Fraction] = field(default_factory=dict)  # logical unit -> coefficient (value units)
     recur_bias: Fraction = Fraction(0)
+    # a delayed twin (GRU): a reset gate over the layer's own previous values, r = sigmoid(gate . values +
+    # gate_bias), which scales the recurrence: out = eps * r * (recur . values)
+    gate: dict[int, Fraction] | None = None
+    gate_bias: Fraction = Fraction(0)
 
 
 @dataclass
@@ -93,6 +105,8 @@ class GatedLayer:
     n_values: int
     units: list[Unit] = field(default_factory=list)
     reads: dict[int, list[tuple[int, Fraction]]] = field(default_factory=dict)  # value row -> (unit, coef)
+    delayed: dict[int, int] = field(default_factory=dict)  # switch unit -> its delayed twin
+    switched: np.ndarray | None = None  # per value row: a bound of its switch part (where it has twins)
 
     def add(self, unit: Unit) -> int:
         self.units.append(unit)
@@ -114,21 +128,47 @@ class StageInfo:
     on_u: list[bool] = field(default_factory=list)  # gate: per product, whether the switch factor is the first
     below: list[float] = field(default_factory=list)  # gate: per product, switch-factor error keeping it exact
     zeroes: list[int] = field(default_factory=list)  # gate: per product, StageErrors.zero_products
+    latched: list[int] = field(default_factory=list)  # state: the rows carried as P plus the current switches
+    mixed: list[int] = field(default_factory=list)  # state: the latched rows that also read values (not switches)
+    current: list[float] = field(default_factory=list)  # state: per row, the bound of its current switch part
+
+
+@dataclass
+class Source:
+    """What a layer reads from the one before: `dec` maps the previous stage's values to its physical units; where
+    that layer has delayed twins, `switched` is the part of `dec` reading switches, `delayed` reads the twins with
+    the same coefficients (the switch parts one step late), and `bounds` bounds each row's switch part."""
+
+    dec: RatArray
+    switched: RatArray | None = None
+    delayed: RatArray | None = None
+    bounds: np.ndarray | None = None
+
+
+def _value_unit(layer: GatedLayer, row: int, bound: float) -> int:
+    return layer.add(Unit(scale_for(bound), {row: Fraction(1)}))
 
 
 def _value_units(layer: GatedLayer, rows: range, bounds: np.ndarray) -> list[int]:
     out = []
     for r in rows:
-        u = layer.add(Unit(scale_for(bounds[r]), {r: Fraction(1)}))
-        layer.read(r, u)
-        out.append(u)
+        out.append(_value_unit(layer, r, bounds[r]))
+        layer.read(r, out[-1])
     return out
 
 
 def _switch(layer: GatedLayer, value_row: int, bound: float, switch: dict[int, Fraction], switch_bias: Fraction,
-            into: int, coef: Fraction) -> None:
+            into: int, coef: Fraction) -> int:
     u = layer.add(Unit(scale_for(bound), {value_row: Fraction(1)}, switch=switch, switch_bias=switch_bias))
     layer.read(into, u, coef)
+    return u
+
+
+def _twin(layer: GatedLayer, switch: int, held: int, gate: dict[int, Fraction], gate_bias: Fraction) -> None:
+    """The delayed twin of a switch over its drive v: r * eps v_{t-1}, the previous v read from the value unit
+    `held`, the reset gate r = sigmoid(gate . values + gate_bias) the switch's pre-activation one step late."""
+    x = layer.units[switch]
+    layer.delayed[switch] = layer.add(Unit(x.eps, {}, recur={held: Fraction(1)}, gate=gate, gate_bias=gate_bias))
 
 
 def _bounds_of(M: RatArray, bias: RatArray, h: np.ndarray) -> np.ndarray:
@@ -145,15 +185,27 @@ def _require(bounds: np.ndarray, graph: Graph, node: int, backend: str) -> None:
                     (Note(f"tanh(x) == x only for |x| <= 2^{EPS_LOG2 + 1}: every value is scaled into that band"),))
 
 
-def state_layer(graph: Graph, st: StateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
-                dtype: torch.dtype):
+def state_layer(graph: Graph, st: StateStage, src: Source, h: np.ndarray, facts: Facts, backend: str,
+                dtype: torch.dtype, latched=()):
     """One value unit per state component, its recurrence through the layer's own units (A), and the init
-    through a constant unit."""
-    layer = GatedLayer(st.B.rat @ dec_in, st.bias.rat, st.out.width)
+    through a constant unit. A `latched` row s is carried as P = s - B D sw (its drive reading the previous
+    switches' delayed twins), plus a value unit holding the current B D sw."""
+    width, B, rows = st.out.width, st.B.rat, sorted(latched)
     bounds = layout_bounds(st.out, facts.magnitudes)
+    current = np.zeros(width)
+    if rows:
+        pick = RatArray.from_entries((len(rows), width), {(j, r): Fraction(1) for j, r in enumerate(rows)})
+        drive = B @ src.dec + pick.T @ (pick @ B @ (src.delayed + -src.switched))
+        layer = GatedLayer(RatArray.concat([drive, pick @ B @ src.switched]),
+                           RatArray.concat([st.bias.rat, RatArray.zeros(len(rows))]), width)
+        current[rows] = np.abs(B[rows].to_float()) @ src.bounds
+        values = (pick @ B @ (src.dec + -src.switched)).num != 0
+        mixed = [r for r, v in zip(rows, values.any(axis=1), strict=True) if v]
+    else:
+        layer, mixed = GatedLayer(B @ src.dec, st.bias.rat, width), []
     for seg in st.out.segments:
         _require(bounds[seg.start:seg.start + seg.dim], graph, seg.node, backend)
-    units = _value_units(layer, range(st.out.width), bounds)
+    units = _value_units(layer, range(width), bounds + current)
     a_init = (st.A.rat @ st.init.rat).to_fractions()
     const = layer.add(Unit(scale_for(1.0), {}, Fraction(1))) if any(a_init) else None
     for r, u in enumerate(units):
@@ -162,14 +214,17 @@ def state_layer(graph: Graph, st: StateStage, dec_in: RatArray, h: np.ndarray, f
         if const is not None and a_init[r]:  # s_0 = init enters as A init (1 - const_{t-1}) at t = 1
             unit.recur[const] = -Fraction(a_init[r])
             unit.recur_bias = Fraction(a_init[r])
-    return layer, StageInfo()
+    for j, r in enumerate(rows):
+        layer.read(r, _value_unit(layer, width + j, current[r]))
+    return layer, StageInfo(latched=rows, mixed=mixed, current=current.tolist())
 
 
-def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
-              dtype: torch.dtype):
-    """Value units for the pass-through rows, a ReLU switch (v = s/k = w) per hidden unit, k from its margin."""
+def mlp_layer(graph: Graph, st: MLPStage, src: Source, h: np.ndarray, facts: Facts, backend: str,
+              dtype: torch.dtype, latched=()):
+    """Value units for the pass-through rows, a ReLU switch (v = s/k = w) per hidden unit, k from its margin; the
+    switches read by a `latched` row get delayed twins (over a value unit holding w, which also gives the gate)."""
     n_vals, n_hidden = st.out.width, st.E.shape[0]
-    layer = GatedLayer(RatArray.concat([st.C.rat, st.E.rat]) @ dec_in, RatArray.concat([st.c.rat, st.e.rat]),
+    layer = GatedLayer(RatArray.concat([st.C.rat, st.E.rat]) @ src.dec, RatArray.concat([st.c.rat, st.e.rat]),
                        n_vals)
     direct = ((st.C.rat.num != 0).any(axis=1) | (st.c.rat.num != 0)).tolist()
     vb, hb = _bounds_of(st.C.rat, st.c.rat, h), _bounds_of(st.E.rat, st.e.rat, h)
@@ -182,6 +237,9 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
         if any(direct[seg.start:seg.start + seg.dim]):
             _require(vb[seg.start:seg.start + seg.dim], graph, seg.node, backend)
             _value_units(layer, range(seg.start, seg.start + seg.dim), vb)
+    if latched:  # a switch part's bound: its ReLUs' arguments', or the row's own where it is all switches
+        sw = np.abs(st.D.f64) @ hb
+        layer.switched = np.where(direct, sw, np.minimum(sw, layout_bounds(st.out, facts.magnitudes)))
     info = StageInfo()
     for k in range(n_hidden):
         _require(hb[k:k + 1], graph, owner[k], backend)
@@ -194,8 +252,12 @@ def mlp_layer(graph: Graph, st: MLPStage, dec_in: RatArray, h: np.ndarray, facts
         info.sharpness.append(float(sharp))
         info.shifts.append(float(shift))
         row = n_vals + k
+        held = None
         for r, d in readers[k]:
-            _switch(layer, row, hb[k], {row: sharp}, sharp * shift, r, d)
+            x = _switch(layer, row, hb[k], {row: sharp}, sharp * shift, r, d)
+            if r in latched:
+                held = _value_unit(layer, row, hb[k]) if held is None else held
+                _twin(layer, x, held, {held: sharp}, sharp * shift)
     return layer, info
 
 
@@ -204,12 +266,26 @@ def _column_entries(M) -> list[list[tuple[int, Fraction]]]:
     return [[(r, Fraction(v)) for r, v in col] for col in M.T.sparse_rows]
 
 
-def gate_layer(graph: Graph, st: GateStage, dec_in: RatArray, h: np.ndarray, facts: Facts, backend: str,
-               dtype: torch.dtype):
+def _relu_bounds(stage: MLPStage, out: np.ndarray) -> np.ndarray:
+    """Per hidden ReLU of an MLP stage: a bound of its value, out[r] / |D_rk| where an output row r is that ReLU
+    alone (inf where none is)."""
+    out_bound = np.full(stage.E.shape[0], np.inf)
+    rows, cols = stage.D.nonzero
+    n = len(out)
+    alone = (np.bincount(rows, minlength=n) == 1) & (np.bincount(stage.C.nonzero[0], minlength=n) == 0)
+    alone &= stage.c.abs64 == 0
+    keep = alone[rows]
+    r, k = rows[keep], cols[keep]
+    np.minimum.at(out_bound, k, out[r] / stage.D.abs64[r, k])
+    return out_bound
+
+
+def gate_layer(graph: Graph, st: GateStage, src: Source, h: np.ndarray, facts: Facts, backend: str,
+               dtype: torch.dtype, latched=()):
     """Value units for the pass-through rows; per product u v, switches on the factor with fewer known values
     (a 0/1 flag is one switch), or the approximate pair when neither factor has a few known values."""
     n_vals, n = st.out.width, len(st.gates)
-    layer = GatedLayer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ dec_in,
+    layer = GatedLayer(RatArray.concat([m.rat for m in (st.P, st.U, st.V)]) @ src.dec,
                        RatArray.concat([RatArray.zeros(n_vals), st.u.rat, st.v.rat]), n_vals)
     pb = _bounds_of(st.P.rat, RatArray.zeros(n_vals), h)
     ub, vb = _bounds_of(st.U.rat, st.u.rat, h), _bounds_of(st.V.rat, st.v.rat, h)
@@ -295,8 +371,18 @@ def product_error(delta: float, U: float, V: float, u: float, fan_in: int, holds
 
 def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageErrors:
     """The stack's rounding plus each construction's own: a GRU switch that holds rounds 3 times per step
-    (`holds` = 1), ReLU switches are exact outside their band (relu_slack), approximate products are bounded."""
-    se = rounding(stage, ctx)
+    (`holds` = 1), ReLU switches are exact outside their band (relu_slack), approximate products are bounded.
+    A latched accumulator row is P = s - B D sw (up to |s| + |B D sw| large), rounding per update, plus value units
+    holding B D sw, rounding once (StageErrors.current); the stages reading s see terms up to |s| + 2 |B D sw|
+    (StageErrors.spread)."""
+    current = np.array(info.current) if info.latched else 0.0
+    se = rounding(stage, replace(ctx, out=ctx.out + current))
+    if info.latched:
+        latched = np.zeros(len(ctx.out), dtype=int)
+        latched[info.latched] = 1
+        latched[info.mixed] = 2
+        own = dot_rounding([(stage.B, ctx.h, ctx.int_h)], None, ctx.u, ctx.units)  # the current part's sum
+        se.latched, se.current, se.spread = latched, np.where(latched > 0, own, 0.0), 2 * current
     cls = np.full(len(ctx.out), FLOAT_EXACT_I)
     if stage.kind == "mlp":
         k, shift = np.array(info.sharpness), np.array(info.shifts)
@@ -304,11 +390,15 @@ def stage_errors(info: StageInfo, stage, ctx: Context, holds: int) -> StageError
         se.relu_band = (SAT / k, np.where(shift > 0, shift + SAT / k, SURROGATE / k), shift)
         se.relu_slope = SILU_SLOPE  # (w sigmoid(k w) is silu(k w) / k)
         # a GRU switch holds h_a = h_c at their last value, exactly where its argument is integer arithmetic (no
-        # rounding: eps times integers), else rounding 3 times per step: on, its output errs by that much more;
-        # off, it is that much in the sums reading it (value units: 6 u |argument|)
-        hold = np.where(se.inner > 0, holds * 6 * ctx.u * (np.abs(stage.E.f64) @ ctx.h + np.abs(stage.e.f64)), 0.0)
-        se.off_drift = hold
-        se.inner = se.inner + hold
+        # rounding: eps times integers). Else, with H a bound of what h_a holds and n = eps w its candidate, torch's
+        # h_a = (h_a' - n) z + n and h_c = r h_a' round by at most u (4 H + 3 |n|) in band (|w + shift| < SAT / k,
+        # where the output errs by that much more) and u (2 H + |n|) off (z = r = 1: in the sums reading it)
+        arg = np.abs(stage.E.f64) @ ctx.h + np.abs(stage.e.f64)
+        near = shift + SAT / k  # |w| in band
+        held = np.minimum(arg, _relu_bounds(stage, ctx.out)) + se.inner + near
+        inexact = holds * (se.inner > 0) * ctx.u * (1 + 4 * ctx.u)
+        se.off_drift = inexact * (2 * held + arg + se.inner)
+        se.inner = se.inner + inexact * (4 * held + 3 * near)
     elif stage.kind == "gate":
         fu = np.abs(stage.U.f64) @ ctx.h + np.abs(stage.u.f64)
         fv = np.abs(stage.V.f64) @ ctx.h + np.abs(stage.v.f64)
@@ -383,6 +473,9 @@ class UnitWeights:
     bs: np.ndarray
     R: np.ndarray  # eps_u * coef / eps_v (units x units)
     rb: np.ndarray
+    G: np.ndarray  # delayed twins' reset-gate pre-activation over the layer's own units: coef / eps_v
+    gb: np.ndarray
+    gated: np.ndarray  # per unit: a delayed twin (its reset gate reads G, gb)
 
 
 def _vector(n: int, entries: dict[int, Fraction]) -> RatArray:
@@ -401,9 +494,14 @@ def unit_weights(layer: GatedLayer) -> UnitWeights:
     R = RatArray.from_entries((n, n), {(u, v): x.eps * c / units[v].eps for u, x in enumerate(units)
                                        for v, c in x.recur.items() if c})
     rb = _vector(n, {u: x.eps * x.recur_bias for u, x in enumerate(units)})
+    G = RatArray.from_entries((n, n), {(u, v): c / units[v].eps for u, x in enumerate(units) if x.gate
+                                       for v, c in x.gate.items() if c})
+    gb = _vector(n, {u: x.gate_bias for u, x in enumerate(units)})
     switch = np.array([x.switch is not None for x in units], dtype=bool)
+    gated = np.array([x.gate is not None for x in units], dtype=bool)
     return UnitWeights(eps, switch, (Md @ layer.src).to_float() * eps[:, None], bd.to_float() * eps,
-                       (Ms @ layer.src).to_float(), bs.to_float(), R.to_float(), rb.to_float())
+                       (Ms @ layer.src).to_float(), bs.to_float(), R.to_float(), rb.to_float(), G.to_float(),
+                       gb.to_float(), gated)
 
 
 class GatedBackend:
@@ -424,16 +522,17 @@ class GatedBackend:
         x_bound = max(facts.magnitudes(graph.input), default=0.0)
         _require(np.array([x_bound]), graph, graph.input, self.name)
         bounds, _ = stack_bounds(stack, facts.magnitudes, x_bound)
-        dec, h = RatArray.eye(stack.input_dim), np.full(stack.input_dim, x_bound)
+        src, h = Source(RatArray.eye(stack.input_dim)), np.full(stack.input_dim, x_bound)
+        plan = _latch_plan(stack) if self.holds else {}
         weights, places, infos = [], [], []
         for i, (st, b) in enumerate(zip(stack.stages, bounds, strict=True)):
-            layer, info = _LAYER[st.kind](graph, st, dec, h, facts, self.name, dtype)
+            layer, info = _LAYER[st.kind](graph, st, src, h, facts, self.name, dtype, plan.get(i, ()))
             if not layer.units:  # every value of the stage is provably 0 (a product with a 0 factor): torch
                 layer.add(Unit(Fraction(1), {}))  # layers need a unit, which holds 0 and nothing reads
             first = np.cumsum([0] + [self.switch_width if u.switch else 1 for u in layer.units], dtype=np.int64)
             weights.append(self.layer_weights(unit_weights(layer), first))
-            dec = self._decoder(layer, first)
-            places += placements(f"{self.prefix}.{i}", dec, st.out)
+            src = self._source(layer, first)
+            places += placements(f"{self.prefix}.{i}", src.dec, st.out)
             infos.append(info)
             h = b.values
         hiddens = [int(w["weight_hh_l0"].shape[1]) for w in weights]
@@ -441,19 +540,36 @@ class GatedBackend:
         module = self.build_module(config)
         for layer_module, w in zip(getattr(module, self.prefix), weights, strict=True):
             _load(layer_module, w)
-        module.set_heads(stack, dec)
+        module.set_heads(stack, src.dec)
         return Emitted(module, config, places, None, {"stages": infos})
 
-    def _decoder(self, layer: GatedLayer, first: np.ndarray) -> RatArray:
-        entries: dict[tuple[int, int], Fraction] = {}
+    def _source(self, layer: GatedLayer, first: np.ndarray) -> Source:
+        """The decoder of a layer's values (value_r = sum of coef * out_unit / eps_unit over its reads, a GRU
+        switch's out being h_a - h_c), and where it has delayed twins, its switch part and the twins' copy."""
+        full: dict = {}
+        switched: dict = {}
+        delayed: dict = {}
+
+        def add(entries: dict, key: tuple[int, int], c: Fraction) -> None:
+            entries[key] = entries.get(key, 0) + c
+
         for row, reads in layer.reads.items():
             for u, coef in reads:
-                c = coef / layer.units[u].eps
-                p = int(first[u])
-                entries[(row, p)] = entries.get((row, p), 0) + c
-                if layer.units[u].switch and self.switch_width == 2:  # GRU: h_a - h_c
-                    entries[(row, p + 1)] = entries.get((row, p + 1), 0) - c
-        return RatArray.from_entries((layer.n_values, int(first[-1])), {k: v for k, v in entries.items() if v})
+                unit, c, p = layer.units[u], coef / layer.units[u].eps, int(first[u])
+                terms = [(p, c), (p + 1, -c)] if unit.switch and self.switch_width == 2 else [(p, c)]
+                for q, v in terms:
+                    add(full, (row, q), v)
+                    if unit.switch:
+                        add(switched, (row, q), v)
+                if u in layer.delayed:
+                    add(delayed, (row, int(first[layer.delayed[u]])), c)
+
+        def matrix(entries: dict) -> RatArray:
+            return RatArray.from_entries((layer.n_values, int(first[-1])), {k: v for k, v in entries.items() if v})
+
+        if not layer.delayed:
+            return Source(matrix(full))
+        return Source(matrix(full), matrix(switched), matrix(delayed), layer.switched)
 
     def layer_weights(self, w: UnitWeights, first: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -476,7 +592,8 @@ class GatedBackend:
         x = _kernel_probe(dtype)
         v, s = x[..., 0], x[..., 1]
         w = UnitWeights(np.ones(2), np.array([False, True]), np.array([[1.0, 0.0], [1.0, 0.0]]), np.zeros(2),
-                        np.array([[0.0, 0.0], [0.0, 1.0]]), np.zeros(2), np.zeros((2, 2)), np.zeros(2))
+                        np.array([[0.0, 0.0], [0.0, 1.0]]), np.zeros(2), np.zeros((2, 2)), np.zeros(2),
+                        np.zeros((2, 2)), np.zeros(2), np.zeros(2, dtype=bool))
         first = np.cumsum([0, 1, self.switch_width])
         layer_w = self.layer_weights(w, first)
         module = self.build_module({"inputs": [2], "hiddens": [int(first[-1])], "readout_in": int(first[-1]),
@@ -492,6 +609,26 @@ class GatedBackend:
 
     def sum_bound(self, stack: Stack, emitted, magnitudes, x_bound: float) -> float:
         return math.nan  # scaled tanh units: not integer arithmetic (the propagated bound covers them)
+
+
+def _latch_plan(stack: Stack) -> dict[int, set[int] | list[int]]:
+    """Which accumulators to carry through delayed twins (GRU): per state stage after an MLP stage, its rows
+    s_t = s_{t-1} + B h_t (A's row and column r hold only A_rr = 1, no bias) reading a row of the MLP stage that
+    has a switch part (D); and per such MLP stage, the rows those accumulators read, whose switches get twins."""
+    plan: dict[int, set[int] | list[int]] = {}
+    for i, st in enumerate(stack.stages):
+        prev = stack.stages[i - 1] if i else None
+        if st.kind != "state" or prev is None or prev.kind != "mlp":
+            continue
+        A, B, bias = st.A.f64, st.B.f64, st.bias.f64
+        switched = (prev.D.f64 != 0).any(axis=1)
+        rows = [r for r in range(A.shape[0])
+                if A[r, r] == 1 and np.count_nonzero(A[r]) == 1 and np.count_nonzero(A[:, r]) == 1 and bias[r] == 0
+                and (B[r, switched] != 0).any()]
+        if rows:
+            plan[i] = rows
+            plan[i - 1] = set(np.flatnonzero(switched & (B[rows] != 0).any(axis=0)).tolist())
+    return plan
 
 
 def _load(layer: torch.nn.Module, weights: dict[str, np.ndarray]) -> None:

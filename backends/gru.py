@@ -4,6 +4,7 @@ One nn.GRU per stage; h_t = (1 - z) n + z h_{t-1} with n = tanh(W_in x + b_in + 
 A value unit has z = 0, r = 1 and n = tanh(eps v + eps A h_{t-1}) = eps v (small-signal tanh, float-exact).
 A switch sigmoid(s) eps v is two units: a with z = sigmoid(-s), n = eps v (holding h_a' when off), and c with
 z = 0, r = sigmoid(-s), n = tanh(r h_a') (the held part): h_a - h_c = sigmoid(s) eps v (backends/gated.py).
+A delayed twin has z = 0, r = sigmoid(s_{t-1}) read from the layer's own previous units, n = tanh(r eps v_{t-1}).
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ class GruBackend(GatedBackend):
         r_w[c], r_b[c] = -w.Ws[sw], -w.bs[sw]  # c: r = sigmoid(-s), z = 0
         w_hn = recurrence(w, first)
         w_hn[c, a[sw]] = 1.0  # c reads h_a'
+        d = a[w.gated]  # delayed twins: r = sigmoid(G h' + gb) scales their recurrence
+        w_hr = np.zeros((H, H))
+        w_hr[np.ix_(d, a)], r_b[d] = w.G[w.gated], w.gb[w.gated]
         w_ih = np.concatenate([r_w, z_w, expand(w, first, w.Wd)])
         b_ih = np.concatenate([r_b, z_b, expand(w, first, w.bd)])
-        w_hh = np.concatenate([np.zeros((H, H)), np.zeros((H, H)), w_hn])
+        w_hh = np.concatenate([w_hr, np.zeros((H, H)), w_hn])
         b_hh = np.concatenate([np.zeros(H), np.zeros(H), expand(w, first, w.rb)])
         return {"weight_ih_l0": w_ih, "bias_ih_l0": b_ih, "weight_hh_l0": w_hh, "bias_hh_l0": b_hh}
 

@@ -109,6 +109,17 @@ def test_pairs_reuse_the_tok2tok_layout():
             assert hit is not None and answer[-2:] == value
 
 
+def test_vec2vec_queries_keep_clear_of_cell_edges_even_in_narrow_cells():
+    """Cells narrower than 2 eps (eps = 1/8, N = 4) keep queries halfway between eps and the cell width below each
+    boundary (the sampling used to search forever); eps at or above the cell width is refused, located."""
+    x = G.vec2vec(np.random.default_rng(0), 200, 5, D=1, E=2, N=4, eps=1 / 8)
+    below = np.arange(1, 5) / 4 - x[:, 0, :1]
+    assert np.all((below <= 0) | (below >= 3 / 16)) and np.ptp(x[:, 0, 0]) > 0.5
+    with pytest.raises(LsrlError, match="E0412") as err:
+        load_program(str(ROOT / "programs/vec2vec.lsrl"), {"D": 1, "N": 4, "eps": Fraction(1, 4)})
+    assert "below the cell width" in str(err.value) and ":40:" in str(err.value)
+
+
 @pytest.mark.parametrize("length", [12, 7])
 def test_vec2vec_prompts_are_the_grid_with_a_smooth_function(length):
     """Query, then the N^D cells in product order ([1/N, corner, f(centre)]), then zero tokens; the query is

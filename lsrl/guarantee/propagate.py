@@ -66,6 +66,13 @@ class StageErrors:
     # sums reading it at each step (0: exactly 0; a GRU switch holds its last value in two units, which the next
     # sum cancels only up to the hold's rounding)
     off_drift: np.ndarray | float = 0.0
+    # state, per row: an accumulator whose sum takes the previous stage's switches one step late, exactly 0 once off
+    # (a GRU latch, backends/gated.py), reading their current value, drift included, once: 1 where it reads only
+    # switches, 2 where it also reads values (its sum rounds at one more step); 0: none; None: no latches
+    latched: np.ndarray | None = None
+    current: np.ndarray | float = 0.0  # state, per latched row: the error of reading the current switches (once)
+    # per output value: how much more than |value| the terms its units hold may add up to in the sums reading it
+    spread: np.ndarray | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -284,6 +291,7 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
     unresolved: list[Unresolved] = []
     # per value: the step after which it is 0 in reals and at most `drift` in floats (exactly 0 where drift is 0)
     quiet, drift = np.full(stack.input_dim, np.inf), np.zeros(stack.input_dim)
+    kept = drift  # per value: the part of its drift not from its own stage's switches (what a latch sums)
     for i, st in enumerate(stack.stages):
         out_mag = np.minimum(layout_bounds(st.out, facts.magnitudes), BIG)
         out_int = layout_bounds(st.out, facts.integers).astype(bool)
@@ -295,10 +303,10 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
         groups = dict(errs.groups)
         if st.kind == "state":
             S = power_sums(st.A.f64, max_len)
-            K, tail, tail_drive = _quiet_accumulators(S, st, quiet, drift)
+            K, tail, tail_drive, once, rounds = _quiet_accumulators(S, st, quiet, drift, kept, se.latched)
             drive = drives[i] = _early_drive(errs.read(st.B), K, i, max_len, early)
-            carried = S @ drive + tail * tail_drive
-            rounded = S + np.diag(tail)  # the steps whose update rounds: S's, and a drifting accumulator's later ones
+            carried = S @ drive + tail * tail_drive + once + se.current
+            rounded = S + np.diag(rounds)  # the steps whose update rounds: S's, and an accumulator's later ones
             new = carried + rounded @ se.out
             if new.any():  # the state's own rounding grows with its error: one more pass with that magnitude
                 out_int = out_int & (new == 0)
@@ -350,13 +358,16 @@ def _pass(stack: Stack, facts, x_bound, x_integer: bool, x_exact: bool, max_len:
         if st.kind == "state":
             quiet, drift = _quiet_rows([(st.A, np.full(st.A.shape[1], np.inf), 0.0), (st.B, quiet, drift)], st.bias,
                                        se.out)
+            kept = drift
         elif st.kind == "mlp":
             hq, hd = _quiet_hidden(st, se, facts, member, groups, err, quiet, drift)
+            kept = _quiet_rows([(st.C, quiet, drift)], st.c, se.out)[1]
             quiet, drift = _quiet_rows([(st.C, quiet, drift), (st.D, hq, hd)], st.c, se.out)
         else:
             quiet, drift = _quiet_rows([(st.P, quiet, drift), (st.Q, _quiet_products(st, se, quiet), 0.0)], None,
                                        se.out)
-        mag, cls, ints = out_mag, new_cls, out_int
+            kept = drift
+        mag, cls, ints = out_mag + se.spread, new_cls, out_int
         live = {t[0] for t in tags if t is not None}
         errs = Errors(new, tags, {g: groups[g] for g in live})
     bounds, classes = {}, {}
@@ -430,26 +441,34 @@ def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
     return np.minimum(out, np.where(se.zero_products & 2, qv, np.inf))
 
 
-def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray,
-                        drift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray, drift: np.ndarray, kept: np.ndarray,
+                        latched: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shorten S's rows of accumulators whose drive is 0 in reals after some step K: s_i <- s_i + B_i h with every
     h_j read 0 from step K_j + 1 on (`quiet`). Where those h_j are exactly 0 in floats, s_i + 0 rounds nothing: only
     the first K = max K_j steps add error (S_ii = K instead of max_len). Where they drift, each later step adds the
-    drift read and the update's own rounding. Returned per row: (K, steps after K, drift read); inf, 0, 0 for the
-    other rows."""
+    drift read and the update's own rounding. A latched row (StageErrors.latched) sums the switches' part of h one
+    step late and exactly 0 once off, and reads their current value once: it may round at step K + 1 too (where
+    it also reads values), later steps add only the drift of the rest (`kept`), and the current drift counts once.
+    Returned per row: (K, steps after K, drift read per later step, drift read once, update roundings after K); inf
+    and zeros for the other rows."""
     A, B, bias = st.A.f64, st.B.f64, st.bias.f64
-    Ks, tail, tail_drive = np.full(A.shape[0], np.inf), np.zeros(A.shape[0]), np.zeros(A.shape[0])
-    for r in range(A.shape[0]):
+    n = A.shape[0]
+    Ks, tail, tail_drive, once = np.full(n, np.inf), np.zeros(n), np.zeros(n), np.zeros(n)
+    rounds = np.zeros(n)
+    for r in range(n):
         if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
             continue
         cols = np.flatnonzero(B[r])
         K = quiet[cols].max(initial=0.0)
         if np.isfinite(K):
             Ks[r] = max(K, 1)
+            late = 0 if latched is None else int(latched[r])
             full, S[r, r] = S[r, r], min(S[r, r], Ks[r] * (1 + 1e-9))  # (at least once: an inexact init)
-            tail_drive[r] = np.abs(B[r, cols]) @ drift[cols]
+            tail_drive[r] = np.abs(B[r, cols]) @ (kept if late else drift)[cols]
             tail[r] = full - S[r, r] if tail_drive[r] > 0 else 0.0
-    return Ks, tail, tail_drive
+            rounds[r] = max(tail[r], min(late == 2, full - S[r, r]))
+            once[r] = np.abs(B[r, cols]) @ drift[cols] if late else 0.0
+    return Ks, tail, tail_drive, once, rounds
 
 
 def _dep(M, cls: np.ndarray) -> np.ndarray:

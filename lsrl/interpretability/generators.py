@@ -356,14 +356,18 @@ def grid_cells(D: int, N: int, count: int) -> np.ndarray:
 
 
 def vec2vec_instance(rng: np.random.Generator, D: int, E: int, N: int, eps: float, amplitude: float, terms: int):
-    """One vec2vec task: a query q uniform in [0, 1)^D at least 2 eps below every cell boundary (where the
-    program's cell test is fractional), and a random smooth f: [0, 1)^D -> R^E with |f| <= amplitude,
-    f_e(z) = sum_k a_ek cos(2 pi w_k . z + phi_k) over `terms` integer frequencies w_k in -2..2 and
-    sum_k |a_ek| = amplitude. Returns (q, f) with f taking points (m, D) to values (m, E)."""
+    """One vec2vec task: a query q uniform in [0, 1)^D at least 2 eps below every cell boundary (the program's
+    cell test is fractional within eps of it; where 2 eps leaves no room, halfway between eps and 1/N), and a
+    random smooth f: [0, 1)^D -> R^E with |f| <= amplitude, f_e(z) = sum_k a_ek cos(2 pi w_k . z + phi_k) over
+    `terms` integer frequencies w_k in -2..2 and sum_k |a_ek| = amplitude. Returns (q, f) with f taking points
+    (m, D) to values (m, E)."""
     bounds = np.arange(1, N + 1) / N
+    if eps >= 1 / N:  # no query qualifies (the sampling below would never end)
+        raise ValueError(f"eps = {eps:g} leaves no query more than eps below every cell boundary (width 1/{N})")
+    margin = min(2 * eps, (eps + 1 / N) / 2)  # 2 eps, or halfway to the cell's lower edge in cells that narrow
 
     def near(q):
-        return np.any((q[:, None] > bounds - 2 * eps) & (q[:, None] < bounds), axis=1)
+        return np.any((q[:, None] > bounds - margin) & (q[:, None] < bounds), axis=1)
 
     q = rng.random(D)
     bad = near(q)
@@ -386,6 +390,9 @@ def vec2vec(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: in
     ignores) zero."""
     D, E, N = _int("D", D, 1), _int("E", E, 1), _int("N", N, 1)
     eps, amp, K = _real("eps", eps, 0, strict=True), _real("amplitude", amplitude, 0), _int("terms", terms, 1)
+    if eps >= 1 / N:
+        raise GeneratorArgError("eps", f"`eps` must be below the cell width 1/N = {1 / N:g} (queries keep more "
+                                f"than eps below every cell boundary), got {eps:g}")
     return vec2vec_prompts(rng, n, length, D, E, N, eps, amp, K)[0]
 
 
