@@ -195,12 +195,14 @@ def state_layer(graph: Graph, st: StateStage, src: Source, h: np.ndarray, facts:
     current = np.zeros(width)
     if rows:
         pick = RatArray.from_entries((len(rows), width), {(j, r): Fraction(1) for j, r in enumerate(rows)})
-        drive = B @ src.dec + pick.T @ (pick @ B @ (src.delayed + -src.switched))
-        layer = GatedLayer(RatArray.concat([drive, pick @ B @ src.switched]),
-                           RatArray.concat([st.bias.rat, RatArray.zeros(len(rows))]), width)
-        current[rows] = np.abs(B[rows].to_float()) @ src.bounds
-        values = (pick @ B @ (src.dec + -src.switched)).num != 0
-        mixed = [r for r, v in zip(rows, values.any(axis=1), strict=True) if v]
+        read = pick @ B
+        now = read @ src.switched  # the current switch part of each latched row
+        drive = B @ src.dec + pick.T @ (read @ src.delayed + -now)
+        layer = GatedLayer(RatArray.concat([drive, now]), RatArray.concat([st.bias.rat, RatArray.zeros(len(rows))]),
+                           width)
+        current[rows] = np.abs(read.to_float()) @ src.bounds
+        values = ((read @ src.dec + -now).num != 0).any(axis=1)  # rows that also read values
+        mixed = [r for r, v in zip(rows, values, strict=True) if v]
     else:
         layer, mixed = GatedLayer(B @ src.dec, st.bias.rat, width), []
     for seg in st.out.segments:
@@ -549,6 +551,7 @@ class GatedBackend:
         full: dict = {}
         switched: dict = {}
         delayed: dict = {}
+        twins = bool(layer.delayed)  # (the switch part and the twins' copy only where a latch reads them)
 
         def add(entries: dict, key: tuple[int, int], c: Fraction) -> None:
             entries[key] = entries.get(key, 0) + c
@@ -559,7 +562,7 @@ class GatedBackend:
                 terms = [(p, c), (p + 1, -c)] if unit.switch and self.switch_width == 2 else [(p, c)]
                 for q, v in terms:
                     add(full, (row, q), v)
-                    if unit.switch:
+                    if twins and unit.switch:
                         add(switched, (row, q), v)
                 if u in layer.delayed:
                     add(delayed, (row, int(first[layer.delayed[u]])), c)
@@ -567,7 +570,7 @@ class GatedBackend:
         def matrix(entries: dict) -> RatArray:
             return RatArray.from_entries((layer.n_values, int(first[-1])), {k: v for k, v in entries.items() if v})
 
-        if not layer.delayed:
+        if not twins:
             return Source(matrix(full))
         return Source(matrix(full), matrix(switched), matrix(delayed), layer.switched)
 
@@ -620,11 +623,9 @@ def _latch_plan(stack: Stack) -> dict[int, set[int] | list[int]]:
         prev = stack.stages[i - 1] if i else None
         if st.kind != "state" or prev is None or prev.kind != "mlp":
             continue
-        A, B, bias = st.A.f64, st.B.f64, st.bias.f64
+        B = st.B.f64
         switched = (prev.D.f64 != 0).any(axis=1)
-        rows = [r for r in range(A.shape[0])
-                if A[r, r] == 1 and np.count_nonzero(A[r]) == 1 and np.count_nonzero(A[:, r]) == 1 and bias[r] == 0
-                and (B[r, switched] != 0).any()]
+        rows = np.flatnonzero(st.accumulators & (B[:, switched] != 0).any(axis=1)).tolist()
         if rows:
             plan[i] = rows
             plan[i - 1] = set(np.flatnonzero(switched & (B[rows] != 0).any(axis=0)).tolist())

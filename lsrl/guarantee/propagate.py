@@ -442,7 +442,7 @@ def _quiet_products(st, se: StageErrors, quiet: np.ndarray) -> np.ndarray:
 
 
 def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray, drift: np.ndarray, kept: np.ndarray,
-                        latched: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                        latched: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """Shorten S's rows of accumulators whose drive is 0 in reals after some step K: s_i <- s_i + B_i h with every
     h_j read 0 from step K_j + 1 on (`quiet`). Where those h_j are exactly 0 in floats, s_i + 0 rounds nothing: only
     the first K = max K_j steps add error (S_ii = K instead of max_len). Where they drift, each later step adds the
@@ -451,13 +451,11 @@ def _quiet_accumulators(S: np.ndarray, st, quiet: np.ndarray, drift: np.ndarray,
     it also reads values), later steps add only the drift of the rest (`kept`), and the current drift counts once.
     Returned per row: (K, steps after K, drift read per later step, drift read once, update roundings after K); inf
     and zeros for the other rows."""
-    A, B, bias = st.A.f64, st.B.f64, st.bias.f64
-    n = A.shape[0]
+    B = st.B.f64
+    n = B.shape[0]
     Ks, tail, tail_drive, once = np.full(n, np.inf), np.zeros(n), np.zeros(n), np.zeros(n)
     rounds = np.zeros(n)
-    for r in range(n):
-        if A[r, r] != 1 or np.count_nonzero(A[r]) != 1 or bias[r] != 0 or np.count_nonzero(A[:, r]) != 1:
-            continue
+    for r in np.flatnonzero(st.accumulators):
         cols = np.flatnonzero(B[r])
         K = quiet[cols].max(initial=0.0)
         if np.isfinite(K):

@@ -362,8 +362,6 @@ def vec2vec_instance(rng: np.random.Generator, D: int, E: int, N: int, eps: floa
     `terms` integer frequencies w_k in -2..2 and sum_k |a_ek| = amplitude. Returns (q, f) with f taking points
     (m, D) to values (m, E)."""
     bounds = np.arange(1, N + 1) / N
-    if eps >= 1 / N:  # no query qualifies (the sampling below would never end)
-        raise ValueError(f"eps = {eps:g} leaves no query more than eps below every cell boundary (width 1/{N})")
     margin = min(2 * eps, (eps + 1 / N) / 2)  # 2 eps, or halfway to the cell's lower edge in cells that narrow
 
     def near(q):
@@ -390,15 +388,15 @@ def vec2vec(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: in
     ignores) zero."""
     D, E, N = _int("D", D, 1), _int("E", E, 1), _int("N", N, 1)
     eps, amp, K = _real("eps", eps, 0, strict=True), _real("amplitude", amplitude, 0), _int("terms", terms, 1)
-    if eps >= 1 / N:
-        raise GeneratorArgError("eps", f"`eps` must be below the cell width 1/N = {1 / N:g} (queries keep more "
-                                f"than eps below every cell boundary), got {eps:g}")
     return vec2vec_prompts(rng, n, length, D, E, N, eps, amp, K)[0]
 
 
 def vec2vec_prompts(rng: np.random.Generator, n: int, length: int, D: int, E: int, N: int, eps: float,
                     amplitude: float = 1, terms: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """The `vec2vec` generator's prompts, and f at each one's query (n, E): what the model approximates."""
+    if eps >= 1 / N:  # no query qualifies: vec2vec_instance's sampling would never end
+        raise GeneratorArgError("eps", f"`eps` must be below the cell width 1/N = {1 / N:g} (queries keep more "
+                                f"than eps below every cell boundary), got {eps:g}")
     out, target = np.zeros((n, length, 1 + D + E)), np.zeros((n, E))
     if n == 0 or length == 0:
         return out, target

@@ -53,6 +53,17 @@ class StateStage:
     out: Layout
     kind = "state"
 
+    @cached
+    def accumulators(self) -> np.ndarray:
+        """Per row r: s_r <- s_r + B_r h, alone (A's row and column r hold only A_rr = 1; no bias)."""
+        rows, cols = self.A.nonzero
+        n = self.A.shape[0]
+        ones = (rows == cols) & (self.A.f64[rows, cols] == 1)
+        diag = np.zeros(n, dtype=bool)
+        diag[rows[ones]] = True
+        alone = (np.bincount(rows, minlength=n) == 1) & (np.bincount(cols, minlength=n) == 1)
+        return diag & alone & (self.bias.abs64 == 0)
+
     def run(self, h, m):
         """The stage on a (batch, time, dim) array; `m(coeffs)` gives each matrix as float or exact entries."""
         return linear_recurrence(h @ m(self.B).T + m(self.bias), m(self.A).T, m(self.init))
